@@ -1,0 +1,7 @@
+//! The built-in plugin crates. Each is referenced here so the linker keeps it, and with it its
+//! `inventory` registration (STYLE.md rule 8).
+
+extern crate perf_api_openai;
+
+/// Called by the registry so this module is never dropped as unused.
+pub(crate) fn link() {}

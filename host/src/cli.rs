@@ -1,0 +1,373 @@
+//! The command line, flag for flag and default for default with `evalscope perf` 1.14.1, plus
+//! perf's own additions (marked "perf:" in the help). Raw flags only; `plan.rs` validates them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Load-test and benchmark LLM inference services (a drop-in for `evalscope perf`).
+#[derive(Debug, Parser)]
+#[command(
+    name = "perf",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Metric definitions: see the README, section \"Metrics\"."
+)]
+pub struct Cli {
+    /// A subcommand; without one, `perf` runs a benchmark.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// perf: load a plugin library (.so/.dll/.dylib); repeatable.
+    #[arg(long = "plugin", value_name = "PATH", global = true)]
+    pub plugins: Vec<PathBuf>,
+
+    /// The benchmark's flags.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List every available plugin: kind, id, version, origin and description.
+    Plugins,
+    /// Serve the built-in OpenAI-compatible simulator until interrupted (for benchmarks of
+    /// perf itself and of other clients).
+    ServeMock(ServeMockArgs),
+}
+
+/// Flags of `perf serve-mock`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeMockArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 = any free port; the chosen port is printed).
+    #[arg(long, default_value_t = 8877)]
+    pub port: u16,
+    /// The simulated server's behaviour.
+    #[command(flatten)]
+    pub mock: MockArgs,
+}
+
+/// The simulator's behaviour (`--api mock` and `perf serve-mock`).
+#[derive(Debug, Clone, Args, Default)]
+pub struct MockArgs {
+    /// perf: simulator time to first token, in milliseconds.
+    #[arg(long, default_value_t = 50.0, value_name = "MS")]
+    pub mock_ttft_ms: f64,
+    /// perf: simulator time per output token after the first, in milliseconds.
+    #[arg(long, default_value_t = 5.0, value_name = "MS")]
+    pub mock_tpot_ms: f64,
+    /// perf: simulator output length in tokens (capped by the request's max_tokens).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub mock_output_tokens: u32,
+    /// perf: simulator tokens per streamed chunk.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub mock_tokens_per_chunk: u32,
+    /// perf: simulator concurrent slots; requests beyond it queue (0 = unlimited).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub mock_capacity: usize,
+    /// perf: every Nth request gets an HTTP error (0 = never).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub mock_fail_every: u64,
+    /// perf: the status of injected HTTP errors.
+    #[arg(long, default_value_t = 500, value_name = "CODE")]
+    pub mock_fail_status: u16,
+    /// perf: every Nth streamed request has its connection dropped mid-stream (0 = never).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub mock_drop_every: u64,
+    /// perf: every Nth streamed request gets one malformed (non-JSON) chunk (0 = never).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub mock_malformed_every: u64,
+    /// perf: write the simulator's own timestamps (request received, each chunk sent) as
+    /// JSON lines to this file, to check a client's numbers against the server's.
+    #[arg(long, value_name = "PATH")]
+    pub mock_log: Option<PathBuf>,
+}
+
+/// The benchmark's flags (evalscope perf 1.14.1 names and defaults).
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    // ----- Model / API / connection
+    /// Model name, sent in the body's `model`; its basename names the output directory.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Attention implementation for --api local (flash_attention_2, sdpa, eager).
+    #[arg(long)]
+    pub attn_implementation: Option<String>,
+    /// Service API: openai, mock (perf's built-in simulator), local, local_vllm, or the id of
+    /// any API adapter plugin.
+    #[arg(long, default_value = "openai")]
+    pub api: String,
+    /// Tokenizer (tokenizer.json, a directory, or a model id), for token counts and random prompts.
+    #[arg(long)]
+    pub tokenizer_path: Option<String>,
+    /// The endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:8877/v1/chat/completions")]
+    pub url: String,
+    /// Port of the local server (--api local, local_vllm, mock).
+    #[arg(long, default_value_t = 8877)]
+    pub port: u16,
+    /// Extra HTTP headers, `key=value` (split at the first `=`).
+    #[arg(long, num_args = 1.., value_name = "KEY=VALUE")]
+    pub headers: Vec<String>,
+    /// API key, sent as `Authorization: Bearer <key>`. Never logged or written.
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// Connect timeout in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub connect_timeout: Option<f64>,
+    /// Read timeout in seconds: the longest gap between two reads of a response.
+    #[arg(long, value_name = "SECONDS")]
+    pub read_timeout: Option<f64>,
+    /// Total timeout of one request in seconds; also caps the connection test.
+    #[arg(long, default_value_t = 21600.0, value_name = "SECONDS")]
+    pub total_timeout: f64,
+    /// Skip the connection test before the run.
+    #[arg(long)]
+    pub no_test_connection: bool,
+    /// AgentX scenario (evalscope hands it to AIPerf).
+    #[arg(long)]
+    pub scenario: Option<String>,
+
+    // ----- Load shape
+    /// Requests per run; several values make a sweep, paired with --parallel (or --rate).
+    #[arg(short = 'n', long, num_args = 1.., default_values_t = [1000u64])]
+    pub number: Vec<u64>,
+    /// Maximum in-flight requests per run; several values make a sweep.
+    #[arg(long, num_args = 1.., default_values_t = [1i64], allow_negative_numbers = true)]
+    pub parallel: Vec<i64>,
+    /// Requests per second (Poisson arrivals); -1 sends as fast as --parallel allows.
+    #[arg(long, num_args = 1.., default_values_t = [-1.0f64], allow_negative_numbers = true)]
+    pub rate: Vec<f64>,
+    /// Warmup requests before each run (>= 1: a count; between 0 and 1: a fraction of --number).
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_num: f64,
+    /// Prefill/decode disaggregation metrics.
+    #[arg(long)]
+    pub enable_pd_metrics: bool,
+    /// Send on the --rate schedule with no concurrency cap.
+    #[arg(long)]
+    pub open_loop: bool,
+    /// Seconds to sleep between the runs of a sweep.
+    #[arg(long, default_value_t = 5.0)]
+    pub sleep_interval: f64,
+    /// Wall-clock budget of each run in seconds; no new requests after it, in-flight ones finish.
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+
+    // ----- SLA auto-tune
+    /// Search for the largest --parallel or --rate that meets --sla-params.
+    #[arg(long)]
+    pub sla_auto_tune: bool,
+    /// The variable the SLA search tunes: parallel or rate.
+    #[arg(long, default_value = "parallel")]
+    pub sla_variable: String,
+    /// SLA criteria as JSON.
+    #[arg(long)]
+    pub sla_params: Option<String>,
+    /// Repeats per probed value.
+    #[arg(long, default_value_t = 3)]
+    pub sla_num_runs: u32,
+    /// Upper bound of the SLA search.
+    #[arg(long, default_value_t = 65536)]
+    pub sla_upper_bound: u64,
+    /// Lower bound of the SLA search.
+    #[arg(long, default_value_t = 1)]
+    pub sla_lower_bound: u64,
+    /// Concurrency while tuning the rate.
+    #[arg(long)]
+    pub sla_fixed_parallel: Option<u64>,
+    /// Requests per probe = value x multiplier.
+    #[arg(long)]
+    pub sla_number_multiplier: Option<f64>,
+
+    // ----- Tuning knobs
+    /// SQLite rows per commit.
+    #[arg(long, default_value_t = 1000)]
+    pub db_commit_interval: usize,
+    /// Accepted for compatibility; perf's result queue does not block senders.
+    #[arg(long, default_value_t = 5)]
+    pub queue_size_multiplier: usize,
+    /// Accepted for compatibility; perf keeps exactly --parallel requests in flight.
+    #[arg(long, default_value_t = 2)]
+    pub in_flight_task_multiplier: usize,
+    /// Threads for prompt generation (0 = automatic).
+    #[arg(long, default_value_t = 0)]
+    pub num_workers: usize,
+
+    // ----- Logging / visualisation
+    /// Log the running summary every N measured responses.
+    #[arg(long, default_value_t = 100)]
+    pub log_every_n_query: u64,
+    /// Debug logging.
+    #[arg(long)]
+    pub debug: bool,
+    /// Stream running metrics to wandb or swanlab.
+    #[arg(long)]
+    pub visualizer: Option<String>,
+    /// wandb API key (prefer WANDB_API_KEY); implies --visualizer wandb.
+    #[arg(long)]
+    pub wandb_api_key: Option<String>,
+    /// swanlab API key (`local` selects local mode).
+    #[arg(long)]
+    pub swanlab_api_key: Option<String>,
+    /// Self-hosted swanlab address.
+    #[arg(long)]
+    pub swanlab_host: Option<String>,
+    /// Run name: output subdirectory and visualiser run name (default `<model>_<time>`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Display label for the summary.
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// Write progress.json during the run.
+    #[arg(long)]
+    pub enable_progress_tracker: bool,
+
+    // ----- Prompt construction
+    /// Maximum prompt length (tokens with a tokenizer, else characters).
+    #[arg(long, default_value_t = 131072)]
+    pub max_prompt_length: u64,
+    /// Minimum prompt length.
+    #[arg(long, default_value_t = 0)]
+    pub min_prompt_length: u64,
+    /// Random shared prefix length in tokens (random dataset).
+    #[arg(long, default_value_t = 0)]
+    pub prefix_length: u64,
+    /// Number of distinct random prefixes (random dataset).
+    #[arg(long, default_value_t = 1)]
+    pub prefix_count: u64,
+    /// A fixed prompt, or `@file`; wins over --dataset.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Request body skeleton as JSON, or `@file.json`.
+    #[arg(long)]
+    pub query_template: Option<String>,
+    /// Wrap prompts as chat messages (default: when the URL ends in chat/completions).
+    #[arg(long, overrides_with = "no_apply_chat_template")]
+    pub apply_chat_template: bool,
+    /// Send prompts as plain text (completions).
+    #[arg(long)]
+    pub no_apply_chat_template: bool,
+    /// random_vl image width.
+    #[arg(long, default_value_t = 224)]
+    pub image_width: u32,
+    /// random_vl image height.
+    #[arg(long, default_value_t = 224)]
+    pub image_height: u32,
+    /// random_vl image colour mode.
+    #[arg(long, default_value = "RGB")]
+    pub image_format: String,
+    /// random_vl images per request.
+    #[arg(long, default_value_t = 1)]
+    pub image_num: u32,
+    /// Patch size for the client-side image token estimate.
+    #[arg(long, default_value_t = 28)]
+    pub image_patch_size: u32,
+
+    // ----- Output
+    /// Root output directory.
+    #[arg(long, default_value = "outputs")]
+    pub outputs_dir: PathBuf,
+    /// Write to `<outputs-dir>/<name>` instead of `<outputs-dir>/<time>/<name>`.
+    #[arg(long)]
+    pub no_timestamp: bool,
+
+    // ----- Dataset
+    /// Dataset plugin id (openqa, longalpaca, line_by_line, random, ... or a plugin's).
+    #[arg(long, default_value = "openqa")]
+    pub dataset: String,
+    /// Local dataset file or directory.
+    #[arg(long)]
+    pub dataset_path: Option<String>,
+    /// Hub for built-in datasets: modelscope, huggingface or local.
+    #[arg(long, default_value = "modelscope")]
+    pub data_source: String,
+    /// Offset into the vocabulary for random datasets.
+    #[arg(long, default_value_t = 0)]
+    pub dataset_offset: u64,
+    /// Dataset options as JSON (also the options of a --plugin dataset).
+    #[arg(long)]
+    pub dataset_args: Option<String>,
+
+    // ----- Generation parameters
+    /// frequency_penalty.
+    #[arg(long, allow_negative_numbers = true)]
+    pub frequency_penalty: Option<f64>,
+    /// repetition_penalty.
+    #[arg(long)]
+    pub repetition_penalty: Option<f64>,
+    /// Request log probabilities.
+    #[arg(long)]
+    pub logprobs: bool,
+    /// max_tokens: one value, or `MIN MAX` to draw each request's value uniformly.
+    #[arg(long, num_args = 1..=2, default_values_t = [2048u32])]
+    pub max_tokens: Vec<u32>,
+    /// min_tokens.
+    #[arg(long)]
+    pub min_tokens: Option<u32>,
+    /// n (completion choices).
+    #[arg(long)]
+    pub n_choices: Option<u32>,
+    /// Random seed; also sent as `seed`.
+    #[arg(long)]
+    pub seed: Option<i64>,
+    /// Stop sequences.
+    #[arg(long, num_args = 0..)]
+    pub stop: Option<Vec<String>>,
+    /// Stop token ids (sent as integers).
+    #[arg(long, num_args = 0..)]
+    pub stop_token_ids: Option<Vec<u32>>,
+    /// Stream the response (server-sent events); needed for time to first token.
+    #[arg(long, overrides_with = "no_stream")]
+    pub stream: bool,
+    /// Do not stream.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// top_p.
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// top_k.
+    #[arg(long)]
+    pub top_k: Option<i64>,
+    /// JSON object merged into every body last.
+    #[arg(long)]
+    pub extra_args: Option<String>,
+    /// Send token ids to /v1/completions instead of text.
+    #[arg(long)]
+    pub tokenize_prompt: bool,
+
+    // ----- Multi-turn
+    /// Conversation mode.
+    #[arg(long)]
+    pub multi_turn: bool,
+    /// Minimum user turns.
+    #[arg(long, default_value_t = 1)]
+    pub min_turns: u32,
+    /// Maximum user turns.
+    #[arg(long)]
+    pub max_turns: Option<u32>,
+    /// Deprecated multi-turn options.
+    #[arg(long)]
+    pub multi_turn_args: Option<String>,
+
+    // ----- perf's own
+    /// perf: options of the API adapter plugin, as JSON.
+    #[arg(long)]
+    pub api_args: Option<String>,
+    /// perf: enable a result sink by id, with JSON options: `ID` or `ID={"key": "value"}`;
+    /// repeatable.
+    #[arg(long = "sink", value_name = "ID[=JSON]")]
+    pub sinks: Vec<String>,
+
+    /// The simulator's behaviour, for --api mock.
+    #[command(flatten)]
+    pub mock: MockArgs,
+}

@@ -1,0 +1,3 @@
+//! Subcommands other than the benchmark itself.
+
+pub mod plugins;

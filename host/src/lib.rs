@@ -1,0 +1,53 @@
+//! `perf`: load-testing and benchmarking for LLM inference services.
+//!
+//! `main.rs` only parses the command line and maps errors to exit codes; everything else is
+//! here so tests can call it in process. The flow of a run: `cli` (raw flags) -> `plan`
+//! (validated run plan) -> `schedule` (when each request goes) -> `worker` (sending, timing,
+//! framing, decoding) -> `aggregate` (statistics) -> `output` (files, console, sinks).
+//! `plugin_host` owns the registry of plugins; `server` is the built-in OpenAI-compatible
+//! simulator.
+
+mod builtins;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod plugin_host;
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use error::usage;
+use plugin_host::PluginRegistry;
+
+/// Parses `args` and runs `perf`; returns the process exit code.
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            error::exit_code(&e)
+        }
+    }
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let registry = PluginRegistry::load(&cli.plugins)?;
+    match cli.command {
+        Some(Command::Plugins) => {
+            println!("{}", commands::plugins::render(&registry));
+            Ok(0)
+        }
+        Some(Command::ServeMock(_)) => Err(usage("perf serve-mock is not supported yet")),
+        None => Err(usage("benchmark runs are not supported yet")),
+    }
+}

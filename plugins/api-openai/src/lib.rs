@@ -1,0 +1,68 @@
+//! The `openai` API adapter: OpenAI-compatible `/v1/chat/completions` and `/v1/completions`,
+//! streamed (server-sent events) or not. `--api local`, `--api local_vllm` and the simulator
+//! (`--api mock`) speak the same protocol and use this adapter too.
+//!
+//! Request bodies follow evalscope perf 1.14.1 (see `body.rs`); decoding recognises content,
+//! reasoning (`reasoning_content`, `reasoning`, `reasoning_details`) and tool-call deltas as
+//! output, so a reasoning model's time to first token is the time to its first thought.
+
+mod body;
+mod decode;
+
+use perf_plugin_api::sdk::{ApiAdapterPlugin, ApiConfig};
+use perf_plugin_api::{
+    Framing, Header, HttpMethod, HttpRequest, PluginError, PromptItem, RequestContext,
+};
+
+pub use decode::OpenAiDecoder;
+
+/// The adapter; one per run, shared by every worker.
+pub struct OpenAiAdapter {
+    body: body::BodyBuilder,
+    framing: Framing,
+}
+
+impl ApiAdapterPlugin for OpenAiAdapter {
+    const ID: &'static str = "openai";
+    const DESCRIPTION: &'static str =
+        "OpenAI-compatible chat completions and completions, streamed (SSE) or not";
+    type Decoder = OpenAiDecoder;
+
+    fn new(config: &ApiConfig) -> Result<Self, PluginError> {
+        Ok(OpenAiAdapter {
+            body: body::BodyBuilder::new(config)?,
+            framing: if config.stream {
+                Framing::Sse
+            } else {
+                Framing::None
+            },
+        })
+    }
+
+    fn build_request(
+        &self,
+        item: &PromptItem,
+        ctx: &RequestContext,
+    ) -> Result<HttpRequest, PluginError> {
+        let body = self.body.build(item, ctx)?;
+        Ok(HttpRequest {
+            method: HttpMethod::Post,
+            url: "".into(),
+            headers: vec![Header {
+                name: "content-type".into(),
+                value: "application/json".into(),
+            }]
+            .into(),
+            body: body.into(),
+            framing: self.framing,
+        })
+    }
+
+    fn new_decoder(&self) -> OpenAiDecoder {
+        OpenAiDecoder::default()
+    }
+}
+
+perf_plugin_api::builtin_plugins! {
+    ApiAdapter: OpenAiAdapter,
+}
