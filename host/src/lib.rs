@@ -11,6 +11,7 @@ mod builtins;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod framing;
 pub mod plugin_host;
 
 use std::ffi::OsString;

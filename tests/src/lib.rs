@@ -1,1 +1,69 @@
+//! Helpers for perf's end-to-end tests: where the built binary and plugin libraries are, and
+//! running the binary.
+//!
+//! The tests use what `cargo build --workspace` produced (the README's test command builds
+//! first), so the `.so` files under test are the real ones from `sdk-examples/` and
+//! `tests/fixtures/`.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The cargo target directory of the running test (`target/debug`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    // target/debug/deps/e2e-xxxx -> target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The `perf` binary.
+pub fn perf_bin() -> PathBuf {
+    let path = target_dir().join(format!("perf{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` before the tests (see README)",
+        path.display()
+    );
+    path
+}
+
+/// The dynamic library built from the workspace crate `crate_name`.
+pub fn cdylib(crate_name: &str) -> PathBuf {
+    let file = format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        crate_name.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    );
+    let path = target_dir().join(file);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` before the tests (see README)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `perf` with `args` in `dir`.
+pub fn perf_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(perf_bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("perf runs")
+}
+
+/// Runs `perf` with `args` in the current directory.
+pub fn perf(args: &[&str]) -> Output {
+    perf_in(&std::env::current_dir().expect("cwd"), args)
+}
+
+/// Stdout and stderr as text.
+pub fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -76,13 +76,23 @@ fn version_requirement(v: &VersionNumber) -> String {
     format!("{}.{}", v.major, v.minor)
 }
 
-fn shorten(report: &str, lines: usize) -> String {
-    let kept: Vec<&str> = report
+/// The "Error:" blocks of abi_stable's layout report (expected/found types), which is several
+/// hundred lines long in full; the first lines if it has no such block.
+fn layout_differences(report: &str) -> String {
+    let lines: Vec<&str> = report
         .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.trim().is_empty())
-        .take(lines)
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
         .collect();
+    let mut kept = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.starts_with("Error:") {
+            kept.extend(lines[i..].iter().take(5).copied());
+        }
+    }
+    if kept.is_empty() {
+        kept.extend(lines.iter().take(12).copied());
+    }
     format!("  {}", kept.join("\n  "))
 }
 
@@ -133,7 +143,7 @@ pub fn load_library(path: &Path) -> Result<PluginLibraryRef, LoadError> {
             LibraryError::AbiInstability(report) => LoadError::LayoutMismatch {
                 path: owned(),
                 version: INTERFACE_VERSION.into(),
-                details: shorten(&report.to_string(), 12),
+                details: layout_differences(&report.to_string()),
             },
             other => LoadError::InitFailed {
                 path: owned(),

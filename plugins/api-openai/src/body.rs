@@ -202,7 +202,6 @@ pub(crate) fn messages_json(messages: &[ChatMessage]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use perf_plugin_api::ROption;
 
     fn config(stream: bool) -> ApiConfig {
         ApiConfig {
@@ -317,6 +316,5 @@ mod tests {
         c.query_template = Some(json!([1]));
         let err = BodyBuilder::new(&c).err().expect("error");
         assert!(err.message.contains("JSON object"), "{}", err.message);
-        let _ = ROption::<u32>::RNone;
     }
 }

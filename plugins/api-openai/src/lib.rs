@@ -59,7 +59,7 @@ impl ApiAdapterPlugin for OpenAiAdapter {
     }
 
     fn new_decoder(&self) -> OpenAiDecoder {
-        OpenAiDecoder::default()
+        OpenAiDecoder
     }
 }
 

@@ -1,0 +1,3 @@
+//! perf's end-to-end tests: one binary, one module per area.
+
+mod plugins;
