@@ -53,7 +53,7 @@ pub struct ServeMockArgs {
 }
 
 /// The simulator's behaviour (`--api mock` and `perf serve-mock`).
-#[derive(Debug, Clone, Args, Default)]
+#[derive(Debug, Clone, Args, Default, serde::Serialize)]
 pub struct MockArgs {
     /// perf: simulator time to first token, in milliseconds.
     #[arg(long, default_value_t = 50.0, value_name = "MS")]
@@ -89,7 +89,7 @@ pub struct MockArgs {
 }
 
 /// The benchmark's flags (evalscope perf 1.14.1 names and defaults).
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, serde::Serialize)]
 pub struct RunArgs {
     // ----- Model / API / connection
     /// Model name, sent in the body's `model`; its basename names the output directory.

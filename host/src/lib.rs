@@ -12,7 +12,10 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod framing;
+pub mod plan;
 pub mod plugin_host;
+pub mod server;
+pub mod signals;
 
 use std::ffi::OsString;
 
@@ -48,7 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", commands::plugins::render(&registry));
             Ok(0)
         }
-        Some(Command::ServeMock(_)) => Err(usage("perf serve-mock is not supported yet")),
+        Some(Command::ServeMock(args)) => commands::serve_mock::run(&args),
         None => Err(usage("benchmark runs are not supported yet")),
     }
 }

@@ -1,3 +1,4 @@
 //! Subcommands other than the benchmark itself.
 
 pub mod plugins;
+pub mod serve_mock;

@@ -1,0 +1,612 @@
+//! From raw flags to a validated run plan. Every check that evalscope perf makes is here, with
+//! a message that says what to change; nothing in this module does I/O except reading the
+//! `@file` arguments it resolves.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use perf_plugin_api::sdk::{ApiConfig, DatasetConfig, SinkConfig};
+use serde_json::{Map, Value};
+
+use crate::cli::{MockArgs, RunArgs};
+use crate::error::usage;
+
+/// One run of a sweep: a (parallel, number) pair, or (rate, number) in open loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSpec {
+    /// Maximum in-flight requests; `None` in open loop.
+    pub parallel: Option<usize>,
+    /// Measured requests.
+    pub number: u64,
+    /// Requests per second on a Poisson schedule; `None` = unpaced.
+    pub rate: Option<f64>,
+    /// Warmup requests sent before the measured ones (no barrier).
+    pub warmup: u64,
+    /// The run's directory name.
+    pub label: String,
+}
+
+/// `--max-tokens`: one value, or a range drawn per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxTokens {
+    /// Every request asks for this many.
+    Fixed(u32),
+    /// Each request draws uniformly from this inclusive range.
+    Range(u32, u32),
+}
+
+/// HTTP settings.
+#[derive(Debug, Clone)]
+pub struct HttpPlan {
+    /// The endpoint.
+    pub url: String,
+    /// Extra headers (`--headers`), in order.
+    pub headers: Vec<(String, String)>,
+    /// `--api-key`.
+    pub api_key: Option<String>,
+    /// Connect timeout.
+    pub connect_timeout: Option<Duration>,
+    /// Longest gap between reads.
+    pub read_timeout: Option<Duration>,
+    /// Whole-request timeout.
+    pub total_timeout: Duration,
+}
+
+/// Where prompts come from.
+#[derive(Debug, Clone)]
+pub enum PromptPlan {
+    /// `--prompt`: one prompt sent every time.
+    Fixed(String),
+    /// A dataset plugin.
+    Dataset {
+        /// Its id.
+        id: String,
+        /// Its configuration.
+        config: DatasetConfig,
+    },
+}
+
+/// A validated invocation.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    /// The API adapter's id (`mock`, `local`, `local_vllm` resolve to `openai`).
+    pub api_id: String,
+    /// What the user passed to `--api`.
+    pub api_flag: String,
+    /// The adapter's configuration.
+    pub api: ApiConfig,
+    /// HTTP settings.
+    pub http: HttpPlan,
+    /// Test the connection first.
+    pub test_connection: bool,
+    /// The runs of the sweep, in order.
+    pub runs: Vec<RunSpec>,
+    /// Open loop: no concurrency cap.
+    pub open_loop: bool,
+    /// Sleep between runs.
+    pub sleep_interval: Duration,
+    /// Per-run wall-clock budget.
+    pub duration: Option<Duration>,
+    /// `--max-tokens`.
+    pub max_tokens: MaxTokens,
+    /// `--seed` (also seeds the schedule and the max-tokens draws).
+    pub seed: Option<i64>,
+    /// Prompts.
+    pub prompts: PromptPlan,
+    /// Result sinks to enable.
+    pub sinks: Vec<(String, SinkConfig)>,
+    /// The simulator, for `--api mock`.
+    pub mock: Option<MockArgs>,
+    /// Run name (visualisers) and output directory name.
+    pub name: String,
+    /// `<outputs-dir>/<time>/<name>`.
+    pub output_dir: PathBuf,
+    /// Log the running summary every N responses.
+    pub log_every_n: u64,
+    /// SQLite rows per commit.
+    pub db_commit_interval: usize,
+    /// All arguments, secrets masked, for `benchmark_args.json` and sinks.
+    pub args_json: Value,
+    /// Debug logging.
+    pub debug: bool,
+}
+
+fn not_supported(what: &str) -> anyhow::Error {
+    usage(format!("{what} is not supported yet"))
+}
+
+/// Reads `@file` arguments; other values are returned as they are.
+fn at_file(value: &str, flag: &str) -> anyhow::Result<String> {
+    match value.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("{flag}: cannot read {path}: {e}"))),
+        None => Ok(value.to_string()),
+    }
+}
+
+fn json_object(text: &str, flag: &str) -> anyhow::Result<Map<String, Value>> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(usage(format!(
+            "{flag} must be a JSON object, like '{{\"key\": 1}}'"
+        ))),
+        Err(e) => Err(usage(format!("{flag} is not valid JSON: {e}"))),
+    }
+}
+
+fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(usage(format!(
+            "{flag} must be a number of seconds >= 0, not {value}"
+        )))
+    }
+}
+
+fn check_unsupported(a: &RunArgs) -> anyhow::Result<()> {
+    let unsupported: [(bool, &str); 12] = [
+        (a.scenario.is_some(), "--scenario (AgentX via AIPerf)"),
+        (a.sla_auto_tune, "--sla-auto-tune"),
+        (a.multi_turn || a.multi_turn_args.is_some(), "--multi-turn"),
+        (a.enable_pd_metrics, "--enable-pd-metrics"),
+        (a.enable_progress_tracker, "--enable-progress-tracker"),
+        (a.visualizer.is_some(), "--visualizer"),
+        (a.wandb_api_key.is_some(), "--wandb-api-key"),
+        (a.swanlab_api_key.is_some(), "--swanlab-api-key"),
+        (a.tokenizer_path.is_some(), "--tokenizer-path"),
+        (a.tokenize_prompt, "--tokenize-prompt"),
+        (a.attn_implementation.is_some(), "--attn-implementation"),
+        (
+            a.api == "local" || a.api == "local_vllm",
+            "--api local / local_vllm",
+        ),
+    ];
+    match unsupported.iter().find(|(set, _)| *set) {
+        Some((_, what)) => Err(not_supported(what)),
+        None => Ok(()),
+    }
+}
+
+fn runs(a: &RunArgs) -> anyhow::Result<Vec<RunSpec>> {
+    if a.number.contains(&0) {
+        return Err(usage("--number must be > 0 for every run"));
+    }
+    let warmup = |number: u64| -> u64 {
+        if a.warmup_num >= 1.0 {
+            a.warmup_num as u64
+        } else if a.warmup_num > 0.0 {
+            ((a.warmup_num * number as f64).round() as u64).max(1)
+        } else {
+            0
+        }
+    };
+    if !(a.warmup_num >= 0.0) {
+        return Err(usage("--warmup-num must be >= 0"));
+    }
+    if a.open_loop {
+        if a.rate.len() != a.number.len() {
+            return Err(usage(format!(
+                "--open-loop pairs --rate with --number, but --rate has {} value(s) and --number {}: give one --number per --rate",
+                a.rate.len(),
+                a.number.len()
+            )));
+        }
+        if let Some(r) = a.rate.iter().find(|r| !(**r > 0.0)) {
+            return Err(usage(format!(
+                "--open-loop needs every --rate > 0 (requests per second), got {r}"
+            )));
+        }
+        return Ok(a
+            .rate
+            .iter()
+            .zip(&a.number)
+            .map(|(&rate, &number)| RunSpec {
+                parallel: None,
+                number,
+                rate: Some(rate),
+                warmup: warmup(number),
+                label: format!("rate_{}_number_{number}", fmt_rate(rate)),
+            })
+            .collect());
+    }
+    if a.parallel.len() != a.number.len() {
+        return Err(usage(format!(
+            "--parallel has {} value(s) but --number has {}: they pair up (run i sends number[i] requests at parallel[i]), so give as many of each",
+            a.parallel.len(),
+            a.number.len()
+        )));
+    }
+    if let Some(p) = a.parallel.iter().find(|p| **p <= 0) {
+        return Err(usage(format!("--parallel must be > 0, got {p}")));
+    }
+    let rate = a.rate.first().copied().unwrap_or(-1.0);
+    if !(rate > 0.0 || rate == -1.0) {
+        return Err(usage(format!(
+            "--rate must be > 0 requests per second, or -1 for no pacing; got {rate}"
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut specs = Vec::new();
+    for (&parallel, &number) in a.parallel.iter().zip(&a.number) {
+        if !seen.insert((parallel, number)) {
+            return Err(usage(format!(
+                "the pair --parallel {parallel} / --number {number} appears twice; each run needs its own directory, so change one of them"
+            )));
+        }
+        specs.push(RunSpec {
+            parallel: Some(parallel as usize),
+            number,
+            rate: (rate > 0.0).then_some(rate),
+            warmup: warmup(number),
+            label: format!("parallel_{parallel}_number_{number}"),
+        });
+    }
+    Ok(specs)
+}
+
+/// A rate as it appears in a directory name (`2`, `0.5`).
+pub fn fmt_rate(rate: f64) -> String {
+    if rate.fract() == 0.0 {
+        format!("{}", rate as i64)
+    } else {
+        format!("{rate}")
+    }
+}
+
+fn headers(raw: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    raw.iter()
+        .map(|h| match h.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(usage(format!(
+                "--headers takes key=value pairs; '{h}' has no key before '='"
+            ))),
+        })
+        .collect()
+}
+
+fn sinks(raw: &[String]) -> anyhow::Result<Vec<(String, SinkConfig)>> {
+    raw.iter()
+        .map(|s| {
+            let (id, options) = match s.split_once('=') {
+                Some((id, json)) => (
+                    id,
+                    Value::Object(json_object(json, &format!("--sink {id}"))?),
+                ),
+                None => (s.as_str(), Value::Null),
+            };
+            Ok((id.to_string(), SinkConfig { options }))
+        })
+        .collect()
+}
+
+/// Whether a header or flag name holds a credential.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "key",
+        "token",
+        "secret",
+        "authorization",
+        "password",
+        "cookie",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}
+
+const MASK: &str = "**********";
+
+fn masked_args(a: &RunArgs) -> Value {
+    let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut v {
+        for (k, val) in map.iter_mut() {
+            if is_secret_key(k) && !val.is_null() {
+                *val = Value::String(MASK.into());
+            }
+        }
+        if let Some(Value::Array(hs)) = map.get_mut("headers") {
+            for h in hs.iter_mut() {
+                if let Some((k, _)) = h.as_str().and_then(|s| s.split_once('=')) {
+                    if is_secret_key(k) {
+                        *h = Value::String(format!("{k}={MASK}"));
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
+fn apply_chat_template(a: &RunArgs) -> bool {
+    if a.apply_chat_template {
+        true
+    } else if a.no_apply_chat_template {
+        false
+    } else {
+        url_path(&a.url)
+            .trim_end_matches('/')
+            .ends_with("chat/completions")
+    }
+}
+
+fn url_path(url: &str) -> &str {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    after_scheme.find('/').map_or("", |i| &after_scheme[i..])
+}
+
+/// Validates the flags into a plan.
+pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
+    check_unsupported(a)?;
+    let runs = runs(a)?;
+    let mock = a.api == "mock";
+    let model = match (&a.model, mock) {
+        (Some(m), _) => m.clone(),
+        (None, true) => "mock".to_string(),
+        (None, false) => {
+            return Err(usage(
+                "--model is required: the model name the server serves",
+            ))
+        }
+    };
+    let url = if mock {
+        let path = if apply_chat_template(a) {
+            "/v1/chat/completions"
+        } else {
+            "/v1/completions"
+        };
+        format!("http://127.0.0.1:{}{path}", a.port)
+    } else {
+        a.url.clone()
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(usage(format!(
+            "--url must start with http:// or https://, got '{url}'"
+        )));
+    }
+    let max_tokens = match a.max_tokens.as_slice() {
+        [n] => MaxTokens::Fixed(*n),
+        [lo, hi] if lo <= hi => MaxTokens::Range(*lo, *hi),
+        [lo, hi] => {
+            return Err(usage(format!(
+                "--max-tokens {lo} {hi}: the minimum comes first"
+            )))
+        }
+        _ => return Err(usage("--max-tokens takes one value or two (min max)")),
+    };
+    let extra_args = match &a.extra_args {
+        Some(text) => json_object(text, "--extra-args")?,
+        None => Map::new(),
+    };
+    let query_template = match &a.query_template {
+        Some(t) => Some(Value::Object(json_object(
+            &at_file(t, "--query-template")?,
+            "--query-template",
+        )?)),
+        None => None,
+    };
+    let api_options = match &a.api_args {
+        Some(t) => Value::Object(json_object(t, "--api-args")?),
+        None => Value::Null,
+    };
+    let dataset_options = match &a.dataset_args {
+        Some(t) => Value::Object(json_object(t, "--dataset-args")?),
+        None => Value::Null,
+    };
+    let stream = !a.no_stream;
+    let chat = apply_chat_template(a);
+    let api = ApiConfig {
+        url: url.clone(),
+        model: model.clone(),
+        stream,
+        max_tokens: match max_tokens {
+            MaxTokens::Fixed(n) => Some(n),
+            MaxTokens::Range(_, hi) => Some(hi),
+        },
+        min_tokens: a.min_tokens,
+        temperature: Some(a.temperature),
+        top_p: a.top_p,
+        top_k: a.top_k,
+        stop: a.stop.clone(),
+        stop_token_ids: a.stop_token_ids.clone(),
+        seed: a.seed,
+        n_choices: a.n_choices,
+        logprobs: a.logprobs.then_some(true),
+        frequency_penalty: a.frequency_penalty,
+        repetition_penalty: a.repetition_penalty,
+        extra_args,
+        query_template,
+        apply_chat_template: chat,
+        tokenize_prompt: a.tokenize_prompt,
+        options: api_options,
+    };
+    let prompts = match &a.prompt {
+        Some(p) => PromptPlan::Fixed(at_file(p, "--prompt")?),
+        None => PromptPlan::Dataset {
+            id: a.dataset.clone(),
+            config: DatasetConfig {
+                dataset_path: a.dataset_path.clone(),
+                data_source: a.data_source.clone(),
+                min_prompt_length: a.min_prompt_length,
+                max_prompt_length: a.max_prompt_length,
+                prefix_length: a.prefix_length,
+                prefix_count: a.prefix_count,
+                apply_chat_template: chat,
+                tokenize_prompt: a.tokenize_prompt,
+                dataset_offset: a.dataset_offset,
+                seed: a.seed.map(|s| s as u64),
+                image_width: a.image_width,
+                image_height: a.image_height,
+                image_format: a.image_format.clone(),
+                image_num: a.image_num,
+                options: dataset_options,
+            },
+        },
+    };
+    if a.min_prompt_length > a.max_prompt_length {
+        return Err(usage(
+            "--min-prompt-length is larger than --max-prompt-length",
+        ));
+    }
+    let model_id = model
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(&model)
+        .to_string();
+    let stamp = chrono::Local::now().format("%Y%m%d_%H%M%S").to_string();
+    let name = a
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{model_id}_{stamp}"));
+    let dir_name = a.name.clone().unwrap_or(model_id);
+    let output_dir = if a.no_timestamp {
+        a.outputs_dir.join(&dir_name)
+    } else {
+        a.outputs_dir.join(&stamp).join(&dir_name)
+    };
+    Ok(RunPlan {
+        api_id: if mock { "openai".into() } else { a.api.clone() },
+        api_flag: a.api.clone(),
+        api,
+        http: HttpPlan {
+            url,
+            headers: headers(&a.headers)?,
+            api_key: a.api_key.clone(),
+            connect_timeout: a
+                .connect_timeout
+                .map(|s| seconds(s, "--connect-timeout"))
+                .transpose()?,
+            read_timeout: a
+                .read_timeout
+                .map(|s| seconds(s, "--read-timeout"))
+                .transpose()?,
+            total_timeout: seconds(a.total_timeout, "--total-timeout")?,
+        },
+        test_connection: !a.no_test_connection,
+        runs,
+        open_loop: a.open_loop,
+        sleep_interval: seconds(a.sleep_interval, "--sleep-interval")?,
+        duration: match a.duration {
+            Some(d) if d > 0.0 => Some(seconds(d, "--duration")?),
+            Some(d) => return Err(usage(format!("--duration must be > 0 seconds, got {d}"))),
+            None => None,
+        },
+        max_tokens,
+        seed: a.seed,
+        prompts,
+        sinks: sinks(&a.sinks)?,
+        mock: mock.then(|| a.mock.clone()),
+        name,
+        output_dir,
+        log_every_n: a.log_every_n_query.max(1),
+        db_commit_interval: a.db_commit_interval.max(1),
+        args_json: masked_args(a),
+        debug: a.debug,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+    use clap::Parser;
+
+    fn args(line: &str) -> RunArgs {
+        let mut v = vec!["perf"];
+        v.extend(line.split_whitespace());
+        Cli::try_parse_from(v).expect("parses").run
+    }
+
+    fn err(line: &str) -> String {
+        format!("{:#}", plan(&args(line)).expect_err("must be rejected"))
+    }
+
+    #[test]
+    fn evalscope_defaults() {
+        let p = plan(&args("--model qwen")).expect("plan");
+        assert_eq!(
+            p.runs,
+            vec![RunSpec {
+                parallel: Some(1),
+                number: 1000,
+                rate: None,
+                warmup: 0,
+                label: "parallel_1_number_1000".into()
+            }]
+        );
+        assert_eq!(p.max_tokens, MaxTokens::Fixed(2048));
+        assert!(p.api.stream);
+        assert!(
+            p.api.apply_chat_template,
+            "the default URL ends in chat/completions"
+        );
+        assert_eq!(p.api.temperature, Some(0.0));
+        assert_eq!(p.http.url, "http://127.0.0.1:8877/v1/chat/completions");
+        assert_eq!(p.http.total_timeout, Duration::from_secs(21600));
+        assert_eq!(p.sleep_interval, Duration::from_secs(5));
+        assert!(p.test_connection);
+        assert!(matches!(p.prompts, PromptPlan::Dataset { ref id, .. } if id == "openqa"));
+    }
+
+    #[test]
+    fn sweeps_pair_up_and_mismatches_say_what_to_change() {
+        let p = plan(&args("--model m --parallel 1 4 --number 10 40 --rate 5")).expect("plan");
+        assert_eq!(p.runs.len(), 2);
+        assert_eq!(p.runs[1].label, "parallel_4_number_40");
+        assert_eq!(p.runs[1].rate, Some(5.0));
+        assert!(err("--model m --parallel 1 4 --number 10").contains("give as many of each"));
+        assert!(err("--model m --parallel 0").contains("--parallel must be > 0"));
+        assert!(err("--model m --parallel 2 2 --number 5 5").contains("appears twice"));
+    }
+
+    #[test]
+    fn open_loop_pairs_rates_with_numbers() {
+        let p = plan(&args("--model m --open-loop --rate 2 0.5 --number 10 20")).expect("plan");
+        assert_eq!(p.runs[1].label, "rate_0.5_number_20");
+        assert_eq!(p.runs[1].parallel, None);
+        assert!(err("--model m --open-loop --rate -1").contains("every --rate > 0"));
+    }
+
+    #[test]
+    fn warmup_counts_and_ratios() {
+        let p = plan(&args("--model m --number 50 --warmup-num 0.1")).expect("plan");
+        assert_eq!(p.runs[0].warmup, 5);
+        let p = plan(&args("--model m --number 50 --warmup-num 3")).expect("plan");
+        assert_eq!(p.runs[0].warmup, 3);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        assert!(err("").contains("--model is required"));
+        assert!(err("--model m --max-tokens 10 5").contains("minimum comes first"));
+        assert!(err("--model m --extra-args [1]").contains("JSON object"));
+        assert!(err("--model m --headers novalue").contains("key=value"));
+        assert!(err("--model m --url ftp://x").contains("http://"));
+        assert!(err("--model m --multi-turn").contains("not supported yet"));
+        assert!(err("--model m --tokenizer-path t").contains("not supported yet"));
+    }
+
+    #[test]
+    fn secrets_are_masked_in_the_args_dump() {
+        let p = plan(&args(
+            "--model m --api-key sk-123 --headers X-Api-Key=abc Other=1",
+        ))
+        .expect("plan");
+        let dump = p.args_json.to_string();
+        assert!(!dump.contains("sk-123") && !dump.contains("abc"), "{dump}");
+        assert!(
+            dump.contains("X-Api-Key=**********") && dump.contains("Other=1"),
+            "{dump}"
+        );
+        assert_eq!(p.http.api_key.as_deref(), Some("sk-123"));
+    }
+
+    #[test]
+    fn mock_api_targets_the_local_simulator() {
+        let p = plan(&args("--api mock --port 9999 --no-apply-chat-template")).expect("plan");
+        assert_eq!(p.http.url, "http://127.0.0.1:9999/v1/completions");
+        assert_eq!(p.api_id, "openai");
+        assert_eq!(p.api.model, "mock");
+    }
+}

@@ -1,0 +1,133 @@
+//! The simulator backend: a server with a configurable time to first token, time per output
+//! token, output length, tokens per chunk, capacity (concurrent slots; requests beyond it
+//! queue, and their queueing time shows up in the time to first token, as on a real server),
+//! and deterministic fault injection (every Nth request fails, drops its connection mid-stream,
+//! or gets a malformed chunk), so tests can count failures exactly.
+//!
+//! Token times are scheduled on an absolute clock from the moment a slot is granted: chunk j
+//! leaves at `start + ttft + (last token of j) * tpot`, so delays never accumulate drift.
+//! Prompt tokens are estimated as one per four characters (token ids are counted exactly).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::StatusCode;
+use tokio::sync::{mpsc, Semaphore};
+
+use super::{Backend, CompletionRequest, Generation, Piece, Rejection};
+use crate::cli::MockArgs;
+
+const WORDS: [&str; 16] = [
+    " the", " quick", " brown", " fox", " jumps", " over", " a", " lazy", " dog", " while",
+    " seven", " bright", " stars", " watch", " from", " above",
+];
+
+/// The simulator.
+pub struct MockBackend {
+    config: MockArgs,
+    slots: Option<Arc<Semaphore>>,
+}
+
+impl MockBackend {
+    /// A simulator with `config`.
+    pub fn new(config: MockArgs) -> Self {
+        let slots =
+            (config.mock_capacity > 0).then(|| Arc::new(Semaphore::new(config.mock_capacity)));
+        MockBackend { config, slots }
+    }
+
+    fn output_tokens(&self, req: &CompletionRequest) -> (u32, &'static str) {
+        let natural = self.config.mock_output_tokens;
+        let mut n = if req.ignore_eos {
+            req.max_tokens.unwrap_or(natural)
+        } else {
+            natural
+        };
+        if let Some(min) = req.min_tokens {
+            n = n.max(min);
+        }
+        match req.max_tokens {
+            Some(max) if n >= max => (max, "length"),
+            _ => (n, "stop"),
+        }
+    }
+}
+
+fn every(n: u64, sequence: u64) -> bool {
+    n > 0 && sequence % n == 0
+}
+
+fn prompt_tokens(req: &CompletionRequest) -> u64 {
+    if let Some(ids) = &req.prompt_ids {
+        return ids.len() as u64;
+    }
+    let chars: usize = match &req.prompt {
+        Some(p) => p.chars().count(),
+        None => req.messages.iter().map(|(_, t)| t.chars().count()).sum(),
+    };
+    (chars as u64).div_ceil(4).max(1)
+}
+
+impl Backend for MockBackend {
+    fn model(&self) -> &str {
+        "mock"
+    }
+
+    fn start(&self, req: &CompletionRequest) -> Result<Generation, Rejection> {
+        let c = &self.config;
+        if every(c.mock_fail_every, req.sequence) {
+            return Err(Rejection {
+                status: StatusCode::from_u16(c.mock_fail_status)
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                message: format!(
+                    "injected failure (request {}, --mock-fail-every {})",
+                    req.sequence, c.mock_fail_every
+                ),
+            });
+        }
+        let (n_tokens, finish_reason) = self.output_tokens(req);
+        let per_chunk = c.mock_tokens_per_chunk.max(1);
+        let ttft = Duration::from_secs_f64(c.mock_ttft_ms.max(0.0) / 1000.0);
+        let tpot = Duration::from_secs_f64(c.mock_tpot_ms.max(0.0) / 1000.0);
+        let drop = req.stream && every(c.mock_drop_every, req.sequence);
+        let malformed = req.stream && every(c.mock_malformed_every, req.sequence);
+        let slots = self.slots.clone();
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let _permit = match slots {
+                Some(s) => s.acquire_owned().await.ok(),
+                None => None,
+            };
+            let start = Instant::now();
+            let chunks = n_tokens.div_ceil(per_chunk);
+            for j in 0..chunks {
+                let first_token = j * per_chunk;
+                let tokens = per_chunk.min(n_tokens - first_token);
+                let last_token = first_token + tokens - 1;
+                let due = start + ttft + tpot * last_token;
+                if due > Instant::now() {
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                if drop && j == chunks / 2 {
+                    let _ = tx.send(Piece::Drop).await;
+                    return;
+                }
+                let text: String = (first_token..=last_token)
+                    .map(|k| WORDS[k as usize % WORDS.len()])
+                    .collect();
+                if tx.send(Piece::Text { text, tokens }).await.is_err() {
+                    return; // the client went away
+                }
+                if malformed && j == 0 {
+                    let _ = tx.send(Piece::Malformed).await;
+                }
+            }
+            let _ = tx.send(Piece::End { finish_reason }).await;
+        });
+        Ok(Generation {
+            prompt_tokens: prompt_tokens(req),
+            cached_tokens: None,
+            pieces: rx,
+        })
+    }
+}
