@@ -7,22 +7,27 @@
 //! `plugin_host` owns the registry of plugins; `server` is the built-in OpenAI-compatible
 //! simulator.
 
+pub mod aggregate;
 mod builtins;
 pub mod cli;
 pub mod commands;
+pub mod cpu;
 pub mod error;
 pub mod framing;
+pub mod output;
 pub mod plan;
 pub mod plugin_host;
+pub mod run;
+pub mod schedule;
 pub mod server;
 pub mod signals;
+pub mod worker;
 
 use std::ffi::OsString;
 
 use clap::Parser;
 
 use cli::{Cli, Command};
-use error::usage;
 use plugin_host::PluginRegistry;
 
 /// Parses `args` and runs `perf`; returns the process exit code.
@@ -52,6 +57,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Some(Command::ServeMock(args)) => commands::serve_mock::run(&args),
-        None => Err(usage("benchmark runs are not supported yet")),
+        None => {
+            let plan = plan::plan(&cli.run)?;
+            run::run(plan, std::sync::Arc::new(registry))
+        }
     }
 }

@@ -280,6 +280,22 @@ fn sinks(raw: &[String]) -> anyhow::Result<Vec<(String, SinkConfig)>> {
         .collect()
 }
 
+/// A URL fit for logs and reports: no user name, password or query string (which may carry
+/// keys).
+pub fn redacted_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            if u.query().is_some() {
+                u.set_query(Some("..."));
+            }
+            u.to_string()
+        }
+        Err(_) => "(invalid URL)".to_string(),
+    }
+}
+
 /// Whether a header or flag name holds a credential.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();

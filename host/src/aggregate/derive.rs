@@ -1,0 +1,129 @@
+//! From a raw record (monotonic instants, events) to the record every output sees, with
+//! evalscope's per-request definitions:
+//!
+//! - latency = last decoded event - sent (the usage-only chunk counts as an event);
+//! - TTFT = first output event - sent (streamed), = latency (not streamed);
+//! - TPOT = (latency - TTFT) / (output tokens - 1), only with more than one output token;
+//! - ITL = gaps between output events.
+//!
+//! Token counts come from the server's usage; else from token counts the API attached to its
+//! output events; else from what the dataset knew about the prompt; else they are estimated
+//! (one token per streamed output event, or four characters per token) and marked estimated.
+
+use std::time::Instant;
+
+use perf_plugin_api::{FailureKind, RString, RequestRecord, RequestTimes};
+
+use crate::server::EpochClock;
+use crate::worker::RawRecord;
+
+fn secs(later: Instant, earlier: Instant) -> f64 {
+    later.saturating_duration_since(earlier).as_secs_f64()
+}
+
+/// Token counts of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tokens {
+    /// Prompt tokens.
+    pub prompt: u64,
+    /// Output tokens.
+    pub completion: u64,
+    /// At least one of them is an estimate.
+    pub estimated: bool,
+}
+
+/// The token counts of `raw`.
+pub fn tokens(raw: &RawRecord) -> Tokens {
+    let mut estimated = false;
+    let prompt = match (
+        raw.usage.prompt_tokens.into_option(),
+        raw.prompt_tokens_hint,
+    ) {
+        (Some(n), _) | (None, Some(n)) => n,
+        (None, None) => {
+            estimated = true;
+            (raw.prompt_chars as u64).div_ceil(4)
+        }
+    };
+    let from_events = raw.output_tokens_from_events.filter(|n| *n > 0);
+    let completion = match (raw.usage.completion_tokens.into_option(), from_events) {
+        (Some(n), _) | (None, Some(n)) => n,
+        (None, None) => {
+            estimated = true;
+            if raw.is_stream {
+                u64::from(raw.output_events)
+            } else {
+                ((raw.text.chars().count() + raw.reasoning.chars().count()) as u64).div_ceil(4)
+            }
+        }
+    };
+    Tokens {
+        prompt,
+        completion,
+        estimated,
+    }
+}
+
+/// The record of `raw` in run `run_index`, timestamps converted with `clock`.
+pub fn record(raw: &RawRecord, run_index: u32, clock: &EpochClock) -> RequestRecord {
+    let success = raw.success();
+    let t = tokens(raw);
+    let latency = raw
+        .last_event
+        .filter(|_| success)
+        .map(|e| secs(e, raw.sent));
+    let ttft = if !success {
+        None
+    } else if raw.is_stream {
+        raw.first_output.map(|f| secs(f, raw.sent))
+    } else {
+        latency
+    };
+    let tpot = match (latency, ttft) {
+        (Some(l), Some(f)) if raw.is_stream && t.completion > 1 => {
+            Some((l - f) / (t.completion - 1) as f64)
+        }
+        _ => None,
+    };
+    RequestRecord {
+        run_index,
+        request_index: raw.index,
+        success,
+        is_stream: raw.is_stream,
+        http_status: raw.status,
+        failure: raw.failure,
+        error: RString::from(raw.error.as_str()),
+        times: RequestTimes {
+            intended_send: clock.unix_s(raw.intended),
+            sent: clock.unix_s(raw.sent),
+            first_byte: raw.first_byte.map(|t| clock.unix_s(t)).into(),
+            first_output: raw.first_output.map(|t| clock.unix_s(t)).into(),
+            completed: clock.unix_s(raw.completed),
+        },
+        latency_s: latency.into(),
+        ttft_s: ttft.into(),
+        tpot_s: tpot.into(),
+        itl_s: raw.itl_s.clone().into(),
+        prompt_tokens: (success || raw.usage.prompt_tokens.is_some())
+            .then_some(t.prompt)
+            .into(),
+        completion_tokens: success.then_some(t.completion).into(),
+        cached_tokens: raw.usage.cached_tokens,
+        tokens_estimated: t.estimated,
+    }
+}
+
+/// Seconds from intended to actual send.
+pub fn dispatch_lag_s(raw: &RawRecord) -> f64 {
+    secs(raw.sent, raw.intended)
+}
+
+/// Seconds from sending to the response headers.
+pub fn ttfb_s(raw: &RawRecord) -> Option<f64> {
+    raw.first_byte.map(|f| secs(f, raw.sent))
+}
+
+/// Whether the request was cut short by an interruption rather than by the server.
+pub fn cancelled(raw: &RawRecord) -> bool {
+    raw.failure == FailureKind::Cancelled
+}

@@ -1,0 +1,392 @@
+//! Statistics of a run, with evalscope perf 1.14.1's definitions and keys (the README's
+//! "Metrics" section states each one), plus perf's own clearly named extras.
+//!
+//! Per-request values are kept exactly (a few numbers per request), so percentiles are exact
+//! nearest-rank values as evalscope computes them. Inter-token latencies are pooled across all
+//! requests, which grows with tokens x requests, so they go into an HDR histogram with three
+//! significant digits (within 0.1% of the exact value) and the average is an exact running sum.
+
+pub mod derive;
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use perf_plugin_api::{ROption, RequestRecord};
+use serde_json::{json, Value};
+
+use crate::worker::RawRecord;
+
+/// The percentile rows of `benchmark_percentile.json`.
+pub const PERCENTILES: [(&str, f64); 11] = [
+    ("min", 0.0),
+    ("1%", 1.0),
+    ("5%", 5.0),
+    ("10%", 10.0),
+    ("25%", 25.0),
+    ("50%", 50.0),
+    ("75%", 75.0),
+    ("90%", 90.0),
+    ("95%", 95.0),
+    ("99%", 99.0),
+    ("max", 100.0),
+];
+
+/// Nearest rank on sorted `values`: the element at `ceil(p/100 * n) - 1`, the first for
+/// `min`, the last for `max`.
+pub fn nearest_rank(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let n = sorted.len();
+    let rank = ((p / 100.0) * n as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, n) - 1])
+}
+
+fn round(v: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (v * f).round() / f
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.retain(|x| x.is_finite());
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn mean(sum: f64, n: u64) -> f64 {
+    if n == 0 {
+        -1.0
+    } else {
+        sum / n as f64
+    }
+}
+
+/// Running statistics of one run's measured requests.
+pub struct RunStats {
+    parallel: i64,
+    rate: f64,
+    total: u64,
+    ok: u64,
+    streamed: u64,
+    first_sent: f64,
+    last_completed: f64,
+    latency: Vec<f64>,
+    ttft_stream: Vec<f64>,
+    ttft_other: Vec<f64>,
+    tpot: Vec<f64>,
+    prompt: Vec<f64>,
+    completion: Vec<f64>,
+    output_tps: Vec<f64>,
+    total_tps: Vec<f64>,
+    itl: Histogram<u64>,
+    itl_sum_s: f64,
+    itl_count: u64,
+    dispatch_lag: Vec<f64>,
+    ttfb_sum_s: f64,
+    ttfb_count: u64,
+    cached_tokens: u64,
+    cached_prompt_tokens: u64,
+    cache_reported: bool,
+    failures: BTreeMap<&'static str, u64>,
+    malformed: u64,
+    cancelled: u64,
+    estimated: u64,
+}
+
+/// The client's own CPU use during a run.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCpu {
+    /// User + system CPU seconds of the perf process.
+    pub seconds: f64,
+    /// Wall seconds they were measured over.
+    pub wall_s: f64,
+}
+
+impl RunStats {
+    /// Empty statistics for a run at `parallel` (-1 open loop) and `rate` (-1 unpaced).
+    pub fn new(parallel: i64, rate: f64) -> Self {
+        RunStats {
+            parallel,
+            rate,
+            total: 0,
+            ok: 0,
+            streamed: 0,
+            first_sent: f64::INFINITY,
+            last_completed: f64::NEG_INFINITY,
+            latency: Vec::new(),
+            ttft_stream: Vec::new(),
+            ttft_other: Vec::new(),
+            tpot: Vec::new(),
+            prompt: Vec::new(),
+            completion: Vec::new(),
+            output_tps: Vec::new(),
+            total_tps: Vec::new(),
+            itl: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("1 us .. 1 h with 3 significant digits are valid constant bounds"),
+            itl_sum_s: 0.0,
+            itl_count: 0,
+            dispatch_lag: Vec::new(),
+            ttfb_sum_s: 0.0,
+            ttfb_count: 0,
+            cached_tokens: 0,
+            cached_prompt_tokens: 0,
+            cache_reported: false,
+            failures: BTreeMap::new(),
+            malformed: 0,
+            cancelled: 0,
+            estimated: 0,
+        }
+    }
+
+    /// Measured requests so far (interrupted ones excluded).
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Successful requests so far.
+    pub fn succeeded(&self) -> u64 {
+        self.ok
+    }
+
+    /// Adds one measured request.
+    pub fn add(&mut self, rec: &RequestRecord, raw: &RawRecord) {
+        self.malformed += u64::from(raw.malformed_chunks);
+        if derive::cancelled(raw) {
+            self.cancelled += 1;
+            return;
+        }
+        self.total += 1;
+        self.first_sent = self.first_sent.min(rec.times.sent);
+        self.last_completed = self.last_completed.max(rec.times.completed);
+        self.dispatch_lag.push(derive::dispatch_lag_s(raw));
+        if let Some(t) = derive::ttfb_s(raw) {
+            self.ttfb_sum_s += t;
+            self.ttfb_count += 1;
+        }
+        if rec.tokens_estimated {
+            self.estimated += 1;
+        }
+        if !rec.success {
+            *self.failures.entry(rec.failure.as_str()).or_default() += 1;
+            return;
+        }
+        self.ok += 1;
+        if rec.is_stream {
+            self.streamed += 1;
+        }
+        let get = |o: ROption<f64>| o.into_option();
+        let latency = get(rec.latency_s).unwrap_or(0.0);
+        let prompt = rec.prompt_tokens.into_option().unwrap_or(0) as f64;
+        let completion = rec.completion_tokens.into_option().unwrap_or(0) as f64;
+        self.latency.push(latency);
+        self.prompt.push(prompt);
+        self.completion.push(completion);
+        if latency > 0.0 {
+            self.output_tps.push(completion / latency);
+            self.total_tps.push((prompt + completion) / latency);
+        }
+        if let Some(ttft) = get(rec.ttft_s) {
+            if rec.is_stream {
+                self.ttft_stream.push(ttft);
+            } else {
+                self.ttft_other.push(ttft);
+            }
+        }
+        if let Some(tpot) = get(rec.tpot_s).filter(|t| *t > 0.0) {
+            self.tpot.push(tpot);
+        }
+        for &gap in rec.itl_s.iter() {
+            self.itl_sum_s += gap;
+            self.itl_count += 1;
+            self.itl
+                .saturating_record((gap * 1e6).round().max(1.0) as u64);
+        }
+        if let Some(cached) = rec.cached_tokens.into_option() {
+            self.cache_reported = true;
+            self.cached_tokens += cached;
+            self.cached_prompt_tokens += prompt as u64;
+        }
+    }
+
+    fn wall_s(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            (self.last_completed - self.first_sent).max(0.0)
+        }
+    }
+
+    fn ttft_samples(&self) -> &[f64] {
+        if self.ttft_stream.is_empty() {
+            &self.ttft_other
+        } else {
+            &self.ttft_stream
+        }
+    }
+
+    /// `benchmark_summary.json`: evalscope's keys in evalscope's order, then perf's extras.
+    pub fn summary(&self, cpu: Option<ClientCpu>) -> Vec<(String, Value)> {
+        let w = self.wall_s();
+        let per_s = |x: f64| if w > 0.0 { x / w } else { 0.0 };
+        let sum_prompt: f64 = self.prompt.iter().sum();
+        let sum_completion: f64 = self.completion.iter().sum();
+        let ttft = self.ttft_samples();
+        let ms = |v: f64| if v < 0.0 { -1.0 } else { round(v * 1000.0, 2) };
+        let mut s: Vec<(String, Value)> = vec![
+            ("Test Duration (s)".into(), json!(round(w, 4))),
+            ("Concurrency".into(), json!(self.parallel)),
+            ("Request Rate (req/s)".into(), json!(self.rate)),
+            ("Total Requests".into(), json!(self.total)),
+            ("Success Requests".into(), json!(self.ok)),
+            ("Failed Requests".into(), json!(self.total - self.ok)),
+            ("Stream Requests".into(), json!(self.streamed)),
+            ("Non-Stream Requests".into(), json!(self.ok - self.streamed)),
+            (
+                "Req Throughput (req/s)".into(),
+                json!(round(per_s(self.ok as f64), 4)),
+            ),
+            (
+                "Avg Latency (s)".into(),
+                json!(round(mean(self.latency.iter().sum(), self.ok), 4)),
+            ),
+            (
+                "Avg Input Tokens".into(),
+                json!(round(mean(sum_prompt, self.ok), 4)),
+            ),
+            (
+                "Output Throughput (tok/s)".into(),
+                json!(round(per_s(sum_completion), 4)),
+            ),
+            (
+                "Total Throughput (tok/s)".into(),
+                json!(round(per_s(sum_prompt + sum_completion), 4)),
+            ),
+            (
+                "Avg TTFT (ms)".into(),
+                json!(ms(mean(ttft.iter().sum(), ttft.len() as u64))),
+            ),
+            (
+                "Avg TPOT (ms)".into(),
+                json!(ms(if self.tpot.is_empty() {
+                    0.0
+                } else {
+                    mean(self.tpot.iter().sum(), self.tpot.len() as u64)
+                })),
+            ),
+            (
+                "Avg ITL (ms)".into(),
+                json!(ms(mean(self.itl_sum_s, self.itl_count))),
+            ),
+            (
+                "Avg Output Tokens".into(),
+                json!(round(mean(sum_completion, self.ok), 4)),
+            ),
+        ];
+        if self.cache_reported && self.cached_prompt_tokens > 0 {
+            let rate = 100.0 * self.cached_tokens as f64 / self.cached_prompt_tokens as f64;
+            s.push(("KV Cache Hit Rate (%)".into(), json!(round(rate, 4))));
+        }
+        self.extras(&mut s, cpu);
+        s
+    }
+
+    fn extras(&self, s: &mut Vec<(String, Value)>, cpu: Option<ClientCpu>) {
+        let lag = sorted(self.dispatch_lag.clone());
+        let ms = |v: Option<f64>| v.map_or(-1.0, |x| round(x * 1000.0, 2));
+        s.push((
+            "Avg TTFB (ms)".into(),
+            json!(ms(
+                (self.ttfb_count > 0).then(|| self.ttfb_sum_s / self.ttfb_count as f64)
+            )),
+        ));
+        s.push((
+            "Avg Dispatch Lag (ms)".into(),
+            json!(ms(
+                (!lag.is_empty()).then(|| lag.iter().sum::<f64>() / lag.len() as f64)
+            )),
+        ));
+        s.push((
+            "P99 Dispatch Lag (ms)".into(),
+            json!(ms(nearest_rank(&lag, 99.0))),
+        ));
+        s.push((
+            "Max Dispatch Lag (ms)".into(),
+            json!(ms(lag.last().copied())),
+        ));
+        if let Some(c) = cpu {
+            s.push(("Client CPU (s)".into(), json!(round(c.seconds, 4))));
+            let util = if c.wall_s > 0.0 {
+                100.0 * c.seconds / c.wall_s
+            } else {
+                0.0
+            };
+            s.push(("Client CPU Util (%)".into(), json!(round(util, 2))));
+        }
+        s.push(("Malformed Chunks".into(), json!(self.malformed)));
+        s.push(("Interrupted Requests".into(), json!(self.cancelled)));
+        s.push(("Estimated Token Counts".into(), json!(self.estimated)));
+        for (kind, n) in &self.failures {
+            s.push((format!("Failed: {kind}"), json!(n)));
+        }
+    }
+
+    /// `benchmark_percentile.json`: one row per percentile, nearest rank, 4 decimals.
+    pub fn percentiles(&self) -> Vec<Vec<(String, Value)>> {
+        let ms = |v: &[f64]| sorted(v.iter().map(|x| x * 1000.0).collect());
+        let latency = sorted(self.latency.clone());
+        let ttft = ms(self.ttft_samples());
+        let tpot = ms(&self.tpot);
+        let decode = sorted(self.tpot.iter().map(|t| 1.0 / t).collect());
+        let prompt = sorted(self.prompt.clone());
+        let completion = sorted(self.completion.clone());
+        let out_tps = sorted(self.output_tps.clone());
+        let total_tps = sorted(self.total_tps.clone());
+        let cell = |v: Option<f64>| v.map_or(Value::Null, |x| json!(round(x, 4)));
+        PERCENTILES
+            .iter()
+            .map(|&(label, p)| {
+                let itl = (self.itl_count > 0).then(|| {
+                    let us = match p {
+                        0.0 => self.itl.min(),
+                        100.0 => self.itl.max(),
+                        _ => self.itl.value_at_quantile(p / 100.0),
+                    };
+                    us as f64 / 1000.0
+                });
+                vec![
+                    ("Percentiles".to_string(), json!(label)),
+                    ("Latency (s)".into(), cell(nearest_rank(&latency, p))),
+                    ("TTFT (ms)".into(), cell(nearest_rank(&ttft, p))),
+                    ("ITL (ms)".into(), cell(itl)),
+                    ("TPOT (ms)".into(), cell(nearest_rank(&tpot, p))),
+                    ("Input tokens".into(), cell(nearest_rank(&prompt, p))),
+                    ("Output tokens".into(), cell(nearest_rank(&completion, p))),
+                    ("Output (tok/s)".into(), cell(nearest_rank(&out_tps, p))),
+                    ("Total (tok/s)".into(), cell(nearest_rank(&total_tps, p))),
+                    ("Decode (tok/s)".into(), cell(nearest_rank(&decode, p))),
+                ]
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_matches_evalscope_1_14_1() {
+        let v: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(nearest_rank(&v, 0.0), Some(1.0));
+        assert_eq!(
+            nearest_rank(&v, 50.0),
+            Some(5.0),
+            "ceil(0.5*10)-1 = index 4"
+        );
+        assert_eq!(nearest_rank(&v, 99.0), Some(10.0));
+        assert_eq!(nearest_rank(&v, 25.0), Some(3.0), "ceil(2.5)-1 = index 2");
+        assert_eq!(nearest_rank(&v, 100.0), Some(10.0));
+        assert_eq!(nearest_rank(&[], 50.0), None);
+        assert_eq!(nearest_rank(&[7.0], 1.0), Some(7.0));
+    }
+}

@@ -1,0 +1,93 @@
+//! The run log: every line goes to stderr (above the progress bar) and to
+//! `benchmark.log`, with a timestamp.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use indicatif::ProgressBar;
+
+struct Log {
+    file: Option<BufWriter<File>>,
+    bar: Option<ProgressBar>,
+    debug: bool,
+}
+
+static LOG: OnceLock<Mutex<Log>> = OnceLock::new();
+
+fn log() -> &'static Mutex<Log> {
+    LOG.get_or_init(|| {
+        Mutex::new(Log {
+            file: None,
+            bar: None,
+            debug: false,
+        })
+    })
+}
+
+/// Starts writing to `path` as well as stderr.
+pub fn open(path: &Path, debug: bool) -> std::io::Result<()> {
+    let file = BufWriter::new(File::create(path)?);
+    if let Ok(mut l) = log().lock() {
+        l.file = Some(file);
+        l.debug = debug;
+    }
+    Ok(())
+}
+
+/// Routes stderr lines through `bar` (or not, with `None`).
+pub fn set_bar(bar: Option<ProgressBar>) {
+    if let Ok(mut l) = log().lock() {
+        l.bar = bar;
+    }
+}
+
+fn write(level: &str, message: &str, to_stderr: bool) {
+    let stamp = chrono::Local::now().format("%Y-%m-%d %H:%M:%S%.3f");
+    let Ok(mut l) = log().lock() else { return };
+    for line in message.lines() {
+        let text = format!("{stamp} - perf - {level}: {line}");
+        if let Some(f) = l.file.as_mut() {
+            let _ = writeln!(f, "{text}");
+        }
+        if to_stderr {
+            match &l.bar {
+                Some(bar) if !bar.is_hidden() => bar.println(&text),
+                _ => eprintln!("{text}"),
+            }
+        }
+    }
+}
+
+/// An informational line.
+pub fn info(message: impl AsRef<str>) {
+    write("INFO", message.as_ref(), true);
+}
+
+/// A warning.
+pub fn warn(message: impl AsRef<str>) {
+    write("WARNING", message.as_ref(), true);
+}
+
+/// Written to the log file only (tables that are printed separately).
+pub fn file_only(message: impl AsRef<str>) {
+    write("INFO", message.as_ref(), false);
+}
+
+/// A debug line (`--debug`).
+pub fn debug(message: impl AsRef<str>) {
+    let on = log().lock().map(|l| l.debug).unwrap_or(false);
+    if on {
+        write("DEBUG", message.as_ref(), true);
+    }
+}
+
+/// Flushes the file.
+pub fn flush() {
+    if let Ok(mut l) = log().lock() {
+        if let Some(f) = l.file.as_mut() {
+            let _ = f.flush();
+        }
+    }
+}

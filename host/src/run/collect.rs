@@ -1,0 +1,109 @@
+//! The collector: the single consumer of records, on its own thread. It derives each record,
+//! updates the statistics, writes SQLite rows in batches, feeds the sinks, moves the progress
+//! bar and logs the running summary; nothing here runs on the threads that time requests.
+
+use std::sync::mpsc::{Receiver, Sender};
+
+use indicatif::ProgressBar;
+use perf_plugin_api::{NamedValue, RVec, RunSnapshot};
+use serde_json::Value;
+
+use super::sinks::SinkEvent;
+use crate::aggregate::{derive, RunStats};
+use crate::output::{db::ResultDb, log, object};
+use crate::server::EpochClock;
+use crate::worker::RawRecord;
+
+/// What the collector needs.
+pub struct Collector {
+    /// Index of the run.
+    pub run_index: u32,
+    /// Converts instants to epoch seconds.
+    pub clock: EpochClock,
+    /// The statistics.
+    pub stats: RunStats,
+    /// The database.
+    pub db: ResultDb,
+    /// The sinks, if any.
+    pub sinks: Option<Sender<SinkEvent>>,
+    /// The progress bar of measured requests.
+    pub bar: ProgressBar,
+    /// Log the running summary every N measured requests.
+    pub log_every: u64,
+}
+
+/// What the collector hands back.
+pub struct Collected {
+    /// The statistics.
+    pub stats: RunStats,
+    /// The database, to finish.
+    pub db: ResultDb,
+    /// The first database error, if writing failed.
+    pub db_error: Option<String>,
+    /// Warmup requests seen.
+    pub warmup: u64,
+}
+
+/// Numbers of a summary, for sinks.
+pub fn named(summary: &[(String, Value)]) -> RVec<NamedValue> {
+    summary
+        .iter()
+        .filter_map(|(k, v)| {
+            v.as_f64().map(|value| NamedValue {
+                name: k.as_str().into(),
+                value,
+            })
+        })
+        .collect()
+}
+
+impl Collector {
+    /// Consumes records until every sender is gone.
+    pub fn run(mut self, records: Receiver<RawRecord>) -> Collected {
+        let mut db_error = None;
+        let mut warmup = 0;
+        let mut measured = 0u64;
+        let started = std::time::Instant::now();
+        for raw in records {
+            if raw.warmup {
+                warmup += 1;
+                continue;
+            }
+            measured += 1;
+            let rec = derive::record(&raw, self.run_index, &self.clock);
+            self.stats.add(&rec, &raw);
+            if db_error.is_none() {
+                if let Err(e) = self.db.insert(&rec, &raw) {
+                    log::warn(format!("writing benchmark_data.db failed: {e}; the summary files are still written"));
+                    db_error = Some(e.to_string());
+                }
+            }
+            if let Some(tx) = &self.sinks {
+                let _ = tx.send(SinkEvent::Record(rec));
+            }
+            self.bar.inc(1);
+            if measured % self.log_every == 0 {
+                let summary = self.stats.summary(None);
+                log::info(format!(
+                    "running summary after {measured} requests: {}",
+                    object(&summary)
+                ));
+                if let Some(tx) = &self.sinks {
+                    let _ = tx.send(SinkEvent::Snapshot(RunSnapshot {
+                        run_index: self.run_index,
+                        elapsed_s: started.elapsed().as_secs_f64(),
+                        completed: measured,
+                        metrics: named(&summary),
+                    }));
+                }
+            }
+        }
+        self.bar.finish_and_clear();
+        Collected {
+            stats: self.stats,
+            db: self.db,
+            db_error,
+            warmup,
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Feeding prompts and dispatching requests: one worker loop for every schedule.
+//!
+//! - The feeder thread pulls prompts from the dataset (a blocking call) into a bounded queue,
+//!   so a million-request run holds at most a few thousand prompts.
+//! - The dispatcher takes prompts in order, numbers them (warmup first), draws `max_tokens`,
+//!   and on a paced run sleeps until each request's intended time on the absolute schedule.
+//! - Closed loop: `--parallel` workers take jobs from one queue and refill their slot the moment
+//!   a request finishes; unpaced, a job's intended time is when a worker takes it. Open loop:
+//!   every job runs as its own task at its intended time, with no cap.
+//!
+//! Every request goes through `worker::execute`; records go to the collector thread.
+
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use perf_plugin_api::{DatasetItem, PromptItem};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::plan::{MaxTokens, RunSpec};
+use crate::plugin_host::DatasetSource;
+use crate::schedule::{self, Arrivals};
+use crate::worker::{execute, Exchange, Job, RawRecord};
+
+/// Where the feeder gets prompts.
+pub enum PromptFeed {
+    /// The same prompt every time.
+    Fixed(String),
+    /// A dataset; `reopen` creates a fresh source when one is exhausted (cycling).
+    Dataset {
+        /// The open source.
+        source: DatasetSource,
+        /// Opens it again.
+        reopen: Box<dyn FnMut() -> Result<DatasetSource, String> + Send>,
+    },
+}
+
+/// Starts the feeder thread: `total` prompts into a bounded queue. A dataset that fails is
+/// reported through `on_error` and the run goes on with what was queued.
+pub fn feed(
+    mut prompts: PromptFeed,
+    total: u64,
+    capacity: usize,
+    on_error: impl Fn(String) + Send + 'static,
+) -> mpsc::Receiver<DatasetItem> {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    std::thread::Builder::new()
+        .name("perf-prompts".into())
+        .spawn(move || {
+            let mut produced_this_pass = 0u64;
+            let mut sent = 0u64;
+            while sent < total {
+                let item = match &mut prompts {
+                    PromptFeed::Fixed(p) => DatasetItem::new(PromptItem::Text(p.as_str().into())),
+                    PromptFeed::Dataset { source, reopen } => match source.next_item() {
+                        Ok(Some(item)) => item,
+                        Ok(None) if produced_this_pass == 0 => {
+                            on_error("the dataset yielded no prompts (check --dataset-path and the --min/--max-prompt-length filters)".into());
+                            return;
+                        }
+                        Ok(None) => match reopen() {
+                            Ok(fresh) => {
+                                *source = fresh;
+                                produced_this_pass = 0;
+                                continue;
+                            }
+                            Err(e) => {
+                                on_error(format!("cannot reopen the dataset to cycle through it again: {e}"));
+                                return;
+                            }
+                        },
+                        Err(e) => {
+                            on_error(format!("the dataset failed after {sent} prompt(s): {e}"));
+                            return;
+                        }
+                    },
+                };
+                produced_this_pass += 1;
+                if tx.blocking_send(item).is_err() {
+                    return; // the run stopped early
+                }
+                sent += 1;
+            }
+        })
+        .ok();
+    rx
+}
+
+/// What a run's dispatch needs.
+pub struct Dispatch {
+    /// Shared by every worker.
+    pub exchange: Arc<Exchange>,
+    /// The run.
+    pub spec: RunSpec,
+    /// Index of the run in the sweep.
+    pub run_index: usize,
+    /// `--max-tokens`.
+    pub max_tokens: MaxTokens,
+    /// `--seed`.
+    pub seed: Option<i64>,
+    /// `--duration`.
+    pub duration: Option<Duration>,
+    /// Fired on the first interrupt: send nothing new.
+    pub stop: CancellationToken,
+    /// Fired when in-flight requests must end now.
+    pub abort: CancellationToken,
+}
+
+struct Clock {
+    measured_start: OnceLock<Instant>,
+    duration: Option<Duration>,
+}
+
+impl Clock {
+    /// Past `--duration`, counted from the first measured send.
+    fn expired(&self) -> bool {
+        match (self.duration, self.measured_start.get()) {
+            (Some(d), Some(start)) => start.elapsed() >= d,
+            _ => false,
+        }
+    }
+}
+
+/// Runs the whole run: returns when every dispatched request has finished.
+pub async fn run(
+    d: Dispatch,
+    mut prompts: mpsc::Receiver<DatasetItem>,
+    records: Sender<RawRecord>,
+) {
+    let clock = Arc::new(Clock {
+        measured_start: OnceLock::new(),
+        duration: d.duration,
+    });
+    let total = d.spec.warmup + d.spec.number;
+    let mut arrivals = Arrivals::new(Instant::now(), d.spec.rate);
+    let paced = arrivals.paced();
+    let mut rng = schedule::rng(d.seed, d.run_index);
+    let tracker = TaskTracker::new();
+    let (job_tx, job_rx) =
+        async_channel::bounded::<Job>(d.spec.parallel.unwrap_or(1).clamp(1, 1024));
+    if let Some(parallel) = d.spec.parallel {
+        for _ in 0..parallel {
+            let w = Worker {
+                exchange: d.exchange.clone(),
+                records: records.clone(),
+                clock: clock.clone(),
+                stop: d.stop.clone(),
+                abort: d.abort.clone(),
+                paced,
+            };
+            tracker.spawn(w.closed_loop(job_rx.clone()));
+        }
+    }
+    drop(job_rx);
+    for index in 0..total {
+        if d.stop.is_cancelled() || clock.expired() {
+            break;
+        }
+        let Some(item) = prompts.recv().await else {
+            break;
+        };
+        let intended = arrivals.next(&mut rng);
+        if paced {
+            tokio::select! {
+                _ = tokio::time::sleep_until(intended.into()) => {}
+                _ = d.stop.cancelled() => break,
+            }
+            if clock.expired() {
+                break;
+            }
+        }
+        let job = Job {
+            index,
+            warmup: index < d.spec.warmup,
+            item,
+            intended,
+            max_tokens: Some(schedule::max_tokens(d.max_tokens, &mut rng)),
+        };
+        if d.spec.parallel.is_some() {
+            if job_tx.send(job).await.is_err() {
+                break;
+            }
+        } else {
+            let w = Worker {
+                exchange: d.exchange.clone(),
+                records: records.clone(),
+                clock: clock.clone(),
+                stop: d.stop.clone(),
+                abort: d.abort.clone(),
+                paced,
+            };
+            tracker.spawn(w.one(job));
+        }
+    }
+    drop(job_tx);
+    prompts.close();
+    tracker.close();
+    tracker.wait().await;
+}
+
+struct Worker {
+    exchange: Arc<Exchange>,
+    records: Sender<RawRecord>,
+    clock: Arc<Clock>,
+    stop: CancellationToken,
+    abort: CancellationToken,
+    paced: bool,
+}
+
+impl Worker {
+    async fn closed_loop(self, jobs: async_channel::Receiver<Job>) {
+        while let Ok(job) = jobs.recv().await {
+            if self.stop.is_cancelled() || (!job.warmup && self.clock.expired()) {
+                break;
+            }
+            if !self.send(job).await {
+                break;
+            }
+        }
+    }
+
+    async fn one(self, job: Job) {
+        self.send(job).await;
+    }
+
+    async fn send(&self, mut job: Job) -> bool {
+        if !job.warmup {
+            self.clock.measured_start.get_or_init(Instant::now);
+        }
+        if !self.paced {
+            job.intended = Instant::now();
+        }
+        let record = execute(&self.exchange, job, &self.abort).await;
+        self.records.send(record).is_ok()
+    }
+}

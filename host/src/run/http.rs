@@ -1,0 +1,109 @@
+//! The HTTP client of a run and the connection test before it.
+
+use std::time::Duration;
+
+use perf_plugin_api::{DatasetItem, FailureKind, PromptItem};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::usage;
+use crate::plan::RunPlan;
+use crate::worker::{execute, Exchange, Job};
+
+/// One connection pool for the whole sweep, sized to the largest concurrency, keep-alive on,
+/// HTTP/1.1 (as evalscope's aiohttp client; one stream per connection), proxies from the
+/// environment (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`).
+pub fn client(plan: &RunPlan) -> anyhow::Result<reqwest::Client> {
+    let pool = plan
+        .runs
+        .iter()
+        .map(|r| r.parallel.unwrap_or(usize::MAX))
+        .max()
+        .unwrap_or(1);
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("perf/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(pool)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .http1_only();
+    if let Some(t) = plan.http.connect_timeout {
+        builder = builder.connect_timeout(t);
+    }
+    builder
+        .build()
+        .map_err(|e| usage(format!("cannot set up the HTTP client: {e}")))
+}
+
+/// `--headers` and `Authorization: Bearer <--api-key>`.
+pub fn headers(plan: &RunPlan) -> anyhow::Result<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for (k, v) in &plan.http.headers {
+        let name = HeaderName::try_from(k.as_str())
+            .map_err(|_| usage(format!("--headers: '{k}' is not a valid header name")))?;
+        let value = HeaderValue::try_from(v.as_str()).map_err(|_| {
+            usage(format!(
+                "--headers: the value of '{k}' is not a valid header value"
+            ))
+        })?;
+        map.insert(name, value);
+    }
+    if let Some(key) = &plan.http.api_key {
+        let mut value = HeaderValue::try_from(format!("Bearer {key}"))
+            .map_err(|_| usage("--api-key contains characters that cannot go in an HTTP header"))?;
+        value.set_sensitive(true);
+        map.insert(AUTHORIZATION, value);
+    }
+    Ok(map)
+}
+
+const ATTEMPTS: u32 = 3;
+
+/// Sends one small request ("hello", at most a few tokens) and checks the answer. Retries a
+/// connection failure or a 5xx twice (1 s, then 2 s later, within `--total-timeout`); a 4xx
+/// or a garbled answer fails at once.
+pub async fn test_connection(ex: &Exchange, plan: &RunPlan) -> anyhow::Result<()> {
+    let max_tokens = plan.api.min_tokens.unwrap_or(1).max(1);
+    let hint = "(skip this check with --no-test-connection)";
+    let deadline = std::time::Instant::now() + plan.http.total_timeout;
+    let mut last = String::new();
+    for attempt in 1..=ATTEMPTS {
+        let job = Job {
+            index: 0,
+            warmup: true,
+            item: DatasetItem::new(PromptItem::Text("hello".into())),
+            intended: std::time::Instant::now(),
+            max_tokens: Some(max_tokens),
+        };
+        let rec = execute(ex, job, &CancellationToken::new()).await;
+        let retry = match rec.failure {
+            FailureKind::None => return Ok(()),
+            FailureKind::Connect | FailureKind::Timeout | FailureKind::Stream => true,
+            FailureKind::HttpStatus => rec.status >= 500,
+            _ => false,
+        };
+        last = rec.error.clone();
+        if !retry {
+            let what = if rec.failure == FailureKind::HttpStatus {
+                "the server rejected the test request; check --url, --model, --api-key and --headers"
+            } else {
+                "the server's answer to the test request is not usable with this --api"
+            };
+            return Err(usage(format!(
+                "connection test to {} failed: {last}\n{what} {hint}",
+                plan.http.url
+            )));
+        }
+        let wait = Duration::from_secs(u64::from(attempt));
+        if attempt == ATTEMPTS || std::time::Instant::now() + wait > deadline {
+            break;
+        }
+        crate::output::log::warn(format!(
+            "connection test attempt {attempt} failed ({last}); retrying in {wait:?}"
+        ));
+        tokio::time::sleep(wait).await;
+    }
+    Err(usage(format!(
+        "cannot reach {} after {ATTEMPTS} attempts: {last}\nis the server running and the URL right? {hint}",
+        plan.http.url
+    )))
+}

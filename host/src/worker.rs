@@ -1,0 +1,471 @@
+//! How one request is sent, timed and read. One function serves every schedule: the
+//! scheduler decides when [`execute`] is called and hands it the intended send time.
+//!
+//! Timestamps are taken on the monotonic clock: `sent` right before the request is handed to
+//! the HTTP client, `first_byte` when the response headers arrive, and for every read of the
+//! body the arrival time *before* any framing or decoding. Every event completed by a read
+//! carries that read's time. A failed request is data: it comes back as a record with a
+//! [`FailureKind`] and a message, never as an `Err`.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use perf_plugin_api::{
+    DatasetItem, FailureKind, Framing, HttpMethod, RVec, RequestContext, ResponseEvent, Usage,
+};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tokio_util::sync::CancellationToken;
+
+use crate::framing::{Event, Framer};
+use crate::plugin_host::{ApiAdapter, ResponseDecoder};
+
+/// One request to send.
+#[derive(Debug)]
+pub struct Job {
+    /// Index within the run, in dispatch order (warmup first).
+    pub index: u64,
+    /// A warmup request: sent, never measured.
+    pub warmup: bool,
+    /// The prompt.
+    pub item: DatasetItem,
+    /// When the schedule wanted it sent.
+    pub intended: Instant,
+    /// `max_tokens` drawn for this request.
+    pub max_tokens: Option<u32>,
+}
+
+/// What one request produced, with raw monotonic timestamps.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    /// Index within the run.
+    pub index: u64,
+    /// A warmup request.
+    pub warmup: bool,
+    /// Intended send time.
+    pub intended: Instant,
+    /// Handed to the HTTP client.
+    pub sent: Instant,
+    /// Response headers arrived.
+    pub first_byte: Option<Instant>,
+    /// First read that completed an output event.
+    pub first_output: Option<Instant>,
+    /// Last read that completed a decodable event (the usage chunk included).
+    pub last_event: Option<Instant>,
+    /// The request ended (success, failure or cancellation).
+    pub completed: Instant,
+    /// Gaps between successive output events, in seconds.
+    pub itl_s: Vec<f64>,
+    /// Events with output.
+    pub output_events: u32,
+    /// Events with or without output from the first output on (evalscope's decode chunks).
+    pub decode_chunks: u32,
+    /// Events that could not be decoded (skipped).
+    pub malformed_chunks: u32,
+    /// Sum of the token counts the API attached to output events, when it attached one to each.
+    pub output_tokens_from_events: Option<u64>,
+    /// Usage reported by the server.
+    pub usage: Usage,
+    /// Content text.
+    pub text: String,
+    /// Reasoning and tool-call text.
+    pub reasoning: String,
+    /// HTTP status (0 without a response).
+    pub status: u16,
+    /// Why it failed.
+    pub failure: FailureKind,
+    /// The error message.
+    pub error: String,
+    /// The response was streamed.
+    pub is_stream: bool,
+    /// The exact body sent.
+    pub request_body: Bytes,
+    /// Prompt tokens the dataset knew.
+    pub prompt_tokens_hint: Option<u64>,
+    /// Prompt length in characters, for estimates.
+    pub prompt_chars: usize,
+}
+
+impl RawRecord {
+    fn new(job: &Job, now: Instant) -> Self {
+        RawRecord {
+            index: job.index,
+            warmup: job.warmup,
+            intended: job.intended,
+            sent: now,
+            first_byte: None,
+            first_output: None,
+            last_event: None,
+            completed: now,
+            itl_s: Vec::new(),
+            output_events: 0,
+            decode_chunks: 0,
+            malformed_chunks: 0,
+            output_tokens_from_events: Some(0),
+            usage: Usage::default(),
+            text: String::new(),
+            reasoning: String::new(),
+            status: 0,
+            failure: FailureKind::None,
+            error: String::new(),
+            is_stream: false,
+            request_body: Bytes::new(),
+            prompt_tokens_hint: job.item.prompt_tokens.into_option(),
+            prompt_chars: prompt_chars(&job.item),
+        }
+    }
+
+    fn fail(&mut self, kind: FailureKind, message: impl Into<String>) {
+        if self.failure == FailureKind::None {
+            self.failure = kind;
+            self.error = message.into();
+        }
+    }
+
+    /// Whether the request succeeded.
+    pub fn success(&self) -> bool {
+        self.failure == FailureKind::None
+    }
+}
+
+fn prompt_chars(item: &DatasetItem) -> usize {
+    use perf_plugin_api::{ContentPart, PromptItem};
+    match &item.prompt {
+        PromptItem::Text(t) | PromptItem::Body(t) => t.chars().count(),
+        PromptItem::Messages(ms) => ms
+            .iter()
+            .flat_map(|m| m.content.iter())
+            .map(|p| match p {
+                ContentPart::Text(t) => t.chars().count(),
+                ContentPart::ImageUrl(_) => 0,
+            })
+            .sum(),
+        PromptItem::TokenIds(ids) => ids.len() * 4,
+    }
+}
+
+/// Everything a worker needs, shared by all workers of a run.
+pub struct Exchange {
+    /// The HTTP client (one pool for the run).
+    pub client: reqwest::Client,
+    /// The API adapter.
+    pub adapter: ApiAdapter,
+    /// `--url`.
+    pub url: reqwest::Url,
+    /// `--headers` and the API key, applied over the adapter's headers.
+    pub headers: HeaderMap,
+    /// Longest gap between two reads.
+    pub read_timeout: Option<Duration>,
+    /// Whole-request timeout.
+    pub total_timeout: Duration,
+}
+
+/// Folds decoded events into a record.
+struct Reader<'a> {
+    record: &'a mut RawRecord,
+    decoder: ResponseDecoder,
+    events: RVec<ResponseEvent>,
+    last_output: Option<Instant>,
+}
+
+impl Reader<'_> {
+    fn on_event(&mut self, event: Event<'_>, at: Instant) {
+        match event {
+            Event::Done => {}
+            Event::Data(data) => {
+                self.events.clear();
+                if self.decoder.decode(data, &mut self.events).is_err() {
+                    self.record.malformed_chunks += 1;
+                    return;
+                }
+                self.apply(at);
+            }
+        }
+    }
+
+    fn apply(&mut self, at: Instant) {
+        let r = &mut *self.record;
+        r.last_event = Some(at);
+        let mut output = false;
+        let mut chunk = false;
+        for event in self.events.iter() {
+            match event {
+                ResponseEvent::Output { text, tokens, kind } => {
+                    output = true;
+                    match kind {
+                        perf_plugin_api::OutputKind::Content => r.text.push_str(text),
+                        _ => r.reasoning.push_str(text),
+                    }
+                    r.output_tokens_from_events =
+                        match (r.output_tokens_from_events, tokens.into_option()) {
+                            (Some(sum), Some(n)) => Some(sum + u64::from(n)),
+                            _ => None,
+                        };
+                }
+                ResponseEvent::EmptyChunk => chunk = true,
+                ResponseEvent::Usage(u) => merge_usage(&mut r.usage, u),
+                ResponseEvent::Error(message) => r.fail(FailureKind::ServerError, message.as_str()),
+                ResponseEvent::Done => {}
+            }
+        }
+        if output {
+            match self.last_output {
+                None => r.first_output = Some(at),
+                Some(prev) => r.itl_s.push((at - prev).as_secs_f64()),
+            }
+            self.last_output = Some(at);
+            r.output_events += 1;
+        }
+        if r.first_output.is_some() && (output || chunk) {
+            r.decode_chunks += 1;
+        }
+    }
+}
+
+fn merge_usage(into: &mut Usage, from: &Usage) {
+    if from.prompt_tokens.is_some() {
+        into.prompt_tokens = from.prompt_tokens;
+    }
+    if from.completion_tokens.is_some() {
+        into.completion_tokens = from.completion_tokens;
+    }
+    if from.cached_tokens.is_some() {
+        into.cached_tokens = from.cached_tokens;
+    }
+}
+
+fn classify(e: &reqwest::Error) -> FailureKind {
+    if e.is_timeout() {
+        FailureKind::Timeout
+    } else if e.is_connect() {
+        FailureKind::Connect
+    } else if e.is_body() || e.is_decode() {
+        FailureKind::Stream
+    } else {
+        FailureKind::Connect
+    }
+}
+
+/// A reqwest error and its causes, without the URL (which may carry credentials or keys in
+/// its query string).
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = String::from(if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() {
+        "the response body broke off"
+    } else if e.is_request() {
+        "sending the request failed"
+    } else {
+        "HTTP error"
+    });
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn method(m: HttpMethod) -> reqwest::Method {
+    match m {
+        HttpMethod::Get => reqwest::Method::GET,
+        HttpMethod::Post => reqwest::Method::POST,
+        HttpMethod::Put => reqwest::Method::PUT,
+    }
+}
+
+fn build(
+    ex: &Exchange,
+    job: &Job,
+    record: &mut RawRecord,
+) -> Option<(reqwest::RequestBuilder, Framing)> {
+    let ctx = RequestContext {
+        index: job.index,
+        max_tokens: job.max_tokens.into(),
+    };
+    let request = match ex.adapter.build_request(&job.item.prompt, ctx) {
+        Ok(r) => r,
+        Err(e) => {
+            record.fail(
+                FailureKind::Plugin,
+                format!("building the request failed: {e}"),
+            );
+            return None;
+        }
+    };
+    let url = if request.url.is_empty() {
+        ex.url.clone()
+    } else {
+        match reqwest::Url::parse(&request.url) {
+            Ok(u) => u,
+            Err(e) => {
+                record.fail(
+                    FailureKind::Plugin,
+                    format!("the adapter built an invalid URL: {e}"),
+                );
+                return None;
+            }
+        }
+    };
+    let mut headers = HeaderMap::with_capacity(request.headers.len() + ex.headers.len());
+    for h in request.headers.iter() {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::try_from(h.name.as_str()),
+            HeaderValue::try_from(h.value.as_str()),
+        ) {
+            headers.insert(n, v);
+        }
+    }
+    for (n, v) in &ex.headers {
+        headers.insert(n.clone(), v.clone());
+    }
+    record.request_body = Bytes::from(request.body.into_vec());
+    let builder = ex
+        .client
+        .request(method(request.method), url)
+        .headers(headers)
+        .timeout(ex.total_timeout)
+        .body(record.request_body.clone());
+    Some((builder, request.framing))
+}
+
+/// Sends one request and reads its response. Returns when it finished, failed, or `cancel`
+/// fired (then the record says `Cancelled`).
+pub async fn execute(ex: &Exchange, job: Job, cancel: &CancellationToken) -> RawRecord {
+    let mut record = RawRecord::new(&job, Instant::now());
+    let Some((builder, framing)) = build(ex, &job, &mut record) else {
+        record.completed = Instant::now();
+        return record;
+    };
+    record.sent = Instant::now();
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => record.fail(FailureKind::Cancelled, "the run was interrupted"),
+        _ = exchange(ex, builder, framing, &mut record) => {}
+    }
+    record.completed = Instant::now();
+    record
+}
+
+async fn exchange(
+    ex: &Exchange,
+    builder: reqwest::RequestBuilder,
+    framing: Framing,
+    record: &mut RawRecord,
+) {
+    let mut response = match builder.send().await {
+        Ok(r) => r,
+        Err(e) => return record.fail(classify(&e), describe(&e)),
+    };
+    record.first_byte = Some(Instant::now());
+    record.status = response.status().as_u16();
+    if !response.status().is_success() {
+        let body = read_error_body(&mut response, ex.read_timeout).await;
+        return record.fail(
+            FailureKind::HttpStatus,
+            format!("HTTP {}: {body}", record.status),
+        );
+    }
+    // A server that ignores `stream` answers with one JSON body: read it whole.
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let framing = if framing == Framing::Sse && content_type.starts_with("application/json") {
+        Framing::None
+    } else {
+        framing
+    };
+    record.is_stream = framing != Framing::None;
+    let mut framer = Framer::new(framing);
+    let mut reader = Reader {
+        decoder: ex.adapter.decoder(),
+        record,
+        events: RVec::new(),
+        last_output: None,
+    };
+    let mut last_read = Instant::now();
+    loop {
+        let chunk = match ex.read_timeout {
+            Some(limit) => match tokio::time::timeout(limit, response.chunk()).await {
+                Ok(c) => c,
+                Err(_) => {
+                    reader.record.fail(
+                        FailureKind::Timeout,
+                        format!("no data for {limit:?} (--read-timeout)"),
+                    );
+                    break;
+                }
+            },
+            None => response.chunk().await,
+        };
+        match chunk {
+            Ok(Some(bytes)) => {
+                last_read = Instant::now();
+                framer.push(&bytes, &mut |e| reader.on_event(e, last_read));
+            }
+            Ok(None) => break,
+            Err(e) => {
+                reader.record.fail(classify(&e).max_stream(), describe(&e));
+                break;
+            }
+        }
+    }
+    framer.finish(&mut |e| reader.on_event(e, last_read));
+    reader.events.clear();
+    if reader.decoder.finish(&mut reader.events).is_ok() && !reader.events.is_empty() {
+        reader.apply(last_read);
+    }
+    let r = reader.record;
+    if r.success() && r.output_events == 0 {
+        let detail = if r.malformed_chunks > 0 {
+            format!("; {} chunk(s) could not be decoded", r.malformed_chunks)
+        } else {
+            String::new()
+        };
+        r.fail(
+            FailureKind::EmptyResponse,
+            format!("the response finished without any output{detail}"),
+        );
+    }
+}
+
+trait StreamKind {
+    fn max_stream(self) -> FailureKind;
+}
+
+impl StreamKind for FailureKind {
+    /// Once the headers arrived, a broken connection is a broken stream, not a connect error.
+    fn max_stream(self) -> FailureKind {
+        match self {
+            FailureKind::Connect => FailureKind::Stream,
+            other => other,
+        }
+    }
+}
+
+async fn read_error_body(
+    response: &mut reqwest::Response,
+    read_timeout: Option<Duration>,
+) -> String {
+    let mut body = Vec::new();
+    let limit = read_timeout
+        .unwrap_or(Duration::from_secs(10))
+        .min(Duration::from_secs(10));
+    while body.len() < 2048 {
+        match tokio::time::timeout(limit, response.chunk()).await {
+            Ok(Ok(Some(b))) => body.extend_from_slice(&b),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&body);
+    let text: String = text.chars().take(1000).collect();
+    if text.trim().is_empty() {
+        "(empty body)".into()
+    } else {
+        text.trim().to_string()
+    }
+}
