@@ -2,6 +2,7 @@
 //! `inventory` registration (STYLE.md rule 8).
 
 extern crate perf_api_openai;
+extern crate perf_datasets;
 
 /// Called by the registry so this module is never dropped as unused.
 pub(crate) fn link() {}

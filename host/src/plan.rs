@@ -62,7 +62,7 @@ pub enum PromptPlan {
         /// Its id.
         id: String,
         /// Its configuration.
-        config: DatasetConfig,
+        config: Box<DatasetConfig>,
     },
 }
 
@@ -181,7 +181,7 @@ fn runs(a: &RunArgs) -> anyhow::Result<Vec<RunSpec>> {
             0
         }
     };
-    if !(a.warmup_num >= 0.0) {
+    if a.warmup_num.is_nan() || a.warmup_num < 0.0 {
         return Err(usage("--warmup-num must be >= 0"));
     }
     if a.open_loop {
@@ -192,7 +192,7 @@ fn runs(a: &RunArgs) -> anyhow::Result<Vec<RunSpec>> {
                 a.number.len()
             )));
         }
-        if let Some(r) = a.rate.iter().find(|r| !(**r > 0.0)) {
+        if let Some(r) = a.rate.iter().find(|r| r.is_nan() || **r <= 0.0) {
             return Err(usage(format!(
                 "--open-loop needs every --rate > 0 (requests per second), got {r}"
             )));
@@ -440,7 +440,7 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
         Some(p) => PromptPlan::Fixed(at_file(p, "--prompt")?),
         None => PromptPlan::Dataset {
             id: a.dataset.clone(),
-            config: DatasetConfig {
+            config: Box::new(DatasetConfig {
                 dataset_path: a.dataset_path.clone(),
                 data_source: a.data_source.clone(),
                 min_prompt_length: a.min_prompt_length,
@@ -456,7 +456,7 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
                 image_format: a.image_format.clone(),
                 image_num: a.image_num,
                 options: dataset_options,
-            },
+            }),
         },
     };
     if a.min_prompt_length > a.max_prompt_length {

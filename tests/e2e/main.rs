@@ -1,3 +1,4 @@
 //! perf's end-to-end tests: one binary, one module per area.
 
+mod engine;
 mod plugins;

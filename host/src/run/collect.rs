@@ -38,8 +38,6 @@ pub struct Collected {
     pub stats: RunStats,
     /// The database, to finish.
     pub db: ResultDb,
-    /// The first database error, if writing failed.
-    pub db_error: Option<String>,
     /// Warmup requests seen.
     pub warmup: u64,
 }
@@ -102,7 +100,6 @@ impl Collector {
         Collected {
             stats: self.stats,
             db: self.db,
-            db_error,
             warmup,
         }
     }

@@ -67,7 +67,7 @@ fn dataset_config(plan: &RunPlan, offset: u64) -> Option<(String, DatasetConfig)
     match &plan.prompts {
         PromptPlan::Fixed(_) => None,
         PromptPlan::Dataset { id, config } => {
-            let mut c = config.clone();
+            let mut c = (**config).clone();
             c.dataset_offset += offset;
             Some((id.clone(), c))
         }
@@ -86,7 +86,7 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
         .iter()
         .map(|(id, config)| registry.result_sink(id, config))
         .collect::<Result<Vec<_>, _>>()?;
-    let url = reqwest::Url::parse(&plan.http.url)
+    let mut url = reqwest::Url::parse(&plan.http.url)
         .map_err(|e| usage(format!("--url is not a valid URL: {e}")))?;
     let headers = http::headers(&plan)?;
     let client = http::client(&plan)?;
@@ -117,6 +117,8 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
             let handle = server::spawn("127.0.0.1", port, Arc::new(MockBackend::new(mock.clone())), mock.mock_log.clone(), 1)
                 .map_err(|e| usage(format!("cannot start the simulator on 127.0.0.1:{port}: {e}; pick a free port with --port")))?;
             log::info(format!("simulator listening on http://{}", handle.addr));
+            // --port 0 lets the system pick a free port.
+            let _ = url.set_port(Some(handle.addr.port()));
             Some(handle)
         }
         None => None,
@@ -339,6 +341,12 @@ fn run_one(
         .join()
         .map_err(|_| anyhow::anyhow!("the collector thread panicked"))?;
     log::set_bar(None);
+    if collected.warmup > 0 {
+        log::info(format!(
+            "{} warmup request(s) were sent and left out of every metric",
+            collected.warmup
+        ));
+    }
     let cpu = match (cpu_start, crate::cpu::process_cpu_seconds()) {
         (Some(a), Some(b)) => Some(ClientCpu {
             seconds: b - a,

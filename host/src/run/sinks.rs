@@ -77,11 +77,6 @@ impl SinkHub {
         }
     }
 
-    /// Whether any sink is enabled.
-    pub fn active(&self) -> bool {
-        self.tx.is_some()
-    }
-
     /// Hands an event to the sinks.
     pub fn send(&self, event: SinkEvent) {
         if let Some(tx) = &self.tx {

@@ -1,0 +1,662 @@
+//! The real binary against the built-in simulator (`--api mock --port 0`): files and keys,
+//! SQLite rows, exact failure counts, timing within the simulator's configured delays,
+//! schedules, sweeps, interruption.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use perf_tests::{cdylib, perf_bin, perf_in, text};
+use rusqlite::Connection;
+use serde_json::Value;
+
+struct Run {
+    dir: tempfile::TempDir,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("outputs").join("t")
+    }
+
+    fn run_dir(&self, label: &str) -> PathBuf {
+        self.root().join(label)
+    }
+
+    fn json(&self, label: &str, file: &str) -> Value {
+        let path = self.run_dir(label).join(file);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", path.display(), self.stderr));
+        serde_json::from_str(&text).expect("valid JSON")
+    }
+
+    fn db(&self, label: &str) -> Connection {
+        Connection::open(self.run_dir(label).join("benchmark_data.db")).expect("db opens")
+    }
+
+    fn count(&self, label: &str, filter: &str) -> i64 {
+        self.db(label)
+            .query_row(
+                &format!("SELECT COUNT(*) FROM result WHERE {filter}"),
+                [],
+                |r| r.get(0),
+            )
+            .expect("query")
+    }
+}
+
+const FAST: &[&str] = &[
+    "--api",
+    "mock",
+    "--port",
+    "0",
+    "--prompt",
+    "Say something",
+    "--sleep-interval",
+    "0",
+];
+
+fn perf_run(args: &[&str]) -> Run {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut full: Vec<&str> = FAST.to_vec();
+    full.extend_from_slice(&["--outputs-dir", "outputs", "--no-timestamp", "--name", "t"]);
+    full.extend_from_slice(args);
+    let out = perf_in(dir.path(), &full);
+    let (stdout, stderr) = text(&out);
+    Run {
+        dir,
+        code: out.status.code(),
+        stdout,
+        stderr,
+    }
+}
+
+fn f(v: &Value, key: &str) -> f64 {
+    v.get(key)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("no number at '{key}' in {v}"))
+}
+
+const EVALSCOPE_KEYS: [&str; 17] = [
+    "Test Duration (s)",
+    "Concurrency",
+    "Request Rate (req/s)",
+    "Total Requests",
+    "Success Requests",
+    "Failed Requests",
+    "Stream Requests",
+    "Non-Stream Requests",
+    "Req Throughput (req/s)",
+    "Avg Latency (s)",
+    "Avg Input Tokens",
+    "Output Throughput (tok/s)",
+    "Total Throughput (tok/s)",
+    "Avg TTFT (ms)",
+    "Avg TPOT (ms)",
+    "Avg ITL (ms)",
+    "Avg Output Tokens",
+];
+
+#[test]
+fn a_mock_run_writes_evalscopes_files_keys_and_rows() {
+    let r = perf_run(&[
+        "-n",
+        "30",
+        "--parallel",
+        "5",
+        "--mock-ttft-ms",
+        "40",
+        "--mock-tpot-ms",
+        "4",
+        "--mock-output-tokens",
+        "10",
+        "--api-key",
+        "sk-secret-123",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let label = "parallel_5_number_30";
+    for file in [
+        "benchmark_summary.json",
+        "benchmark_percentile.json",
+        "benchmark_args.json",
+        "benchmark_data.db",
+    ] {
+        assert!(r.run_dir(label).join(file).exists(), "{file} missing");
+    }
+    assert!(r.root().join("benchmark.log").exists());
+    assert!(r.root().join("performance_summary.txt").exists());
+
+    let s = r.json(label, "benchmark_summary.json");
+    let keys: Vec<&String> = s.as_object().expect("object").keys().collect();
+    assert_eq!(
+        &keys[..17],
+        &EVALSCOPE_KEYS,
+        "evalscope's keys come first, in evalscope's order"
+    );
+    assert_eq!(f(&s, "Total Requests"), 30.0);
+    assert_eq!(f(&s, "Success Requests"), 30.0);
+    assert_eq!(f(&s, "Concurrency"), 5.0);
+    assert_eq!(f(&s, "Request Rate (req/s)"), -1.0);
+    assert_eq!(f(&s, "Avg Output Tokens"), 10.0);
+    // The simulator's delays bound the measurements from below; loose upper bounds absorb a
+    // busy machine.
+    let ttft = f(&s, "Avg TTFT (ms)");
+    assert!((40.0..80.0).contains(&ttft), "TTFT {ttft}");
+    let tpot = f(&s, "Avg TPOT (ms)");
+    assert!((3.9..12.0).contains(&tpot), "TPOT {tpot}");
+    let latency = f(&s, "Avg Latency (s)");
+    assert!((0.076..0.2).contains(&latency), "latency {latency}");
+
+    let p = r.json(label, "benchmark_percentile.json");
+    let rows = p.as_array().expect("list");
+    let labels: Vec<&str> = rows
+        .iter()
+        .map(|r| r["Percentiles"].as_str().expect("label"))
+        .collect();
+    assert_eq!(
+        labels,
+        ["min", "1%", "5%", "10%", "25%", "50%", "75%", "90%", "95%", "99%", "max"]
+    );
+    assert!(
+        f(&rows[0], "TTFT (ms)") <= f(&rows[5], "TTFT (ms)")
+            && f(&rows[5], "TTFT (ms)") <= f(&rows[10], "TTFT (ms)")
+    );
+    assert_eq!(f(&rows[9], "Output tokens"), 10.0);
+
+    let args = std::fs::read_to_string(r.run_dir(label).join("benchmark_args.json")).expect("args");
+    assert!(
+        !args.contains("sk-secret-123") && args.contains("**********"),
+        "{args}"
+    );
+    for file in ["benchmark.log", "performance_summary.txt"] {
+        let t = std::fs::read_to_string(r.root().join(file)).expect("read");
+        assert!(!t.contains("sk-secret-123"), "{file} leaks the key");
+    }
+    assert!(!r.stdout.contains("sk-secret-123") && !r.stderr.contains("sk-secret-123"));
+
+    assert_eq!(r.count(label, "success = 1 AND is_stream = 1"), 30);
+    let db = r.db(label);
+    let (ttft_ms, itl, request, completion): (f64, String, String, i64) = db
+        .query_row(
+            "SELECT first_chunk_latency * 1000, inter_token_latencies, request, completion_tokens FROM result LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .expect("row");
+    assert!(ttft_ms >= 40.0);
+    assert_eq!(
+        serde_json::from_str::<Vec<f64>>(&itl)
+            .expect("itl json")
+            .len(),
+        9
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&request).expect("body json")["messages"][0]["content"],
+        "Say something"
+    );
+    assert_eq!(completion, 10);
+    let ordered: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM result WHERE intended_send_epoch <= sent_epoch AND sent_epoch < first_byte_epoch
+             AND first_byte_epoch <= first_token_epoch AND first_token_epoch <= completed_epoch",
+            [],
+            |row| row.get(0),
+        )
+        .expect("query");
+    assert_eq!(ordered, 30, "every phase's epoch timestamp is in order");
+}
+
+#[test]
+fn injected_failures_are_counted_exactly_and_described_in_the_db() {
+    // Server request numbers 1..=40 (no connection test): every 5th fails with HTTP 503,
+    // every 7th other one drops its connection mid-stream, every 4th gets a malformed chunk.
+    let r = perf_run(&[
+        "-n",
+        "40",
+        "--parallel",
+        "4",
+        "--no-test-connection",
+        "--mock-ttft-ms",
+        "1",
+        "--mock-tpot-ms",
+        "1",
+        "--mock-output-tokens",
+        "10",
+        "--mock-fail-every",
+        "5",
+        "--mock-fail-status",
+        "503",
+        "--mock-drop-every",
+        "7",
+        "--mock-malformed-every",
+        "4",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let label = "parallel_4_number_40";
+    let s = r.json(label, "benchmark_summary.json");
+    assert_eq!(f(&s, "Total Requests"), 40.0);
+    assert_eq!(f(&s, "Failed Requests"), 12.0);
+    assert_eq!(f(&s, "Failed: http_status"), 8.0);
+    assert_eq!(
+        f(&s, "Failed: stream"),
+        4.0,
+        "7, 14, 21, 28 (35 already failed)"
+    );
+    assert_eq!(
+        f(&s, "Malformed Chunks"),
+        8.0,
+        "4, 8, 12, 16, 24, 28, 32, 36"
+    );
+    assert_eq!(f(&s, "Success Requests"), 28.0);
+    assert_eq!(
+        r.count(
+            label,
+            "error_kind = 'http_status' AND http_status = 503 AND error LIKE '%injected failure%'"
+        ),
+        8
+    );
+    assert_eq!(r.count(label, "error_kind = 'stream' AND success = 0"), 4);
+    assert_eq!(r.count(label, "malformed_chunks = 1"), 8);
+    assert_eq!(r.count(label, "success = 1 AND error IS NULL"), 28);
+}
+
+#[test]
+fn a_run_where_every_request_fails_exits_1() {
+    let r = perf_run(&[
+        "-n",
+        "5",
+        "--parallel",
+        "2",
+        "--no-test-connection",
+        "--mock-fail-every",
+        "1",
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    let s = r.json("parallel_2_number_5", "benchmark_summary.json");
+    assert_eq!(f(&s, "Failed Requests"), 5.0);
+    assert_eq!(
+        f(&s, "Avg TTFT (ms)"),
+        -1.0,
+        "unavailable averages are -1, as in evalscope"
+    );
+    assert!(r.stderr.contains("every request failed"), "{}", r.stderr);
+}
+
+#[test]
+fn non_streamed_requests_report_ttft_equal_to_latency() {
+    let r = perf_run(&[
+        "-n",
+        "6",
+        "--parallel",
+        "2",
+        "--no-stream",
+        "--mock-ttft-ms",
+        "5",
+        "--mock-output-tokens",
+        "4",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let label = "parallel_2_number_6";
+    let s = r.json(label, "benchmark_summary.json");
+    assert_eq!(f(&s, "Non-Stream Requests"), 6.0);
+    assert_eq!(f(&s, "Stream Requests"), 0.0);
+    assert_eq!(
+        r.count(label, "is_stream = 0 AND first_chunk_latency = latency"),
+        6
+    );
+}
+
+#[test]
+fn warmup_requests_are_sent_but_never_measured() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("server.jsonl");
+    let r = perf_run(&[
+        "-n",
+        "10",
+        "--parallel",
+        "3",
+        "--warmup-num",
+        "4",
+        "--mock-log",
+        log.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(r.count("parallel_3_number_10", "1 = 1"), 10);
+    let served = std::fs::read_to_string(&log)
+        .expect("server log")
+        .lines()
+        .count();
+    assert_eq!(served, 1 + 4 + 10, "connection test, warmup, measured");
+}
+
+#[test]
+fn a_sweep_runs_each_pair_in_its_own_directory() {
+    let r = perf_run(&[
+        "--parallel",
+        "1",
+        "3",
+        "--number",
+        "3",
+        "6",
+        "--mock-ttft-ms",
+        "1",
+        "--mock-tpot-ms",
+        "0",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    for (label, n) in [("parallel_1_number_3", 3.0), ("parallel_3_number_6", 6.0)] {
+        assert_eq!(
+            f(&r.json(label, "benchmark_summary.json"), "Total Requests"),
+            n
+        );
+    }
+    let report = std::fs::read_to_string(r.root().join("performance_summary.txt")).expect("report");
+    assert!(report.contains("Performance Overview"), "{report}");
+    assert_eq!(
+        report
+            .lines()
+            .filter(|l| l.starts_with("| 1 ") || l.starts_with("| 3 "))
+            .count(),
+        2,
+        "{report}"
+    );
+}
+
+fn epochs(r: &Run, label: &str, column: &str) -> Vec<f64> {
+    let db = r.db(label);
+    let mut stmt = db
+        .prepare(&format!(
+            "SELECT {column} FROM result ORDER BY request_index"
+        ))
+        .expect("prepare");
+    let rows = stmt
+        .query_map([], |row| row.get::<_, f64>(0))
+        .expect("query");
+    rows.map(|x| x.expect("value")).collect()
+}
+
+#[test]
+fn rate_mode_sends_on_an_absolute_poisson_schedule_and_records_the_lag() {
+    let r = perf_run(&[
+        "-n",
+        "40",
+        "--parallel",
+        "40",
+        "--rate",
+        "80",
+        "--seed",
+        "7",
+        "--mock-ttft-ms",
+        "1",
+        "--mock-tpot-ms",
+        "1",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let label = "parallel_40_number_40";
+    let intended = epochs(&r, label, "intended_send_epoch");
+    assert!(
+        intended.windows(2).all(|w| w[0] <= w[1]),
+        "intended times never go back"
+    );
+    let span = intended[39] - intended[0];
+    assert!(
+        (0.2..1.2).contains(&span),
+        "39 gaps at 80/s take about 0.49 s, got {span}"
+    );
+    let lag = epochs(&r, label, "dispatch_lag");
+    assert!(lag.iter().all(|l| *l >= 0.0 && *l < 0.25), "{lag:?}");
+    let s = r.json(label, "benchmark_summary.json");
+    assert_eq!(f(&s, "Request Rate (req/s)"), 80.0);
+}
+
+#[test]
+fn open_loop_runs_are_named_by_rate() {
+    let r = perf_run(&[
+        "--open-loop",
+        "--rate",
+        "100",
+        "-n",
+        "15",
+        "--mock-ttft-ms",
+        "1",
+        "--mock-tpot-ms",
+        "1",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let s = r.json("rate_100_number_15", "benchmark_summary.json");
+    assert_eq!(f(&s, "Concurrency"), -1.0);
+    assert_eq!(f(&s, "Success Requests"), 15.0);
+}
+
+#[test]
+fn duration_stops_sending_and_lets_in_flight_requests_finish() {
+    let start = Instant::now();
+    let r = perf_run(&[
+        "-n",
+        "100000",
+        "--parallel",
+        "4",
+        "--duration",
+        "1",
+        "--mock-ttft-ms",
+        "20",
+        "--mock-tpot-ms",
+        "2",
+        "--mock-output-tokens",
+        "5",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(start.elapsed() < Duration::from_secs(20));
+    let s = r.json("parallel_4_number_100000", "benchmark_summary.json");
+    let total = f(&s, "Total Requests");
+    assert!(total > 10.0 && total < 1000.0, "{total}");
+    assert_eq!(
+        f(&s, "Failed Requests"),
+        0.0,
+        "in-flight requests finish, they are not cut off"
+    );
+}
+
+#[test]
+fn an_unreachable_server_fails_the_connection_test_with_exit_2() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    let out = perf_in(
+        dir.path(),
+        &["--url", &url, "--model", "m", "--prompt", "hi", "-n", "1"],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach") && stderr.contains("--no-test-connection"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_rejected_plugin_config_stops_before_any_traffic() {
+    let acme = cdylib("acme-ndjson-api");
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = perf_in(
+        dir.path(),
+        &[
+            "--plugin",
+            acme.to_str().expect("utf-8"),
+            "--api",
+            "acme",
+            "--api-args",
+            r#"{"priority": "urgent"}"#,
+            "--model",
+            "m",
+            "--url",
+            "http://127.0.0.1:9/v2/generate",
+            "--prompt",
+            "hi",
+        ],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("api plugin 'acme'")
+            && stderr.contains("priority must be low, normal or high"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("outputs").exists(),
+        "nothing is written before the plugins are valid"
+    );
+}
+
+#[test]
+fn unsupported_flags_say_so_with_exit_2() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = perf_in(dir.path(), &["--model", "m", "--sla-auto-tune"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("--sla-auto-tune is not supported yet"),
+        "{stderr}"
+    );
+    let out = perf_in(
+        dir.path(),
+        &["--model", "m", "--parallel", "2", "3", "--number", "5"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("give as many of each"));
+}
+
+#[test]
+fn plugin_dataset_and_plugin_sink_in_a_real_run() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let csv = dir.path().join("prompts.csv");
+    std::fs::write(
+        &csv,
+        "id,question\n1,What is Rust?\n2,Why benchmark?\n3,How fast?\n",
+    )
+    .expect("csv");
+    let sink_file = dir.path().join("records.jsonl");
+    let sink = format!("jsonl={{\"path\": \"{}\"}}", sink_file.display());
+    let lib_csv = cdylib("csv-dataset");
+    let lib_sink = cdylib("jsonl-sink");
+    let out = perf_in(
+        dir.path(),
+        &[
+            "--api",
+            "mock",
+            "--port",
+            "0",
+            "--plugin",
+            lib_csv.to_str().expect("utf-8"),
+            "--plugin",
+            lib_sink.to_str().expect("utf-8"),
+            "--dataset",
+            "csv",
+            "--dataset-path",
+            csv.to_str().expect("utf-8"),
+            "--dataset-args",
+            r#"{"column": "question"}"#,
+            "--sink",
+            &sink,
+            "-n",
+            "7",
+            "--parallel",
+            "2",
+            "--outputs-dir",
+            "outputs",
+            "--no-timestamp",
+            "--name",
+            "t",
+            "--mock-ttft-ms",
+            "1",
+            "--mock-tpot-ms",
+            "1",
+        ],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines = std::fs::read_to_string(&sink_file).expect("sink wrote");
+    assert_eq!(lines.lines().count(), 7, "one line per measured request");
+    let db = Connection::open(
+        dir.path()
+            .join("outputs/t/parallel_2_number_7/benchmark_data.db"),
+    )
+    .expect("db");
+    let prompts: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM result WHERE request LIKE '%What is Rust?%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("query");
+    assert_eq!(prompts, 3, "7 requests cycle through 3 prompts: 1, 4, 7");
+}
+
+fn wait_for(path: &Path, limit: Duration) {
+    let start = Instant::now();
+    while !path.exists() && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ctrl_c_writes_every_completed_record_and_the_summary() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let child = Command::new(perf_bin())
+        .args(FAST)
+        .args([
+            "--outputs-dir",
+            "outputs",
+            "--no-timestamp",
+            "--name",
+            "t",
+            "-n",
+            "100000",
+            "--parallel",
+            "4",
+        ])
+        .args([
+            "--mock-ttft-ms",
+            "10",
+            "--mock-tpot-ms",
+            "10",
+            "--mock-output-tokens",
+            "10",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let run_dir = dir.path().join("outputs/t/parallel_4_number_100000");
+    wait_for(&run_dir.join("benchmark_data.db"), Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1200));
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("benchmark_summary.json")).expect("summary"),
+    )
+    .expect("json");
+    let total = f(&summary, "Total Requests");
+    let interrupted = f(&summary, "Interrupted Requests");
+    assert!(
+        total >= 4.0,
+        "requests finished before the interrupt are measured: {total}"
+    );
+    let db = Connection::open(run_dir.join("benchmark_data.db")).expect("db");
+    let rows: f64 = db
+        .query_row("SELECT COUNT(*) FROM result", [], |r| r.get::<_, i64>(0))
+        .expect("count") as f64;
+    assert_eq!(rows, total + interrupted, "every record is in the database");
+    assert!(run_dir.join("benchmark_percentile.json").exists());
+}
