@@ -37,20 +37,51 @@ pub enum PromptFeed {
     },
 }
 
-/// Starts the feeder thread: `total` prompts into a bounded queue. A dataset that fails is
-/// reported through `on_error` and the run goes on with what was queued.
+/// Prompts travel in batches: a queue of single prompts would wake the feeder thread for every
+/// request once the queue is full (a context switch per request).
+const BATCH: usize = 32;
+
+/// The dispatcher's end of the prompt queue.
+pub struct Prompts {
+    rx: mpsc::Receiver<Vec<DatasetItem>>,
+    batch: std::vec::IntoIter<DatasetItem>,
+}
+
+impl Prompts {
+    /// The next prompt, `None` when the feeder is done.
+    pub async fn next(&mut self) -> Option<DatasetItem> {
+        loop {
+            if let Some(item) = self.batch.next() {
+                return Some(item);
+            }
+            self.batch = self.rx.recv().await?.into_iter();
+        }
+    }
+
+    fn close(&mut self) {
+        self.rx.close();
+    }
+}
+
+/// Starts the feeder thread: `total` prompts into a bounded queue of about `capacity` prompts.
+/// A dataset that fails is reported through `on_error` and the run goes on with what was
+/// queued.
 pub fn feed(
     mut prompts: PromptFeed,
     total: u64,
     capacity: usize,
     on_error: impl Fn(String) + Send + 'static,
-) -> mpsc::Receiver<DatasetItem> {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
+) -> Prompts {
+    let (tx, rx) = mpsc::channel::<Vec<DatasetItem>>((capacity / BATCH).max(2));
     std::thread::Builder::new()
         .name("perf-prompts".into())
         .spawn(move || {
             let mut produced_this_pass = 0u64;
             let mut sent = 0u64;
+            let mut batch = Vec::with_capacity(BATCH);
+            let flush = |batch: &mut Vec<DatasetItem>| -> bool {
+                batch.is_empty() || tx.blocking_send(std::mem::replace(batch, Vec::with_capacity(BATCH))).is_ok()
+            };
             while sent < total {
                 let item = match &mut prompts {
                     PromptFeed::Fixed(p) => DatasetItem::new(PromptItem::Text(p.as_str().into())),
@@ -58,7 +89,7 @@ pub fn feed(
                         Ok(Some(item)) => item,
                         Ok(None) if produced_this_pass == 0 => {
                             on_error("the dataset yielded no prompts (check --dataset-path and the --min/--max-prompt-length filters)".into());
-                            return;
+                            break;
                         }
                         Ok(None) => match reopen() {
                             Ok(fresh) => {
@@ -68,24 +99,30 @@ pub fn feed(
                             }
                             Err(e) => {
                                 on_error(format!("cannot reopen the dataset to cycle through it again: {e}"));
-                                return;
+                                break;
                             }
                         },
                         Err(e) => {
                             on_error(format!("the dataset failed after {sent} prompt(s): {e}"));
-                            return;
+                            break;
                         }
                     },
                 };
                 produced_this_pass += 1;
-                if tx.blocking_send(item).is_err() {
+                batch.push(item);
+                sent += 1;
+                // The first prompts go out at once; later ones in batches.
+                if (batch.len() >= BATCH || sent <= BATCH as u64) && !flush(&mut batch) {
                     return; // the run stopped early
                 }
-                sent += 1;
             }
+            flush(&mut batch);
         })
         .ok();
-    rx
+    Prompts {
+        rx,
+        batch: Vec::new().into_iter(),
+    }
 }
 
 /// What a run's dispatch needs.
@@ -124,11 +161,7 @@ impl Clock {
 }
 
 /// Runs the whole run: returns when every dispatched request has finished.
-pub async fn run(
-    d: Dispatch,
-    mut prompts: mpsc::Receiver<DatasetItem>,
-    records: Sender<RawRecord>,
-) {
+pub async fn run(d: Dispatch, mut prompts: Prompts, records: Sender<RawRecord>) {
     let clock = Arc::new(Clock {
         measured_start: OnceLock::new(),
         duration: d.duration,
@@ -158,7 +191,7 @@ pub async fn run(
         if d.stop.is_cancelled() || clock.expired() {
             break;
         }
-        let Some(item) = prompts.recv().await else {
+        let Some(item) = prompts.next().await else {
             break;
         };
         let intended = arrivals.next(&mut rng);

@@ -323,7 +323,9 @@ fn run_one(
             }
         },
     );
-    rt.block_on(dispatch::run(
+    // The dispatcher runs as a task on the runtime, beside its workers: driven by `block_on`
+    // on this thread, every hand-off to a worker would be a cross-thread wake-up.
+    let dispatch = rt.spawn(dispatch::run(
         Dispatch {
             exchange: exchange.clone(),
             spec: spec.clone(),
@@ -337,6 +339,9 @@ fn run_one(
         prompts,
         tx,
     ));
+    if let Err(e) = rt.block_on(dispatch) {
+        log::warn(format!("the dispatcher stopped abnormally: {e}"));
+    }
     let collected = collecting
         .join()
         .map_err(|_| anyhow::anyhow!("the collector thread panicked"))?;
