@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use indicatif::ProgressBar;
@@ -11,8 +12,9 @@ use indicatif::ProgressBar;
 struct Log {
     file: Option<BufWriter<File>>,
     bar: Option<ProgressBar>,
-    debug: bool,
 }
+
+static DEBUG: AtomicBool = AtomicBool::new(false);
 
 static LOG: OnceLock<Mutex<Log>> = OnceLock::new();
 
@@ -21,7 +23,6 @@ fn log() -> &'static Mutex<Log> {
         Mutex::new(Log {
             file: None,
             bar: None,
-            debug: false,
         })
     })
 }
@@ -31,8 +32,8 @@ pub fn open(path: &Path, debug: bool) -> std::io::Result<()> {
     let file = BufWriter::new(File::create(path)?);
     if let Ok(mut l) = log().lock() {
         l.file = Some(file);
-        l.debug = debug;
     }
+    DEBUG.store(debug, Ordering::Relaxed);
     Ok(())
 }
 
@@ -75,10 +76,14 @@ pub fn file_only(message: impl AsRef<str>) {
     write("INFO", message.as_ref(), false);
 }
 
+/// Whether `--debug` is on.
+pub fn debugging() -> bool {
+    DEBUG.load(Ordering::Relaxed)
+}
+
 /// A debug line (`--debug`).
 pub fn debug(message: impl AsRef<str>) {
-    let on = log().lock().map(|l| l.debug).unwrap_or(false);
-    if on {
+    if debugging() {
         write("DEBUG", message.as_ref(), true);
     }
 }

@@ -102,6 +102,9 @@ impl Collector {
         started: std::time::Instant,
     ) {
         let rec = derive::record(raw, self.run_index, &self.clock);
+        if log::debugging() {
+            log::debug(debug_line(&rec, raw));
+        }
         self.stats.add(&rec, raw);
         if db_error.is_none() {
             if let Err(e) = self.db.insert(&rec, raw) {
@@ -131,4 +134,27 @@ impl Collector {
             }
         }
     }
+}
+
+/// One request for `--debug`: outcome, timings, sizes and the start of the answer. The body
+/// sent is not logged (it may hold credentials a template put there).
+fn debug_line(rec: &perf_plugin_api::RequestRecord, raw: &RawRecord) -> String {
+    let ms = |v: perf_plugin_api::ROption<f64>| {
+        v.into_option()
+            .map_or("-".to_string(), |s| format!("{:.1}", s * 1000.0))
+    };
+    let text: String = raw.text.chars().take(80).collect();
+    format!(
+        "request {} status {} {} ttft {} ms latency {} ms chunks {} malformed {} body {} bytes; {}{}",
+        rec.request_index,
+        rec.http_status,
+        if rec.success { "ok".to_string() } else { format!("failed ({}: {})", rec.failure.as_str(), rec.error) },
+        ms(rec.ttft_s),
+        ms(rec.latency_s),
+        raw.output_events,
+        raw.malformed_chunks,
+        raw.request_body.len(),
+        text.escape_debug(),
+        if raw.text.chars().count() > 80 { "..." } else { "" }
+    )
 }
