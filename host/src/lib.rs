@@ -21,6 +21,7 @@ pub mod run;
 pub mod schedule;
 pub mod server;
 pub mod signals;
+pub mod transport;
 pub mod worker;
 
 use std::ffi::OsString;

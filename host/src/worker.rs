@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::framing::{Event, Framer};
 use crate::plugin_host::{ApiAdapter, ResponseDecoder};
+use crate::transport::{Conn, ConnectError, TimedHttp};
+use http_body_util::{BodyExt, Full};
 
 /// One request to send.
 #[derive(Debug)]
@@ -157,6 +159,8 @@ pub struct Exchange {
     pub read_timeout: Option<Duration>,
     /// Whole-request timeout.
     pub total_timeout: Duration,
+    /// The timed transport, for plain http endpoints.
+    pub timed: Option<TimedHttp>,
 }
 
 /// Folds decoded events into a record.
@@ -276,11 +280,14 @@ fn method(m: HttpMethod) -> reqwest::Method {
     }
 }
 
-fn build(
-    ex: &Exchange,
-    job: &Job,
-    record: &mut RawRecord,
-) -> Option<(reqwest::RequestBuilder, Framing)> {
+struct Prepared {
+    method: reqwest::Method,
+    url: reqwest::Url,
+    headers: HeaderMap,
+    framing: Framing,
+}
+
+fn build(ex: &Exchange, job: &Job, record: &mut RawRecord) -> Option<Prepared> {
     let ctx = RequestContext {
         index: job.index,
         max_tokens: job.max_tokens.into(),
@@ -309,7 +316,7 @@ fn build(
             }
         }
     };
-    let mut headers = HeaderMap::with_capacity(request.headers.len() + ex.headers.len());
+    let mut headers = HeaderMap::with_capacity(request.headers.len() + ex.headers.len() + 2);
     for h in request.headers.iter() {
         if let (Ok(n), Ok(v)) = (
             HeaderName::try_from(h.name.as_str()),
@@ -322,39 +329,129 @@ fn build(
         headers.insert(n.clone(), v.clone());
     }
     record.request_body = Bytes::from(request.body.into_vec());
-    let builder = ex
-        .client
-        .request(method(request.method), url)
-        .headers(headers)
-        .timeout(ex.total_timeout)
-        .body(record.request_body.clone());
-    Some((builder, request.framing))
+    Some(Prepared {
+        method: method(request.method),
+        url,
+        headers,
+        framing: request.framing,
+    })
 }
 
 /// Sends one request and reads its response. Returns when it finished, failed, or `cancel`
 /// fired (then the record says `Cancelled`).
 pub async fn execute(ex: &Exchange, job: Job, cancel: &CancellationToken) -> RawRecord {
     let mut record = RawRecord::new(&job, Instant::now());
-    let Some((builder, framing)) = build(ex, &job, &mut record) else {
+    let Some(prepared) = build(ex, &job, &mut record) else {
         record.completed = Instant::now();
         return record;
     };
     record.sent = Instant::now();
+    let timed = ex.timed.as_ref().filter(|t| t.serves(&prepared.url));
     tokio::select! {
         biased;
         _ = cancel.cancelled() => record.fail(FailureKind::Cancelled, "the run was interrupted"),
-        _ = exchange(ex, builder, framing, &mut record) => {}
+        _ = async {
+            match timed {
+                Some(t) => {
+                    let limit = ex.total_timeout;
+                    if tokio::time::timeout(limit, exchange_timed(ex, t, prepared, &mut record)).await.is_err() {
+                        record.fail(FailureKind::Timeout, format!("the request took longer than {limit:?} (--total-timeout)"));
+                    }
+                }
+                None => exchange_reqwest(ex, prepared, &mut record).await,
+            }
+        } => {}
     }
     record.completed = Instant::now();
     record
 }
 
-async fn exchange(
-    ex: &Exchange,
-    builder: reqwest::RequestBuilder,
-    framing: Framing,
-    record: &mut RawRecord,
-) {
+/// Reads a response body: framing, decoding, and the checks at its end.
+struct BodyReader<'a> {
+    framer: Framer,
+    reader: Reader<'a>,
+    last_read: Instant,
+}
+
+impl<'a> BodyReader<'a> {
+    fn new(ex: &Exchange, framing: Framing, content_type: &str, record: &'a mut RawRecord) -> Self {
+        // A server that ignores `stream` answers with one JSON body: read it whole.
+        let framing = if framing == Framing::Sse && content_type.starts_with("application/json") {
+            Framing::None
+        } else {
+            framing
+        };
+        record.is_stream = framing != Framing::None;
+        BodyReader {
+            framer: Framer::new(framing),
+            reader: Reader {
+                decoder: ex.adapter.decoder(),
+                record,
+                events: RVec::new(),
+                last_output: None,
+            },
+            last_read: Instant::now(),
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8], at: Instant) {
+        self.last_read = at;
+        let reader = &mut self.reader;
+        self.framer.push(bytes, &mut |e| reader.on_event(e, at));
+    }
+
+    fn fail(&mut self, kind: FailureKind, message: String) {
+        self.reader.record.fail(kind, message);
+    }
+
+    fn finish(mut self) {
+        let at = self.last_read;
+        let reader = &mut self.reader;
+        self.framer.finish(&mut |e| reader.on_event(e, at));
+        reader.events.clear();
+        if reader.decoder.finish(&mut reader.events).is_ok() && !reader.events.is_empty() {
+            reader.apply(at);
+        }
+        let r = &mut *reader.record;
+        if r.success() && r.output_events == 0 {
+            let detail = if r.malformed_chunks > 0 {
+                format!("; {} chunk(s) could not be decoded", r.malformed_chunks)
+            } else {
+                String::new()
+            };
+            r.fail(
+                FailureKind::EmptyResponse,
+                format!("the response finished without any output{detail}"),
+            );
+        }
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn error_text(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text: String = text.chars().take(1000).collect();
+    if text.trim().is_empty() {
+        "(empty body)".into()
+    } else {
+        text.trim().to_string()
+    }
+}
+
+async fn exchange_reqwest(ex: &Exchange, p: Prepared, record: &mut RawRecord) {
+    let builder = ex
+        .client
+        .request(p.method, p.url)
+        .headers(p.headers)
+        .timeout(ex.total_timeout)
+        .body(record.request_body.clone());
     let mut response = match builder.send().await {
         Ok(r) => r,
         Err(e) => return record.fail(classify(&e), describe(&e)),
@@ -368,32 +465,13 @@ async fn exchange(
             format!("HTTP {}: {body}", record.status),
         );
     }
-    // A server that ignores `stream` answers with one JSON body: read it whole.
-    let content_type = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let framing = if framing == Framing::Sse && content_type.starts_with("application/json") {
-        Framing::None
-    } else {
-        framing
-    };
-    record.is_stream = framing != Framing::None;
-    let mut framer = Framer::new(framing);
-    let mut reader = Reader {
-        decoder: ex.adapter.decoder(),
-        record,
-        events: RVec::new(),
-        last_output: None,
-    };
-    let mut last_read = Instant::now();
+    let mut body = BodyReader::new(ex, p.framing, &content_type(response.headers()), record);
     loop {
         let chunk = match ex.read_timeout {
             Some(limit) => match tokio::time::timeout(limit, response.chunk()).await {
                 Ok(c) => c,
                 Err(_) => {
-                    reader.record.fail(
+                    body.fail(
                         FailureKind::Timeout,
                         format!("no data for {limit:?} (--read-timeout)"),
                     );
@@ -403,35 +481,179 @@ async fn exchange(
             None => response.chunk().await,
         };
         match chunk {
-            Ok(Some(bytes)) => {
-                last_read = Instant::now();
-                framer.push(&bytes, &mut |e| reader.on_event(e, last_read));
-            }
+            Ok(Some(bytes)) => body.push(&bytes, Instant::now()),
             Ok(None) => break,
             Err(e) => {
-                reader.record.fail(classify(&e).max_stream(), describe(&e));
+                body.fail(classify(&e).max_stream(), describe(&e));
                 break;
             }
         }
     }
-    framer.finish(&mut |e| reader.on_event(e, last_read));
-    reader.events.clear();
-    if reader.decoder.finish(&mut reader.events).is_ok() && !reader.events.is_empty() {
-        reader.apply(last_read);
+    body.finish();
+}
+
+async fn exchange_timed(ex: &Exchange, t: &TimedHttp, p: Prepared, record: &mut RawRecord) {
+    let mut path = p.url.path().to_string();
+    if let Some(q) = p.url.query() {
+        path.push('?');
+        path.push_str(q);
     }
-    let r = reader.record;
-    if r.success() && r.output_events == 0 {
-        let detail = if r.malformed_chunks > 0 {
-            format!("; {} chunk(s) could not be decoded", r.malformed_chunks)
-        } else {
-            String::new()
-        };
-        r.fail(
-            FailureKind::EmptyResponse,
-            format!("the response finished without any output{detail}"),
+    let mut request = hyper::Request::builder().method(p.method).uri(path);
+    if let Some(h) = request.headers_mut() {
+        *h = p.headers;
+        if let Ok(host) = HeaderValue::try_from(t.authority()) {
+            h.insert(reqwest::header::HOST, host);
+        }
+        h.insert(
+            reqwest::header::USER_AGENT,
+            HeaderValue::from_static(USER_AGENT),
         );
     }
+    let request = match request.body(Full::new(record.request_body.clone())) {
+        Ok(r) => r,
+        Err(e) => {
+            return record.fail(
+                FailureKind::Plugin,
+                format!("the adapter built an invalid request: {e}"),
+            )
+        }
+    };
+    let mut conn = match t.checkout().await {
+        Ok(c) => c,
+        Err(ConnectError::Timeout) => {
+            return record.fail(
+                FailureKind::Timeout,
+                "connecting timed out (--connect-timeout)".to_string(),
+            )
+        }
+        Err(ConnectError::Failed(m)) => return record.fail(FailureKind::Connect, m),
+    };
+    let mut response = None;
+    // A kept-alive connection the server closed meanwhile fails before anything is sent;
+    // that, and only that, is retried once on a fresh connection.
+    for attempt in 0..2 {
+        match send_on(&mut conn, request.clone()).await {
+            Ok(r) => {
+                response = Some(r);
+                break;
+            }
+            Err(e) if attempt == 0 && conn.reused => {
+                let _ = e;
+                conn = match t.connect().await {
+                    Ok(c) => c,
+                    Err(ConnectError::Timeout) => {
+                        return record.fail(
+                            FailureKind::Timeout,
+                            "connecting timed out (--connect-timeout)".to_string(),
+                        )
+                    }
+                    Err(ConnectError::Failed(m)) => return record.fail(FailureKind::Connect, m),
+                };
+                record.sent = Instant::now();
+            }
+            Err(e) => return record.fail(FailureKind::Connect, e),
+        }
+    }
+    let Some(response) = response else {
+        return record.fail(
+            FailureKind::Connect,
+            "the connection closed before the request was sent".to_string(),
+        );
+    };
+    record.first_byte = Some(conn.clock.last());
+    record.status = response.status().as_u16();
+    let ctype = content_type(response.headers());
+    let mut incoming = response.into_body();
+    if !(200..300).contains(&record.status) {
+        let mut bytes = Vec::new();
+        while bytes.len() < 2048 {
+            match conn
+                .driver
+                .drive(tokio::time::timeout(
+                    Duration::from_secs(10),
+                    incoming.frame(),
+                ))
+                .await
+            {
+                Ok(Ok(Some(Ok(frame)))) => {
+                    if let Some(d) = frame.data_ref() {
+                        bytes.extend_from_slice(d);
+                    }
+                }
+                _ => break,
+            }
+        }
+        return record.fail(
+            FailureKind::HttpStatus,
+            format!("HTTP {}: {}", record.status, error_text(&bytes)),
+        );
+    }
+    let mut body = BodyReader::new(ex, p.framing, &ctype, record);
+    let mut complete = false;
+    loop {
+        let next = match ex.read_timeout {
+            Some(limit) => match conn
+                .driver
+                .drive(tokio::time::timeout(limit, incoming.frame()))
+                .await
+            {
+                Ok(Ok(frame)) => Ok(frame),
+                Ok(Err(_)) => {
+                    body.fail(
+                        FailureKind::Timeout,
+                        format!("no data for {limit:?} (--read-timeout)"),
+                    );
+                    break;
+                }
+                Err(ended) => Err(ended),
+            },
+            None => conn.driver.drive(incoming.frame()).await,
+        };
+        match next {
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    body.push(data, conn.clock.last());
+                }
+            }
+            Ok(None) => {
+                complete = true;
+                break;
+            }
+            Ok(Some(Err(e))) => {
+                body.fail(FailureKind::Stream, crate::transport::describe(&e));
+                break;
+            }
+            Err(ended) => {
+                body.fail(FailureKind::Stream, ended.0);
+                break;
+            }
+        }
+    }
+    body.finish();
+    if complete {
+        t.checkin(conn);
+    }
 }
+
+async fn send_on(
+    conn: &mut Conn,
+    request: hyper::Request<Full<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    match conn.driver.drive(conn.sender.ready()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(crate::transport::describe(&e)),
+        Err(ended) => return Err(ended.0),
+    }
+    let sending = conn.sender.send_request(request);
+    match conn.driver.drive(sending).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(crate::transport::describe(&e)),
+        Err(ended) => Err(ended.0),
+    }
+}
+
+/// The user agent of every request.
+pub const USER_AGENT: &str = concat!("perf/", env!("CARGO_PKG_VERSION"));
 
 trait StreamKind {
     fn max_stream(self) -> FailureKind;
@@ -461,11 +683,5 @@ async fn read_error_body(
             _ => break,
         }
     }
-    let text = String::from_utf8_lossy(&body);
-    let text: String = text.chars().take(1000).collect();
-    if text.trim().is_empty() {
-        "(empty body)".into()
-    } else {
-        text.trim().to_string()
-    }
+    error_text(&body)
 }

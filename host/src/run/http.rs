@@ -21,7 +21,7 @@ pub fn client(plan: &RunPlan) -> anyhow::Result<reqwest::Client> {
         .max()
         .unwrap_or(1);
     let mut builder = reqwest::Client::builder()
-        .user_agent(concat!("perf/", env!("CARGO_PKG_VERSION")))
+        .user_agent(crate::worker::USER_AGENT)
         .pool_max_idle_per_host(pool)
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)

@@ -123,7 +123,9 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
         }
         None => None,
     };
+    let timed = crate::transport::TimedHttp::for_url(&url, plan.http.connect_timeout);
     let exchange = Arc::new(Exchange {
+        timed,
         client,
         adapter,
         url,

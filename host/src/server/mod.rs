@@ -21,11 +21,12 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 pub use protocol::CompletionRequest;
+
+use crate::transport::socket::{ReadClock, TimedStream};
 
 /// What a backend produces, in order, for one generation.
 #[derive(Debug)]
@@ -137,8 +138,14 @@ struct Shared {
     clock: EpochClock,
 }
 
-async fn route(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<Body>, Infallible> {
-    let received = Instant::now();
+async fn route(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    clock: Arc<ReadClock>,
+) -> Result<Response<Body>, Infallible> {
+    // When the request's bytes reached the socket (the kernel's receive time where available),
+    // so a busy server's own queueing counts in the time to first token it logs.
+    let received = clock.last();
     let path = req.uri().path().trim_end_matches('/').to_string();
     let resp = match (req.method(), path.as_str()) {
         (&Method::GET, "/health") => full(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
@@ -213,10 +220,12 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| route(req, shared.clone()));
+            let io = TimedStream::new(stream);
+            let clock = io.clock();
+            let service = service_fn(move |req| route(req, shared.clone(), clock.clone()));
             let _ = http1::Builder::new()
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(io, service)
                 .await;
         });
     }

@@ -1,0 +1,250 @@
+//! A TCP stream that remembers when its last read's data arrived.
+//!
+//! On Linux it asks the kernel for receive timestamps (`SO_TIMESTAMPNS`) and reads with
+//! `recvmsg`, so the time of a read is when the data reached the socket, not when this process
+//! got round to reading it: a client busy with a thousand other streams does not add its own
+//! queueing to the latencies it reports. Elsewhere, or when the kernel gives no timestamp, the
+//! time of the read call is used.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use hyper::rt::{Read, ReadBufCursor, Write};
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
+
+/// When the data of the latest read arrived, shared between the stream and the request.
+#[derive(Debug)]
+pub struct ReadClock {
+    anchor: Instant,
+    /// Nanoseconds after `anchor`; 0 = no read yet.
+    last_ns: AtomicU64,
+    /// Reads that carried a kernel timestamp.
+    kernel_stamped: AtomicU64,
+}
+
+impl ReadClock {
+    fn new() -> Self {
+        ReadClock {
+            anchor: Instant::now(),
+            last_ns: AtomicU64::new(0),
+            kernel_stamped: AtomicU64::new(0),
+        }
+    }
+
+    fn set(&self, at: Instant) {
+        let ns = at.saturating_duration_since(self.anchor).as_nanos().max(1) as u64;
+        self.last_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// Arrival time of the latest read's data, or now if nothing was read yet.
+    pub fn last(&self) -> Instant {
+        match self.last_ns.load(Ordering::Relaxed) {
+            0 => Instant::now(),
+            ns => self.anchor + Duration::from_nanos(ns),
+        }
+    }
+
+    /// Whether the kernel has been stamping reads.
+    pub fn kernel_timestamps(&self) -> bool {
+        self.kernel_stamped.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// A TCP stream for hyper that records when read data arrived.
+pub struct TimedStream {
+    io: TcpStream,
+    clock: Arc<ReadClock>,
+    kernel: bool,
+}
+
+impl TimedStream {
+    /// Wraps `io`, asking the kernel for receive timestamps where it can.
+    pub fn new(io: TcpStream) -> Self {
+        let kernel = enable_kernel_timestamps(&io);
+        TimedStream {
+            io,
+            clock: Arc::new(ReadClock::new()),
+            kernel,
+        }
+    }
+
+    /// The clock of this connection.
+    pub fn clock(&self) -> Arc<ReadClock> {
+        self.clock.clone()
+    }
+}
+
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod kernel {
+    use std::io;
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use tokio::net::TcpStream;
+
+    // asm-generic/socket.h: SO_TIMESTAMPNS_OLD, which SCM_TIMESTAMPNS equals on 64-bit.
+    const SO_TIMESTAMPNS: libc::c_int = 35;
+
+    pub fn enable(io: &TcpStream) -> bool {
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket descriptor and a pointer to a c_int of the given size.
+        let rc = unsafe {
+            libc::setsockopt(
+                io.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        rc == 0
+    }
+
+    /// One `recvmsg` into `dst`: bytes read and the kernel's receive time of that data.
+    pub fn recv(
+        io: &TcpStream,
+        dst: &mut [std::mem::MaybeUninit<u8>],
+    ) -> io::Result<(usize, Option<SystemTime>)> {
+        let mut iov = libc::iovec {
+            iov_base: dst.as_mut_ptr().cast(),
+            iov_len: dst.len(),
+        };
+        let mut control = [0u64; 8];
+        // SAFETY: msghdr is plain data; every pointer set below outlives the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: the descriptor is a connected socket; the buffers are valid for their lengths.
+        let n = unsafe { libc::recvmsg(io.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut stamp = None;
+        // SAFETY: walking the control messages the kernel wrote into `control`, with the
+        // kernel's own CMSG macros.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == SO_TIMESTAMPNS {
+                    let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                    stamp = Some(UNIX_EPOCH + Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        Ok((n as usize, stamp))
+    }
+}
+
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+mod kernel {
+    use std::io;
+    use std::time::SystemTime;
+
+    use tokio::net::TcpStream;
+
+    pub fn enable(_io: &TcpStream) -> bool {
+        false
+    }
+
+    pub fn recv(
+        io: &TcpStream,
+        dst: &mut [std::mem::MaybeUninit<u8>],
+    ) -> io::Result<(usize, Option<SystemTime>)> {
+        // SAFETY: try_read only writes initialised bytes into the prefix it reports.
+        let buf = unsafe { &mut *(dst as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
+        io.try_read(buf).map(|n| (n, None))
+    }
+}
+
+fn enable_kernel_timestamps(io: &TcpStream) -> bool {
+    kernel::enable(io)
+}
+
+/// The monotonic instant of a wall-clock time in the recent past.
+fn instant_of(at: SystemTime) -> Instant {
+    let now_wall = SystemTime::now();
+    let now = Instant::now();
+    match now_wall.duration_since(at) {
+        Ok(age) if age < Duration::from_secs(60) => now.checked_sub(age).unwrap_or(now),
+        _ => now,
+    }
+}
+
+impl Read for TimedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            ready!(this.io.poll_read_ready(cx))?;
+            // SAFETY: `recv` writes at most `dst.len()` bytes and we advance by what it wrote.
+            let dst = unsafe { buf.as_mut() };
+            let kernel = this.kernel;
+            match this.io.try_io(tokio::io::Interest::READABLE, || {
+                kernel::recv(&this.io, dst)
+            }) {
+                Ok((n, stamp)) => {
+                    let at = match stamp.filter(|_| kernel) {
+                        Some(wall) => {
+                            this.clock.kernel_stamped.fetch_add(1, Ordering::Relaxed);
+                            instant_of(wall)
+                        }
+                        None => Instant::now(),
+                    };
+                    this.clock.set(at);
+                    // SAFETY: `n` bytes were initialised by recvmsg.
+                    unsafe { buf.advance(n) };
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl Write for TimedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+}
