@@ -60,11 +60,20 @@ const FAST: &[&str] = &[
 ];
 
 fn perf_run(args: &[&str]) -> Run {
+    perf_run_env(args, &[])
+}
+
+fn perf_run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut full: Vec<&str> = FAST.to_vec();
     full.extend_from_slice(&["--outputs-dir", "outputs", "--no-timestamp", "--name", "t"]);
     full.extend_from_slice(args);
-    let out = perf_in(dir.path(), &full);
+    let out = Command::new(perf_bin())
+        .args(&full)
+        .envs(env.iter().copied())
+        .current_dir(dir.path())
+        .output()
+        .expect("perf runs");
     let (stdout, stderr) = text(&out);
     Run {
         dir,
@@ -211,29 +220,42 @@ fn a_mock_run_writes_evalscopes_files_keys_and_rows() {
 
 #[test]
 fn injected_failures_are_counted_exactly_and_described_in_the_db() {
+    injected_failures_through(&[]);
+}
+
+#[test]
+fn injected_failures_are_counted_exactly_through_reqwest_too() {
+    // https and proxied endpoints go through reqwest; this forces it for a local server.
+    injected_failures_through(&[("PERF_HTTP_CLIENT", "reqwest")]);
+}
+
+fn injected_failures_through(env: &[(&str, &str)]) {
     // Server request numbers 1..=40 (no connection test): every 5th fails with HTTP 503,
     // every 7th other one drops its connection mid-stream, every 4th gets a malformed chunk.
-    let r = perf_run(&[
-        "-n",
-        "40",
-        "--parallel",
-        "4",
-        "--no-test-connection",
-        "--mock-ttft-ms",
-        "1",
-        "--mock-tpot-ms",
-        "1",
-        "--mock-output-tokens",
-        "10",
-        "--mock-fail-every",
-        "5",
-        "--mock-fail-status",
-        "503",
-        "--mock-drop-every",
-        "7",
-        "--mock-malformed-every",
-        "4",
-    ]);
+    let r = perf_run_env(
+        &[
+            "-n",
+            "40",
+            "--parallel",
+            "4",
+            "--no-test-connection",
+            "--mock-ttft-ms",
+            "1",
+            "--mock-tpot-ms",
+            "1",
+            "--mock-output-tokens",
+            "10",
+            "--mock-fail-every",
+            "5",
+            "--mock-fail-status",
+            "503",
+            "--mock-drop-every",
+            "7",
+            "--mock-malformed-every",
+            "4",
+        ],
+        env,
+    );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let label = "parallel_4_number_40";
     let s = r.json(label, "benchmark_summary.json");

@@ -120,8 +120,12 @@ fn proxy_configured() -> bool {
 impl TimedHttp {
     /// A transport for `url` when it is plain http and no proxy is configured; `None` sends the
     /// request through reqwest instead.
+    ///
+    /// `PERF_HTTP_CLIENT=reqwest` in the environment sends everything through reqwest (to rule
+    /// the transport out when chasing a problem; the timestamps then include client queueing).
     pub fn for_url(url: &reqwest::Url, connect_timeout: Option<Duration>) -> Option<Self> {
-        if url.scheme() != "http" || proxy_configured() || !url.username().is_empty() {
+        let forced = std::env::var("PERF_HTTP_CLIENT").is_ok_and(|v| v == "reqwest");
+        if forced || url.scheme() != "http" || proxy_configured() || !url.username().is_empty() {
             return None;
         }
         let host = url.host_str()?;

@@ -248,3 +248,50 @@ impl Write for TimedStream {
         Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_read_is_stamped_with_when_the_data_arrived_not_when_it_was_read() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (mut server, _) = listener.accept().expect("accept");
+        let mut stream = TimedStream::new(client);
+        let clock = stream.clock();
+
+        std::io::Write::write_all(&mut server, b"hello").expect("write");
+        let written = Instant::now();
+        // The data waits in the socket while this "busy client" does something else.
+        std::thread::sleep(Duration::from_millis(60));
+
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 64];
+        let n = std::future::poll_fn(|cx| {
+            let mut read_buf = hyper::rt::ReadBuf::uninit(&mut buf);
+            match Pin::new(&mut stream).poll_read(cx, read_buf.unfilled()) {
+                Poll::Ready(Ok(())) => Poll::Ready(read_buf.filled().len()),
+                Poll::Ready(Err(e)) => panic!("read failed: {e}"),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        assert_eq!(n, 5);
+        let stamped = clock.last();
+        if cfg!(target_os = "linux") {
+            assert!(
+                clock.kernel_timestamps(),
+                "Linux stamps TCP reads in the kernel"
+            );
+            let waited = Instant::now().saturating_duration_since(stamped);
+            assert!(
+                waited >= Duration::from_millis(50),
+                "stamped {waited:?} before the read, expected the 60 ms wait"
+            );
+            assert!(stamped.saturating_duration_since(written) < Duration::from_millis(20));
+        } else {
+            assert!(stamped >= written);
+        }
+    }
+}
