@@ -76,8 +76,6 @@ pub struct RunStats {
     tpot: Vec<f64>,
     prompt: Vec<f64>,
     completion: Vec<f64>,
-    output_tps: Vec<f64>,
-    total_tps: Vec<f64>,
     itl: Histogram<u64>,
     itl_sum_s: f64,
     itl_count: u64,
@@ -119,8 +117,6 @@ impl RunStats {
             tpot: Vec::new(),
             prompt: Vec::new(),
             completion: Vec::new(),
-            output_tps: Vec::new(),
-            total_tps: Vec::new(),
             itl: Histogram::new_with_bounds(1, 3_600_000_000, 3)
                 .expect("1 us .. 1 h with 3 significant digits are valid constant bounds"),
             itl_sum_s: 0.0,
@@ -178,13 +174,11 @@ impl RunStats {
         let latency = get(rec.latency_s).unwrap_or(0.0);
         let prompt = rec.prompt_tokens.into_option().unwrap_or(0) as f64;
         let completion = rec.completion_tokens.into_option().unwrap_or(0) as f64;
+        // latency, prompt and completion stay index-aligned: the per-request token rates are
+        // derived from them at the end instead of being stored.
         self.latency.push(latency);
         self.prompt.push(prompt);
         self.completion.push(completion);
-        if latency > 0.0 {
-            self.output_tps.push(completion / latency);
-            self.total_tps.push((prompt + completion) / latency);
-        }
         if let Some(ttft) = get(rec.ttft_s) {
             if rec.is_stream {
                 self.ttft_stream.push(ttft);
@@ -339,8 +333,12 @@ impl RunStats {
         let decode = sorted(self.tpot.iter().map(|t| 1.0 / t).collect());
         let prompt = sorted(self.prompt.clone());
         let completion = sorted(self.completion.clone());
-        let out_tps = sorted(self.output_tps.clone());
-        let total_tps = sorted(self.total_tps.clone());
+        let per_request = |tokens: &dyn Fn(usize) -> f64| -> Vec<f64> {
+            let rates = self.latency.iter().enumerate().filter(|(_, l)| **l > 0.0);
+            sorted(rates.map(|(i, l)| tokens(i) / l).collect())
+        };
+        let out_tps = per_request(&|i| self.completion[i]);
+        let total_tps = per_request(&|i| self.prompt[i] + self.completion[i]);
         let cell = |v: Option<f64>| v.map_or(Value::Null, |x| json!(round(x, 4)));
         PERCENTILES
             .iter()
@@ -373,6 +371,100 @@ impl RunStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::EpochClock;
+    use perf_plugin_api::{FailureKind, Usage};
+    use std::time::{Duration, Instant};
+
+    /// A streamed request sent at `start_ms` with output events at `outputs_ms` (after
+    /// sending) and usage reporting `completion` tokens.
+    fn raw(t0: Instant, start_ms: u64, outputs_ms: &[u64], completion: u64) -> RawRecord {
+        let ms = |m: u64| t0 + Duration::from_millis(m);
+        let sent = ms(start_ms);
+        let at = |m: u64| sent + Duration::from_millis(m);
+        RawRecord {
+            index: 0,
+            warmup: false,
+            intended: sent,
+            sent,
+            first_byte: Some(at(1)),
+            first_output: outputs_ms.first().map(|m| at(*m)),
+            last_event: outputs_ms.last().map(|m| at(*m + 1)),
+            completed: at(outputs_ms.last().copied().unwrap_or(0) + 1),
+            itl_s: outputs_ms
+                .windows(2)
+                .map(|w| (w[1] - w[0]) as f64 / 1000.0)
+                .collect(),
+            output_events: outputs_ms.len() as u32,
+            decode_chunks: outputs_ms.len() as u32,
+            malformed_chunks: 0,
+            output_tokens_from_events: None,
+            usage: Usage {
+                prompt_tokens: ROption::RSome(10),
+                completion_tokens: ROption::RSome(completion),
+                cached_tokens: ROption::RNone,
+            },
+            text: "x".repeat(outputs_ms.len()),
+            reasoning: String::new(),
+            status: 200,
+            failure: FailureKind::None,
+            error: String::new(),
+            is_stream: true,
+            request_body: bytes::Bytes::new(),
+            prompt_tokens_hint: None,
+            prompt_chars: 0,
+        }
+    }
+
+    fn get(s: &[(String, Value)], key: &str) -> f64 {
+        s.iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.as_f64())
+            .unwrap_or(f64::NAN)
+    }
+
+    #[test]
+    fn summary_follows_evalscopes_formulas() {
+        let t0 = Instant::now();
+        let clock = EpochClock::new();
+        let mut stats = RunStats::new(2, -1.0);
+        // Request A: TTFT 100 ms, output at 100/120/140 ms, last event 141 ms, 3 tokens.
+        // Request B: starts 50 ms later, TTFT 200 ms, output at 200/230 ms, 2 tokens.
+        // Request C: fails with HTTP 500 at 60 ms.
+        let a = raw(t0, 0, &[100, 120, 140], 3);
+        let b = raw(t0, 50, &[200, 230], 2);
+        let mut c = raw(t0, 10, &[], 0);
+        c.failure = FailureKind::HttpStatus;
+        c.status = 500;
+        c.completed = t0 + Duration::from_millis(60);
+        for r in [&a, &b, &c] {
+            stats.add(&derive::record(r, 0, &clock), r);
+        }
+        let s = stats.summary(None);
+        assert_eq!(get(&s, "Total Requests"), 3.0);
+        assert_eq!(get(&s, "Success Requests"), 2.0);
+        assert_eq!(get(&s, "Failed: http_status"), 1.0);
+        // W = last completion (B: 50 + 231 ms) - first send (A: 0 ms).
+        assert!((get(&s, "Test Duration (s)") - 0.281).abs() < 1e-9);
+        assert!((get(&s, "Req Throughput (req/s)") - round(2.0 / 0.281, 4)).abs() < 1e-9);
+        // Latency: A 141 ms, B 231 ms.
+        assert!((get(&s, "Avg Latency (s)") - 0.186).abs() < 1e-9);
+        assert_eq!(get(&s, "Avg TTFT (ms)"), 150.0);
+        // TPOT: A (141 - 100) / 2 = 20.5 ms, B (231 - 200) / 1 = 31 ms.
+        assert_eq!(get(&s, "Avg TPOT (ms)"), 25.75);
+        // ITL pooled: 20, 20, 30 ms.
+        assert_eq!(get(&s, "Avg ITL (ms)"), round(70.0 / 3.0, 2));
+        assert_eq!(get(&s, "Avg Output Tokens"), 2.5);
+        assert!((get(&s, "Output Throughput (tok/s)") - round(5.0 / 0.281, 4)).abs() < 1e-9);
+        let rows = stats.percentiles();
+        let row = |label: &str| rows.iter().find(|r| r[0].1 == label).expect("row").clone();
+        assert_eq!(
+            get(&row("50%"), "TTFT (ms)"),
+            100.0,
+            "nearest rank of [100, 200] at 50% is the first"
+        );
+        assert_eq!(get(&row("max"), "Latency (s)"), 0.231);
+        assert_eq!(get(&row("min"), "Output (tok/s)"), round(2.0 / 0.231, 4));
+    }
 
     #[test]
     fn nearest_rank_matches_evalscope_1_14_1() {
