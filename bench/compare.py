@@ -128,27 +128,40 @@ def client_cmd(tool, evalscope, url, n, parallel, warmup, max_tokens, outputs):
     return [evalscope, "perf", "--api", "openai"] + common
 
 
-def throughput(tools, evalscope, quick):
-    rows = []
+def throughput(tools, evalscope, quick, repeat):
+    """Each tool `repeat` times, interleaved (perf, evalscope, perf, ...), against one server;
+    the row of each tool is its median run by requests/s, with every run's rate listed."""
+    runs = {tool: [] for tool in tools}
+    errors = {}
     server = Server(0, 0, 32)
     try:
-        for tool in tools:
-            n = {"perf": 20000 if not quick else 4000, "evalscope": 3000 if not quick else 1000}[tool]
-            with tempfile.TemporaryDirectory() as d:
-                out = os.path.join(d, "out")
-                m = measured(client_cmd(tool, evalscope, server.url, n, 64, 64, 32, out), d)
-                s, _ = summary_of(out)
-                if not s:
-                    rows.append({"tool": tool, "error": m["stderr_tail"]})
-                    continue
-                rows.append({
-                    "tool": tool, "requests": n, "req_per_s": s["Req Throughput (req/s)"],
-                    "chunks_per_s": s["Output Throughput (tok/s)"],
-                    "cpu_s_per_1000_req": 1000 * m["cpu_s"] / (n + 64), "peak_rss_mb": m["maxrss_kb"] / 1024,
-                    "failed": s["Failed Requests"],
-                })
+        for _ in range(repeat):
+            for tool in tools:
+                n = {"perf": 20000 if not quick else 4000, "evalscope": 3000 if not quick else 1000}[tool]
+                with tempfile.TemporaryDirectory() as d:
+                    out = os.path.join(d, "out")
+                    m = measured(client_cmd(tool, evalscope, server.url, n, 64, 64, 32, out), d)
+                    s, _ = summary_of(out)
+                    if not s:
+                        errors[tool] = m["stderr_tail"]
+                        continue
+                    runs[tool].append({
+                        "tool": tool, "requests": n, "req_per_s": s["Req Throughput (req/s)"],
+                        "chunks_per_s": s["Output Throughput (tok/s)"],
+                        "cpu_s_per_1000_req": 1000 * m["cpu_s"] / (n + 64), "peak_rss_mb": m["maxrss_kb"] / 1024,
+                        "failed": s["Failed Requests"],
+                    })
     finally:
         server.stop()
+    rows = []
+    for tool in tools:
+        if not runs[tool]:
+            rows.append({"tool": tool, "error": errors.get(tool, "no run")})
+            continue
+        ordered = sorted(runs[tool], key=lambda r: r["req_per_s"])
+        row = dict(ordered[len(ordered) // 2])
+        row["all_req_per_s"] = [round(r["req_per_s"]) for r in runs[tool]]
+        rows.append(row)
     return rows
 
 
@@ -195,14 +208,16 @@ def memory(quick):
 
 def markdown(results):
     lines = [f"Measured {results['date']} on {results['machine']}; command: `{results['command']}`.", ""]
-    lines += ["Throughput (zero-delay simulator, 32-token streams, concurrency 64, client and server on separate cores):", "",
+    lines += ["Throughput (zero-delay simulator, 32-token streams, concurrency 64, client and server on separate cores; "
+              "median of the interleaved runs, every run's rate in brackets):", "",
               "| client | requests/s | chunks/s | client CPU s per 1,000 requests | peak RSS (MB) |", "|---|---|---|---|---|"]
     by_tool = {r["tool"]: r for r in results["throughput"] if "error" not in r}
     for r in results["throughput"]:
         if "error" in r:
             lines.append(f"| {r['tool']} | failed | | | |")
         else:
-            lines.append(f"| {r['tool']} | {r['req_per_s']:.0f} | {r['chunks_per_s']:.0f} | {r['cpu_s_per_1000_req']:.3f} | {r['peak_rss_mb']:.0f} |")
+            every = ", ".join(str(x) for x in r["all_req_per_s"])
+            lines.append(f"| {r['tool']} | {r['req_per_s']:.0f} ({every}) | {r['chunks_per_s']:.0f} | {r['cpu_s_per_1000_req']:.3f} | {r['peak_rss_mb']:.0f} |")
     if "perf" in by_tool and "evalscope" in by_tool:
         ratio = by_tool["perf"]["req_per_s"] / by_tool["evalscope"]["req_per_s"]
         cpu = by_tool["evalscope"]["cpu_s_per_1000_req"] / by_tool["perf"]["cpu_s_per_1000_req"]
@@ -227,6 +242,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--evalscope", default=shutil.which("evalscope"), help="path to the evalscope executable")
     ap.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
+    ap.add_argument("--repeat", type=int, default=3, help="throughput runs per tool (the median is reported)")
     args = ap.parse_args()
     if not os.path.exists(PERF):
         sys.exit(f"{PERF} is missing: cargo build --release -p perf-host")
@@ -239,8 +255,9 @@ def main():
     results = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {mem_gib:.0f} GiB, {platform.system()}",
-        "command": "python3 bench/compare.py" + (" --evalscope " + args.evalscope if "evalscope" in tools else "") + (" --quick" if args.quick else ""),
-        "throughput": throughput(tools, args.evalscope, args.quick),
+        "command": "python3 bench/compare.py" + (" --evalscope " + args.evalscope if "evalscope" in tools else "")
+        + (" --quick" if args.quick else "") + (f" --repeat {args.repeat}" if args.repeat != 3 else ""),
+        "throughput": throughput(tools, args.evalscope, args.quick, args.repeat),
         "fidelity": fidelity(tools, args.evalscope, args.quick),
         "memory": memory(args.quick),
     }
