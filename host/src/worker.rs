@@ -123,6 +123,16 @@ impl RawRecord {
         }
     }
 
+    fn fail_to_connect(&mut self, e: ConnectError) {
+        match e {
+            ConnectError::Timeout => self.fail(
+                FailureKind::Timeout,
+                "connecting timed out (--connect-timeout)",
+            ),
+            ConnectError::Failed(message) => self.fail(FailureKind::Connect, message),
+        }
+    }
+
     /// Whether the request succeeded.
     pub fn success(&self) -> bool {
         self.failure == FailureKind::None
@@ -263,12 +273,7 @@ fn describe(e: &reqwest::Error) -> String {
     } else {
         "HTTP error"
     });
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
+    text.push_str(&crate::transport::causes(e));
     text
 }
 
@@ -520,13 +525,7 @@ async fn exchange_timed(ex: &Exchange, t: &TimedHttp, p: Prepared, record: &mut 
     };
     let mut conn = match t.checkout().await {
         Ok(c) => c,
-        Err(ConnectError::Timeout) => {
-            return record.fail(
-                FailureKind::Timeout,
-                "connecting timed out (--connect-timeout)".to_string(),
-            )
-        }
-        Err(ConnectError::Failed(m)) => return record.fail(FailureKind::Connect, m),
+        Err(e) => return record.fail_to_connect(e),
     };
     let mut response = None;
     // A kept-alive connection the server closed meanwhile fails before anything is sent;
@@ -537,17 +536,10 @@ async fn exchange_timed(ex: &Exchange, t: &TimedHttp, p: Prepared, record: &mut 
                 response = Some(r);
                 break;
             }
-            Err(e) if attempt == 0 && conn.reused => {
-                let _ = e;
+            Err(_) if attempt == 0 && conn.reused => {
                 conn = match t.connect().await {
                     Ok(c) => c,
-                    Err(ConnectError::Timeout) => {
-                        return record.fail(
-                            FailureKind::Timeout,
-                            "connecting timed out (--connect-timeout)".to_string(),
-                        )
-                    }
-                    Err(ConnectError::Failed(m)) => return record.fail(FailureKind::Connect, m),
+                    Err(e) => return record.fail_to_connect(e),
                 };
                 record.sent = Instant::now();
             }

@@ -145,6 +145,19 @@ pub struct Dispatch {
     pub abort: CancellationToken,
 }
 
+impl Dispatch {
+    fn worker(&self, records: &Sender<RawRecord>, clock: &Arc<Clock>, paced: bool) -> Worker {
+        Worker {
+            exchange: self.exchange.clone(),
+            records: records.clone(),
+            clock: clock.clone(),
+            stop: self.stop.clone(),
+            abort: self.abort.clone(),
+            paced,
+        }
+    }
+}
+
 struct Clock {
     measured_start: OnceLock<Instant>,
     duration: Option<Duration>,
@@ -175,14 +188,7 @@ pub async fn run(d: Dispatch, mut prompts: Prompts, records: Sender<RawRecord>) 
         async_channel::bounded::<Job>(d.spec.parallel.unwrap_or(1).clamp(1, 1024));
     if let Some(parallel) = d.spec.parallel {
         for _ in 0..parallel {
-            let w = Worker {
-                exchange: d.exchange.clone(),
-                records: records.clone(),
-                clock: clock.clone(),
-                stop: d.stop.clone(),
-                abort: d.abort.clone(),
-                paced,
-            };
+            let w = d.worker(&records, &clock, paced);
             tracker.spawn(w.closed_loop(job_rx.clone()));
         }
     }
@@ -216,14 +222,7 @@ pub async fn run(d: Dispatch, mut prompts: Prompts, records: Sender<RawRecord>) 
                 break;
             }
         } else {
-            let w = Worker {
-                exchange: d.exchange.clone(),
-                records: records.clone(),
-                clock: clock.clone(),
-                stop: d.stop.clone(),
-                abort: d.abort.clone(),
-                paced,
-            };
+            let w = d.worker(&records, &clock, paced);
             tracker.spawn(w.one(job));
         }
     }

@@ -85,8 +85,13 @@ impl Conn {
 
 /// A hyper error and its causes.
 pub fn describe(e: &hyper::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
+    format!("{e}{}", causes(e))
+}
+
+/// The causes of an error, each after ": ".
+pub fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = String::new();
+    let mut source = e.source();
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());
