@@ -220,7 +220,9 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
-            let io = TimedStream::new(stream);
+            let Ok(io) = TimedStream::new(stream) else {
+                return;
+            };
             let clock = io.clock();
             let service = service_fn(move |req| route(req, shared.clone(), clock.clone()));
             let _ = http1::Builder::new()

@@ -190,7 +190,8 @@ impl TimedHttp {
         }
         .map_err(|e| ConnectError::Failed(format!("cannot connect to {}: {e}", self.authority)))?;
         let _ = stream.set_nodelay(true);
-        let io = TimedStream::new(stream);
+        let io = TimedStream::new(stream)
+            .map_err(|e| ConnectError::Failed(format!("cannot use the connection: {e}")))?;
         let clock = io.clock();
         let (sender, driver) = http1::Builder::new()
             .handshake(io)

@@ -14,7 +14,7 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use hyper::rt::{Read, ReadBufCursor, Write};
-use tokio::io::AsyncWrite;
+use tokio::io::unix::AsyncFd;
 use tokio::net::TcpStream;
 
 /// When the data of the latest read arrived, shared between the stream and the request.
@@ -56,21 +56,31 @@ impl ReadClock {
 }
 
 /// A TCP stream for hyper that records when read data arrived.
+///
+/// It does its own non-blocking I/O on an `AsyncFd` rather than through tokio's `TcpStream`,
+/// because it reads with `recvmsg`, and so that a read that returns less than the buffer can
+/// clear the socket's readiness (as tokio's own stream does): otherwise every read is followed
+/// by one more system call that only says "nothing more yet".
 pub struct TimedStream {
-    io: TcpStream,
+    io: AsyncFd<std::net::TcpStream>,
     clock: Arc<ReadClock>,
     kernel: bool,
 }
 
 impl TimedStream {
     /// Wraps `io`, asking the kernel for receive timestamps where it can.
-    pub fn new(io: TcpStream) -> Self {
+    pub fn new(io: TcpStream) -> io::Result<Self> {
+        let io = io.into_std()?;
+        io.set_nonblocking(true)?;
         let kernel = enable_kernel_timestamps(&io);
-        TimedStream {
+        // SAFETY: the std stream owns its descriptor, which stays open, and is the same one, for
+        // as long as the AsyncFd owns the stream.
+        let io = unsafe { AsyncFd::register(io) }.map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(TimedStream {
             io,
             clock: Arc::new(ReadClock::new()),
             kernel,
-        }
+        })
     }
 
     /// The clock of this connection.
@@ -88,7 +98,7 @@ mod kernel {
     use std::os::fd::AsRawFd;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-    use tokio::net::TcpStream;
+    use std::net::TcpStream;
 
     // asm-generic/socket.h: SO_TIMESTAMPNS_OLD, which SCM_TIMESTAMPNS equals on 64-bit.
     const SO_TIMESTAMPNS: libc::c_int = 35;
@@ -170,7 +180,7 @@ mod kernel {
     }
 }
 
-fn enable_kernel_timestamps(io: &TcpStream) -> bool {
+fn enable_kernel_timestamps(io: &std::net::TcpStream) -> bool {
     kernel::enable(io)
 }
 
@@ -192,15 +202,18 @@ impl Read for TimedStream {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            ready!(this.io.poll_read_ready(cx))?;
+            let mut guard = ready!(this.io.poll_read_ready(cx))?;
             // SAFETY: `recv` writes at most `dst.len()` bytes and we advance by what it wrote.
             let dst = unsafe { buf.as_mut() };
-            let kernel = this.kernel;
-            match this.io.try_io(tokio::io::Interest::READABLE, || {
-                kernel::recv(&this.io, dst)
-            }) {
-                Ok((n, stamp)) => {
-                    let at = match stamp.filter(|_| kernel) {
+            let len = dst.len();
+            match guard.try_io(|fd| kernel::recv(fd.get_ref(), dst)) {
+                Ok(Ok((n, stamp))) => {
+                    if n > 0 && n < len {
+                        // A short read drained the socket: wait for the next readiness event
+                        // instead of asking again.
+                        guard.clear_ready();
+                    }
+                    let at = match stamp.filter(|_| this.kernel) {
                         Some(wall) => {
                             this.clock.kernel_stamped.fetch_add(1, Ordering::Relaxed);
                             instant_of(wall)
@@ -212,8 +225,8 @@ impl Read for TimedStream {
                     unsafe { buf.advance(n) };
                     return Poll::Ready(Ok(()));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
             }
         }
     }
@@ -225,19 +238,14 @@ impl Write for TimedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        let this = self.get_mut();
+        loop {
+            let mut guard = ready!(this.io.poll_write_ready(cx))?;
+            match guard.try_io(|fd| std::io::Write::write(&mut fd.get_ref(), buf)) {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => continue,
+            }
+        }
     }
 
     fn poll_write_vectored(
@@ -245,7 +253,26 @@ impl Write for TimedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        loop {
+            let mut guard = ready!(this.io.poll_write_ready(cx))?;
+            match guard.try_io(|fd| std::io::Write::write_vectored(&mut fd.get_ref(), bufs)) {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.io.get_ref().shutdown(std::net::Shutdown::Write))
     }
 }
 
@@ -272,7 +299,7 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let client = TcpStream::connect(addr).await.expect("connect");
         let (mut server, _) = listener.accept().expect("accept");
-        let mut stream = TimedStream::new(client);
+        let mut stream = TimedStream::new(client).expect("wrap");
         let clock = stream.clock();
 
         // Linux turns receive timestamping on for the whole stack through a deferred switch
