@@ -334,15 +334,26 @@ fn masked_args(a: &RunArgs) -> Value {
     v
 }
 
-fn apply_chat_template(a: &RunArgs) -> bool {
+fn apply_chat_template(a: &RunArgs, url: &str) -> bool {
     if a.apply_chat_template {
         true
     } else if a.no_apply_chat_template {
         false
     } else {
-        url_path(&a.url)
+        url_path(url)
             .trim_end_matches('/')
             .ends_with("chat/completions")
+    }
+}
+
+/// As evalscope does for the OpenAI API: a URL whose path does not end in an endpoint
+/// (`http://host:8000/v1`) gets `chat/completions` appended.
+fn with_endpoint(url: &str) -> String {
+    let path = url_path(url).trim_end_matches('/');
+    if path.ends_with("chat/completions") || path.ends_with("/completions") {
+        url.to_string()
+    } else {
+        format!("{}/chat/completions", url.trim_end_matches('/'))
     }
 }
 
@@ -366,12 +377,14 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
         }
     };
     let url = if mock {
-        let path = if apply_chat_template(a) {
+        let path = if apply_chat_template(a, &a.url) {
             "/v1/chat/completions"
         } else {
             "/v1/completions"
         };
         format!("http://127.0.0.1:{}{path}", a.port)
+    } else if a.api == "openai" {
+        with_endpoint(&a.url)
     } else {
         a.url.clone()
     };
@@ -410,7 +423,7 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
         None => Value::Null,
     };
     let stream = !a.no_stream;
-    let chat = apply_chat_template(a);
+    let chat = apply_chat_template(a, &url);
     let api = ApiConfig {
         url: url.clone(),
         model: model.clone(),
@@ -616,6 +629,16 @@ mod tests {
             "{dump}"
         );
         assert_eq!(p.http.api_key.as_deref(), Some("sk-123"));
+    }
+
+    #[test]
+    fn an_openai_url_without_an_endpoint_gets_chat_completions() {
+        let p = plan(&args("--model m --url http://h:8000/v1")).expect("plan");
+        assert_eq!(p.http.url, "http://h:8000/v1/chat/completions");
+        assert!(p.api.apply_chat_template);
+        let p = plan(&args("--model m --url http://h:8000/v1/completions")).expect("plan");
+        assert_eq!(p.http.url, "http://h:8000/v1/completions");
+        assert!(!p.api.apply_chat_template);
     }
 
     #[test]

@@ -682,3 +682,198 @@ fn ctrl_c_writes_every_completed_record_and_the_summary() {
     assert_eq!(rows, total + interrupted, "every record is in the database");
     assert!(run_dir.join("benchmark_percentile.json").exists());
 }
+
+#[test]
+fn without_usage_or_tokenizer_token_counts_are_estimated_and_marked() {
+    // The simulator sends usage only when asked; turning it off leaves perf to estimate.
+    let r = perf_run(&[
+        "-n",
+        "4",
+        "--parallel",
+        "2",
+        "--mock-output-tokens",
+        "6",
+        "--mock-ttft-ms",
+        "1",
+        "--mock-tpot-ms",
+        "1",
+        "--extra-args",
+        r#"{"stream_options": {"include_usage": false}}"#,
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let label = "parallel_2_number_4";
+    let s = r.json(label, "benchmark_summary.json");
+    assert_eq!(f(&s, "Success Requests"), 4.0);
+    assert_eq!(f(&s, "Estimated Token Counts"), 4.0);
+    assert_eq!(
+        f(&s, "Avg Output Tokens"),
+        6.0,
+        "one token per streamed output event"
+    );
+    assert_eq!(r.count(label, "tokens_estimated = 1"), 4);
+}
+
+struct ServeMock(std::process::Child, u16);
+
+impl ServeMock {
+    fn start(args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(perf_bin())
+            .args(["serve-mock", "--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve-mock starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the address line");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port in the first line");
+        ServeMock(child, port)
+    }
+}
+
+impl Drop for ServeMock {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_evalscope_command_line_runs_unchanged_against_a_separate_server() {
+    let server = ServeMock::start(&[
+        "--mock-ttft-ms",
+        "1",
+        "--mock-tpot-ms",
+        "1",
+        "--mock-output-tokens",
+        "8",
+    ]);
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("prompts.txt"),
+        "first prompt\nsecond prompt\n",
+    )
+    .expect("prompts");
+    // The flags an evalscope perf 1.14.1 user passes, with the URL given without its endpoint.
+    let url = format!("http://127.0.0.1:{}/v1", server.1);
+    let out = perf_in(
+        dir.path(),
+        &[
+            "--url",
+            &url,
+            "--api",
+            "openai",
+            "--model",
+            "Qwen/Qwen2.5-7B-Instruct",
+            "--parallel",
+            "1",
+            "2",
+            "--number",
+            "2",
+            "4",
+            "--dataset",
+            "line_by_line",
+            "--dataset-path",
+            "prompts.txt",
+            "--max-tokens",
+            "8",
+            "--min-tokens",
+            "2",
+            "--temperature",
+            "0.7",
+            "--top-p",
+            "0.9",
+            "--top-k",
+            "20",
+            "--seed",
+            "42",
+            "--stop",
+            "###",
+            "--stop-token-ids",
+            "151645",
+            "151643",
+            "--frequency-penalty",
+            "0.1",
+            "--repetition-penalty",
+            "1.05",
+            "--n-choices",
+            "1",
+            "--logprobs",
+            "--extra-args",
+            r#"{"ignore_eos": true}"#,
+            "--headers",
+            "X-Team=bench",
+            "--connect-timeout",
+            "10",
+            "--read-timeout",
+            "30",
+            "--total-timeout",
+            "60",
+            "--log-every-n-query",
+            "2",
+            "--sleep-interval",
+            "0",
+            "--warmup-num",
+            "1",
+            "--stream",
+            "--max-prompt-length",
+            "100",
+            "--min-prompt-length",
+            "1",
+            "--outputs-dir",
+            "outputs",
+            "--name",
+            "compat",
+        ],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let summary = std::fs::read_dir(dir.path().join("outputs"))
+        .expect("outputs")
+        .flatten()
+        .map(|e| e.path().join("compat/parallel_2_number_4"))
+        .find(|p| p.exists())
+        .expect("<outputs>/<time>/compat/parallel_2_number_4");
+    let db = Connection::open(summary.join("benchmark_data.db")).expect("db");
+    let body: String = db
+        .query_row("SELECT request FROM result LIMIT 1", [], |r| r.get(0))
+        .expect("row");
+    let body: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(body["model"], "Qwen/Qwen2.5-7B-Instruct");
+    assert_eq!(body["max_tokens"], 8);
+    assert_eq!(body["min_tokens"], 2);
+    assert_eq!(body["temperature"], 0.7);
+    assert_eq!(body["top_p"], 0.9);
+    assert_eq!(body["top_k"], 20);
+    assert_eq!(body["seed"], 42);
+    assert_eq!(body["stop"], serde_json::json!(["###"]));
+    assert_eq!(
+        body["stop_token_ids"],
+        serde_json::json!([151645, 151643]),
+        "integers, not strings"
+    );
+    assert_eq!(body["frequency_penalty"], 0.1);
+    assert_eq!(body["repetition_penalty"], 1.05);
+    assert_eq!(body["n"], 1);
+    assert_eq!(body["logprobs"], true);
+    assert_eq!(body["ignore_eos"], true);
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["stream_options"]["include_usage"], true);
+    assert!(body["messages"][0]["content"]
+        .as_str()
+        .is_some_and(|c| c.ends_with("prompt")));
+    let total: i64 = db
+        .query_row("SELECT COUNT(*) FROM result WHERE success = 1", [], |r| {
+            r.get(0)
+        })
+        .expect("count");
+    assert_eq!(total, 4);
+}
