@@ -14,6 +14,7 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use hyper::rt::{Read, ReadBufCursor, Write};
+#[cfg(unix)]
 use tokio::io::unix::AsyncFd;
 use tokio::net::TcpStream;
 
@@ -61,12 +62,68 @@ impl ReadClock {
 /// because it reads with `recvmsg`, and so that a read that returns less than the buffer can
 /// clear the socket's readiness (as tokio's own stream does): otherwise every read is followed
 /// by one more system call that only says "nothing more yet".
+#[cfg(unix)]
 pub struct TimedStream {
     io: AsyncFd<std::net::TcpStream>,
     clock: Arc<ReadClock>,
     kernel: bool,
 }
 
+/// Elsewhere: tokio's stream, stamped with the time of each read.
+#[cfg(not(unix))]
+pub struct TimedStream {
+    io: hyper_util::rt::TokioIo<TcpStream>,
+    clock: Arc<ReadClock>,
+}
+
+#[cfg(not(unix))]
+impl TimedStream {
+    /// Wraps `io`.
+    pub fn new(io: TcpStream) -> io::Result<Self> {
+        Ok(TimedStream {
+            io: hyper_util::rt::TokioIo::new(io),
+            clock: Arc::new(ReadClock::new()),
+        })
+    }
+
+    /// The clock of this connection.
+    pub fn clock(&self) -> Arc<ReadClock> {
+        self.clock.clone()
+    }
+}
+
+#[cfg(not(unix))]
+impl Read for TimedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = ready!(Pin::new(&mut this.io).poll_read(cx, buf));
+        this.clock.set(Instant::now());
+        Poll::Ready(result)
+    }
+}
+
+#[cfg(not(unix))]
+impl Write for TimedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(unix)]
 impl TimedStream {
     /// Wraps `io`, asking the kernel for receive timestamps where it can.
     pub fn new(io: TcpStream) -> io::Result<Self> {
@@ -180,11 +237,13 @@ mod kernel {
     }
 }
 
+#[cfg(unix)]
 fn enable_kernel_timestamps(io: &std::net::TcpStream) -> bool {
     kernel::enable(io)
 }
 
 /// The monotonic instant of a wall-clock time in the recent past.
+#[cfg(unix)]
 fn instant_of(at: SystemTime) -> Instant {
     let now_wall = SystemTime::now();
     let now = Instant::now();
