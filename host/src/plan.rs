@@ -362,21 +362,19 @@ fn url_path(url: &str) -> &str {
     after_scheme.find('/').map_or("", |i| &after_scheme[i..])
 }
 
-/// Validates the flags into a plan.
-pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
-    check_unsupported(a)?;
-    let runs = runs(a)?;
-    let mock = a.api == "mock";
-    let model = match (&a.model, mock) {
-        (Some(m), _) => m.clone(),
-        (None, true) => "mock".to_string(),
-        (None, false) => {
-            return Err(usage(
-                "--model is required: the model name the server serves",
-            ))
-        }
-    };
-    let url = if mock {
+fn model(a: &RunArgs) -> anyhow::Result<String> {
+    match (&a.model, a.api == "mock") {
+        (Some(m), _) => Ok(m.clone()),
+        (None, true) => Ok("mock".to_string()),
+        (None, false) => Err(usage(
+            "--model is required: the model name the server serves",
+        )),
+    }
+}
+
+/// The endpoint and whether prompts are chat messages.
+fn endpoint(a: &RunArgs) -> anyhow::Result<(String, bool)> {
+    let url = if a.api == "mock" {
         let path = if apply_chat_template(a, &a.url) {
             "/v1/chat/completions"
         } else {
@@ -393,20 +391,35 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
             "--url must start with http:// or https://, got '{url}'"
         )));
     }
-    let max_tokens = match a.max_tokens.as_slice() {
-        [n] => MaxTokens::Fixed(*n),
-        [lo, hi] if lo <= hi => MaxTokens::Range(*lo, *hi),
-        [lo, hi] => {
-            return Err(usage(format!(
-                "--max-tokens {lo} {hi}: the minimum comes first"
-            )))
-        }
-        _ => return Err(usage("--max-tokens takes one value or two (min max)")),
-    };
-    let extra_args = match &a.extra_args {
-        Some(text) => json_object(text, "--extra-args")?,
-        None => Map::new(),
-    };
+    let chat = apply_chat_template(a, &url);
+    Ok((url, chat))
+}
+
+fn max_tokens(a: &RunArgs) -> anyhow::Result<MaxTokens> {
+    match a.max_tokens.as_slice() {
+        [n] => Ok(MaxTokens::Fixed(*n)),
+        [lo, hi] if lo <= hi => Ok(MaxTokens::Range(*lo, *hi)),
+        [lo, hi] => Err(usage(format!(
+            "--max-tokens {lo} {hi}: the minimum comes first"
+        ))),
+        _ => Err(usage("--max-tokens takes one value or two (min max)")),
+    }
+}
+
+fn optional_object(text: &Option<String>, flag: &str) -> anyhow::Result<Value> {
+    match text {
+        Some(t) => Ok(Value::Object(json_object(t, flag)?)),
+        None => Ok(Value::Null),
+    }
+}
+
+fn api_config(
+    a: &RunArgs,
+    url: &str,
+    model: &str,
+    chat: bool,
+    max: MaxTokens,
+) -> anyhow::Result<ApiConfig> {
     let query_template = match &a.query_template {
         Some(t) => Some(Value::Object(json_object(
             &at_file(t, "--query-template")?,
@@ -414,24 +427,13 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
         )?)),
         None => None,
     };
-    let api_options = match &a.api_args {
-        Some(t) => Value::Object(json_object(t, "--api-args")?),
-        None => Value::Null,
-    };
-    let dataset_options = match &a.dataset_args {
-        Some(t) => Value::Object(json_object(t, "--dataset-args")?),
-        None => Value::Null,
-    };
-    let stream = !a.no_stream;
-    let chat = apply_chat_template(a, &url);
-    let api = ApiConfig {
-        url: url.clone(),
-        model: model.clone(),
-        stream,
-        max_tokens: match max_tokens {
-            MaxTokens::Fixed(n) => Some(n),
-            MaxTokens::Range(_, hi) => Some(hi),
-        },
+    Ok(ApiConfig {
+        url: url.to_string(),
+        model: model.to_string(),
+        stream: !a.no_stream,
+        max_tokens: Some(match max {
+            MaxTokens::Fixed(n) | MaxTokens::Range(_, n) => n,
+        }),
         min_tokens: a.min_tokens,
         temperature: Some(a.temperature),
         top_p: a.top_p,
@@ -443,13 +445,24 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
         logprobs: a.logprobs.then_some(true),
         frequency_penalty: a.frequency_penalty,
         repetition_penalty: a.repetition_penalty,
-        extra_args,
+        extra_args: match &a.extra_args {
+            Some(text) => json_object(text, "--extra-args")?,
+            None => Map::new(),
+        },
         query_template,
         apply_chat_template: chat,
         tokenize_prompt: a.tokenize_prompt,
-        options: api_options,
-    };
-    let prompts = match &a.prompt {
+        options: optional_object(&a.api_args, "--api-args")?,
+    })
+}
+
+fn prompt_plan(a: &RunArgs, chat: bool) -> anyhow::Result<PromptPlan> {
+    if a.min_prompt_length > a.max_prompt_length {
+        return Err(usage(
+            "--min-prompt-length is larger than --max-prompt-length",
+        ));
+    }
+    Ok(match &a.prompt {
         Some(p) => PromptPlan::Fixed(at_file(p, "--prompt")?),
         None => PromptPlan::Dataset {
             id: a.dataset.clone(),
@@ -468,20 +481,19 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
                 image_height: a.image_height,
                 image_format: a.image_format.clone(),
                 image_num: a.image_num,
-                options: dataset_options,
+                options: optional_object(&a.dataset_args, "--dataset-args")?,
             }),
         },
-    };
-    if a.min_prompt_length > a.max_prompt_length {
-        return Err(usage(
-            "--min-prompt-length is larger than --max-prompt-length",
-        ));
-    }
+    })
+}
+
+/// The run name and `<outputs-dir>/<time>/<name or model basename>`.
+fn output_location(a: &RunArgs, model: &str) -> (String, PathBuf) {
     let model_id = model
         .trim_end_matches('/')
         .rsplit('/')
         .next()
-        .unwrap_or(&model)
+        .unwrap_or(model)
         .to_string();
     let stamp = chrono::Local::now().format("%Y%m%d_%H%M%S").to_string();
     let name = a
@@ -489,38 +501,52 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
         .clone()
         .unwrap_or_else(|| format!("{model_id}_{stamp}"));
     let dir_name = a.name.clone().unwrap_or(model_id);
-    let output_dir = if a.no_timestamp {
+    let dir = if a.no_timestamp {
         a.outputs_dir.join(&dir_name)
     } else {
         a.outputs_dir.join(&stamp).join(&dir_name)
     };
+    (name, dir)
+}
+
+fn http_plan(a: &RunArgs, url: String) -> anyhow::Result<HttpPlan> {
+    let optional = |v: Option<f64>, flag: &str| v.map(|s| seconds(s, flag)).transpose();
+    Ok(HttpPlan {
+        url,
+        headers: headers(&a.headers)?,
+        api_key: a.api_key.clone(),
+        connect_timeout: optional(a.connect_timeout, "--connect-timeout")?,
+        read_timeout: optional(a.read_timeout, "--read-timeout")?,
+        total_timeout: seconds(a.total_timeout, "--total-timeout")?,
+    })
+}
+
+/// Validates the flags into a plan.
+pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
+    check_unsupported(a)?;
+    let runs = runs(a)?;
+    let model = model(a)?;
+    let (url, chat) = endpoint(a)?;
+    let max_tokens = max_tokens(a)?;
+    let api = api_config(a, &url, &model, chat, max_tokens)?;
+    let prompts = prompt_plan(a, chat)?;
+    let (name, output_dir) = output_location(a, &model);
+    let duration = match a.duration {
+        Some(d) if d > 0.0 => Some(seconds(d, "--duration")?),
+        Some(d) => return Err(usage(format!("--duration must be > 0 seconds, got {d}"))),
+        None => None,
+    };
+    let mock = a.api == "mock";
     Ok(RunPlan {
         api_id: if mock { "openai".into() } else { a.api.clone() },
         api_flag: a.api.clone(),
         api,
-        http: HttpPlan {
-            url,
-            headers: headers(&a.headers)?,
-            api_key: a.api_key.clone(),
-            connect_timeout: a
-                .connect_timeout
-                .map(|s| seconds(s, "--connect-timeout"))
-                .transpose()?,
-            read_timeout: a
-                .read_timeout
-                .map(|s| seconds(s, "--read-timeout"))
-                .transpose()?,
-            total_timeout: seconds(a.total_timeout, "--total-timeout")?,
-        },
+        http: http_plan(a, url)?,
         test_connection: !a.no_test_connection,
         runs,
         open_loop: a.open_loop,
         sleep_interval: seconds(a.sleep_interval, "--sleep-interval")?,
-        duration: match a.duration {
-            Some(d) if d > 0.0 => Some(seconds(d, "--duration")?),
-            Some(d) => return Err(usage(format!("--duration must be > 0 seconds, got {d}"))),
-            None => None,
-        },
+        duration,
         max_tokens,
         seed: a.seed,
         prompts,

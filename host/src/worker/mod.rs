@@ -1,11 +1,16 @@
 //! How one request is sent, timed and read. One function serves every schedule: the
 //! scheduler decides when [`execute`] is called and hands it the intended send time.
 //!
-//! Timestamps are taken on the monotonic clock: `sent` right before the request is handed to
-//! the HTTP client, `first_byte` when the response headers arrive, and for every read of the
-//! body the arrival time *before* any framing or decoding. Every event completed by a read
-//! carries that read's time. A failed request is data: it comes back as a record with a
-//! [`FailureKind`] and a message, never as an `Err`.
+//! Timestamps are taken on the monotonic clock: `sent` right before the request is written,
+//! `first_byte` when the response head arrived, and for every read of the body its arrival time,
+//! *before* any framing or decoding. Every event completed by a read carries that read's time.
+//! Plain http endpoints go through the timed transport (`timed.rs`: kernel arrival times),
+//! others through reqwest (`via_reqwest.rs`: the time this task received the data). A failed
+//! request is data: it comes back as a record with a [`FailureKind`] and a message, never as
+//! an `Err`.
+
+mod timed;
+mod via_reqwest;
 
 use std::time::{Duration, Instant};
 
@@ -18,8 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::framing::{Event, Framer};
 use crate::plugin_host::{ApiAdapter, ResponseDecoder};
-use crate::transport::{Conn, ConnectError, TimedHttp};
-use http_body_util::{BodyExt, Full};
+use crate::transport::{ConnectError, TimedHttp};
 
 /// One request to send.
 #[derive(Debug)]
@@ -247,36 +251,6 @@ fn merge_usage(into: &mut Usage, from: &Usage) {
     }
 }
 
-fn classify(e: &reqwest::Error) -> FailureKind {
-    if e.is_timeout() {
-        FailureKind::Timeout
-    } else if e.is_connect() {
-        FailureKind::Connect
-    } else if e.is_body() || e.is_decode() {
-        FailureKind::Stream
-    } else {
-        FailureKind::Connect
-    }
-}
-
-/// A reqwest error and its causes, without the URL (which may carry credentials or keys in
-/// its query string).
-fn describe(e: &reqwest::Error) -> String {
-    let mut text = String::from(if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() {
-        "the response body broke off"
-    } else if e.is_request() {
-        "sending the request failed"
-    } else {
-        "HTTP error"
-    });
-    text.push_str(&crate::transport::causes(e));
-    text
-}
-
 fn method(m: HttpMethod) -> reqwest::Method {
     match m {
         HttpMethod::Get => reqwest::Method::GET,
@@ -359,11 +333,11 @@ pub async fn execute(ex: &Exchange, job: Job, cancel: &CancellationToken) -> Raw
             match timed {
                 Some(t) => {
                     let limit = ex.total_timeout;
-                    if tokio::time::timeout(limit, exchange_timed(ex, t, prepared, &mut record)).await.is_err() {
+                    if tokio::time::timeout(limit, timed::exchange_timed(ex, t, prepared, &mut record)).await.is_err() {
                         record.fail(FailureKind::Timeout, format!("the request took longer than {limit:?} (--total-timeout)"));
                     }
                 }
-                None => exchange_reqwest(ex, prepared, &mut record).await,
+                None => via_reqwest::exchange_reqwest(ex, prepared, &mut record).await,
             }
         } => {}
     }
@@ -450,230 +424,5 @@ fn error_text(body: &[u8]) -> String {
     }
 }
 
-async fn exchange_reqwest(ex: &Exchange, p: Prepared, record: &mut RawRecord) {
-    let builder = ex
-        .client
-        .request(p.method, p.url)
-        .headers(p.headers)
-        .timeout(ex.total_timeout)
-        .body(record.request_body.clone());
-    let mut response = match builder.send().await {
-        Ok(r) => r,
-        Err(e) => return record.fail(classify(&e), describe(&e)),
-    };
-    record.first_byte = Some(Instant::now());
-    record.status = response.status().as_u16();
-    if !response.status().is_success() {
-        let body = read_error_body(&mut response, ex.read_timeout).await;
-        return record.fail(
-            FailureKind::HttpStatus,
-            format!("HTTP {}: {body}", record.status),
-        );
-    }
-    let mut body = BodyReader::new(ex, p.framing, &content_type(response.headers()), record);
-    loop {
-        let chunk = match ex.read_timeout {
-            Some(limit) => match tokio::time::timeout(limit, response.chunk()).await {
-                Ok(c) => c,
-                Err(_) => {
-                    body.fail(
-                        FailureKind::Timeout,
-                        format!("no data for {limit:?} (--read-timeout)"),
-                    );
-                    break;
-                }
-            },
-            None => response.chunk().await,
-        };
-        match chunk {
-            Ok(Some(bytes)) => body.push(&bytes, Instant::now()),
-            Ok(None) => break,
-            Err(e) => {
-                body.fail(classify(&e).max_stream(), describe(&e));
-                break;
-            }
-        }
-    }
-    body.finish();
-}
-
-async fn exchange_timed(ex: &Exchange, t: &TimedHttp, p: Prepared, record: &mut RawRecord) {
-    let mut path = p.url.path().to_string();
-    if let Some(q) = p.url.query() {
-        path.push('?');
-        path.push_str(q);
-    }
-    let mut request = hyper::Request::builder().method(p.method).uri(path);
-    if let Some(h) = request.headers_mut() {
-        *h = p.headers;
-        if let Ok(host) = HeaderValue::try_from(t.authority()) {
-            h.insert(reqwest::header::HOST, host);
-        }
-        h.insert(
-            reqwest::header::USER_AGENT,
-            HeaderValue::from_static(USER_AGENT),
-        );
-    }
-    let request = match request.body(Full::new(record.request_body.clone())) {
-        Ok(r) => r,
-        Err(e) => {
-            return record.fail(
-                FailureKind::Plugin,
-                format!("the adapter built an invalid request: {e}"),
-            )
-        }
-    };
-    let mut conn = match t.checkout().await {
-        Ok(c) => c,
-        Err(e) => return record.fail_to_connect(e),
-    };
-    let mut response = None;
-    // A kept-alive connection the server closed meanwhile fails before anything is sent;
-    // that, and only that, is retried once on a fresh connection.
-    for attempt in 0..2 {
-        match send_on(&mut conn, request.clone()).await {
-            Ok(r) => {
-                response = Some(r);
-                break;
-            }
-            Err(_) if attempt == 0 && conn.reused => {
-                conn = match t.connect().await {
-                    Ok(c) => c,
-                    Err(e) => return record.fail_to_connect(e),
-                };
-                record.sent = Instant::now();
-            }
-            Err(e) => return record.fail(FailureKind::Connect, e),
-        }
-    }
-    let Some(response) = response else {
-        return record.fail(
-            FailureKind::Connect,
-            "the connection closed before the request was sent".to_string(),
-        );
-    };
-    record.first_byte = Some(conn.clock.last());
-    record.status = response.status().as_u16();
-    let ctype = content_type(response.headers());
-    let mut incoming = response.into_body();
-    if !(200..300).contains(&record.status) {
-        let mut bytes = Vec::new();
-        while bytes.len() < 2048 {
-            match conn
-                .driver
-                .drive(tokio::time::timeout(
-                    Duration::from_secs(10),
-                    incoming.frame(),
-                ))
-                .await
-            {
-                Ok(Ok(Some(Ok(frame)))) => {
-                    if let Some(d) = frame.data_ref() {
-                        bytes.extend_from_slice(d);
-                    }
-                }
-                _ => break,
-            }
-        }
-        return record.fail(
-            FailureKind::HttpStatus,
-            format!("HTTP {}: {}", record.status, error_text(&bytes)),
-        );
-    }
-    let mut body = BodyReader::new(ex, p.framing, &ctype, record);
-    let mut complete = false;
-    loop {
-        let next = match ex.read_timeout {
-            Some(limit) => match conn
-                .driver
-                .drive(tokio::time::timeout(limit, incoming.frame()))
-                .await
-            {
-                Ok(Ok(frame)) => Ok(frame),
-                Ok(Err(_)) => {
-                    body.fail(
-                        FailureKind::Timeout,
-                        format!("no data for {limit:?} (--read-timeout)"),
-                    );
-                    break;
-                }
-                Err(ended) => Err(ended),
-            },
-            None => conn.driver.drive(incoming.frame()).await,
-        };
-        match next {
-            Ok(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    body.push(data, conn.clock.last());
-                }
-            }
-            Ok(None) => {
-                complete = true;
-                break;
-            }
-            Ok(Some(Err(e))) => {
-                body.fail(FailureKind::Stream, crate::transport::describe(&e));
-                break;
-            }
-            Err(ended) => {
-                body.fail(FailureKind::Stream, ended.0);
-                break;
-            }
-        }
-    }
-    body.finish();
-    if complete {
-        t.checkin(conn);
-    }
-}
-
-async fn send_on(
-    conn: &mut Conn,
-    request: hyper::Request<Full<Bytes>>,
-) -> Result<hyper::Response<hyper::body::Incoming>, String> {
-    match conn.driver.drive(conn.sender.ready()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(crate::transport::describe(&e)),
-        Err(ended) => return Err(ended.0),
-    }
-    let sending = conn.sender.send_request(request);
-    match conn.driver.drive(sending).await {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(crate::transport::describe(&e)),
-        Err(ended) => Err(ended.0),
-    }
-}
-
 /// The user agent of every request.
 pub const USER_AGENT: &str = concat!("perf/", env!("CARGO_PKG_VERSION"));
-
-trait StreamKind {
-    fn max_stream(self) -> FailureKind;
-}
-
-impl StreamKind for FailureKind {
-    /// Once the headers arrived, a broken connection is a broken stream, not a connect error.
-    fn max_stream(self) -> FailureKind {
-        match self {
-            FailureKind::Connect => FailureKind::Stream,
-            other => other,
-        }
-    }
-}
-
-async fn read_error_body(
-    response: &mut reqwest::Response,
-    read_timeout: Option<Duration>,
-) -> String {
-    let mut body = Vec::new();
-    let limit = read_timeout
-        .unwrap_or(Duration::from_secs(10))
-        .min(Duration::from_secs(10));
-    while body.len() < 2048 {
-        match tokio::time::timeout(limit, response.chunk()).await {
-            Ok(Ok(Some(b))) => body.extend_from_slice(&b),
-            _ => break,
-        }
-    }
-    error_text(&body)
-}

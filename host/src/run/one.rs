@@ -1,0 +1,279 @@
+//! One run of a sweep: its directory, the collector, the prompt feed, the dispatch, and the
+//! files and tables at its end.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use perf_plugin_api::{RunInfo, RunSummary};
+use serde_json::Value;
+
+use super::collect::{named, Collected, Collector};
+use super::dispatch::{self, Dispatch, PromptFeed};
+use super::sinks::SinkEvent;
+use super::{dataset_config, summary_f64, Session};
+use crate::aggregate::{ClientCpu, RunStats};
+use crate::error::usage;
+use crate::output::console::{self, RunOutcome};
+use crate::output::{db::ResultDb, log, object, write_json};
+use crate::plan::{PromptPlan, RunPlan, RunSpec};
+use crate::server::EpochClock;
+
+fn progress(label: &str, n: u64) -> ProgressBar {
+    let bar = ProgressBar::new(n);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} {wide_bar} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}]",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(format!("Processing[{label}]"));
+    bar
+}
+
+/// The run's directory with `benchmark_args.json`; refuses to overwrite a database.
+fn run_dir(plan: &RunPlan, spec: &RunSpec) -> anyhow::Result<PathBuf> {
+    let dir = plan.output_dir.join(&spec.label);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let db_path = dir.join("benchmark_data.db");
+    if db_path.exists() {
+        return Err(usage(format!(
+            "{} already exists: use another --outputs-dir or --name",
+            db_path.display()
+        )));
+    }
+    write_json(&dir.join("benchmark_args.json"), &plan.args_json)?;
+    Ok(dir)
+}
+
+fn announce(plan: &RunPlan, spec: &RunSpec, index: usize) {
+    let warmup = if spec.warmup > 0 {
+        format!(" after {} warmup", spec.warmup)
+    } else {
+        String::new()
+    };
+    log::info(format!(
+        "run {}/{}: {} ({} measured request(s){warmup})",
+        index + 1,
+        plan.runs.len(),
+        spec.label,
+        spec.number
+    ));
+    if let Some(p) = spec.parallel {
+        if spec.warmup > 0 && spec.warmup < p as u64 {
+            log::warn(format!("--warmup-num {} is below --parallel {p}: the first measured requests start into a cold server", spec.warmup));
+        }
+    }
+}
+
+impl Session<'_> {
+    fn prompt_feed(&self, offset: u64) -> anyhow::Result<PromptFeed> {
+        let Some((id, config)) = dataset_config(self.plan, offset) else {
+            return match &self.plan.prompts {
+                PromptPlan::Fixed(p) => Ok(PromptFeed::Fixed(p.clone())),
+                PromptPlan::Dataset { .. } => {
+                    unreachable!("dataset_config is None only for a fixed prompt")
+                }
+            };
+        };
+        let source = self.registry.dataset_source(&id, &config, None)?;
+        let registry = self.registry.clone();
+        Ok(PromptFeed::Dataset {
+            source,
+            reopen: Box::new(move || {
+                registry
+                    .dataset_source(&id, &config, None)
+                    .map_err(|e| e.to_string())
+            }),
+        })
+    }
+
+    /// One run: returns its summary and percentiles.
+    pub(super) fn run_one(
+        &self,
+        spec: &RunSpec,
+        index: usize,
+        offset: u64,
+    ) -> anyhow::Result<RunOutcome> {
+        let plan = self.plan;
+        let dir = run_dir(plan, spec)?;
+        announce(plan, spec, index);
+        let parallel = spec.parallel.map_or(-1, |p| p as i64);
+        let rate = spec.rate.unwrap_or(-1.0);
+        self.hub.send(SinkEvent::RunStart(RunInfo {
+            run_index: index as u32,
+            label: spec.label.as_str().into(),
+            parallel,
+            number: spec.number,
+            rate,
+        }));
+        let clock = EpochClock::new();
+        let started = Instant::now();
+        let cpu_start = crate::cpu::process_cpu_seconds();
+        let db_path = dir.join("benchmark_data.db");
+        let db = ResultDb::create(&db_path, plan.db_commit_interval, clock.unix_s(started))
+            .with_context(|| format!("cannot create {}", db_path.display()))?;
+        let bar = progress(&spec.label, spec.number);
+        log::set_bar(Some(bar.clone()));
+        let collector = Collector {
+            run_index: index as u32,
+            clock,
+            stats: RunStats::new(parallel, rate),
+            db,
+            sinks: self.hub.sender(),
+            bar,
+            log_every: plan.log_every_n,
+        };
+        let (collected, dataset_error) = self.dispatch(spec, index, offset, collector)?;
+        log::set_bar(None);
+        let cpu = match (cpu_start, crate::cpu::process_cpu_seconds()) {
+            (Some(a), Some(b)) => Some(ClientCpu {
+                seconds: b - a,
+                wall_s: started.elapsed().as_secs_f64(),
+            }),
+            _ => None,
+        };
+        let outcome = self.finish(spec, index, &dir, collected, cpu)?;
+        if let Some(e) = dataset_error {
+            log::warn(format!("this run ended early because {e}"));
+        }
+        Ok(outcome)
+    }
+
+    /// Feeds prompts, dispatches every request and collects the records; returns what the
+    /// collector gathered and the dataset's error, if it failed.
+    fn dispatch(
+        &self,
+        spec: &RunSpec,
+        index: usize,
+        offset: u64,
+        collector: Collector,
+    ) -> anyhow::Result<(Collected, Option<String>)> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let collecting = std::thread::Builder::new()
+            .name("perf-collect".into())
+            .spawn(move || collector.run(rx))
+            .context("cannot start the collector thread")?;
+        let dataset_error = Arc::new(Mutex::new(None::<String>));
+        let errors = dataset_error.clone();
+        let capacity = spec.parallel.unwrap_or(1024).clamp(64, 4096) * 2;
+        let prompts = dispatch::feed(
+            self.prompt_feed(offset)?,
+            spec.warmup + spec.number,
+            capacity,
+            move |e| {
+                log::warn(&e);
+                if let Ok(mut slot) = errors.lock() {
+                    slot.get_or_insert(e);
+                }
+            },
+        );
+        // The dispatcher runs as a task on the runtime, beside its workers: driven by
+        // `block_on` on this thread, every hand-off to a worker would be a cross-thread wake-up.
+        let dispatch = self.rt.spawn(dispatch::run(
+            Dispatch {
+                exchange: self.exchange.clone(),
+                spec: spec.clone(),
+                run_index: index,
+                max_tokens: self.plan.max_tokens,
+                seed: self.plan.seed,
+                duration: self.plan.duration,
+                stop: self.interrupt.stop.clone(),
+                abort: self.interrupt.abort.clone(),
+            },
+            prompts,
+            tx,
+        ));
+        if let Err(e) = self.rt.block_on(dispatch) {
+            log::warn(format!("the dispatcher stopped abnormally: {e}"));
+        }
+        let collected = collecting
+            .join()
+            .map_err(|_| anyhow::anyhow!("the collector thread panicked"))?;
+        if collected.warmup > 0 {
+            log::info(format!(
+                "{} warmup request(s) were sent and left out of every metric",
+                collected.warmup
+            ));
+        }
+        let error = dataset_error.lock().ok().and_then(|s| s.clone());
+        Ok((collected, error))
+    }
+
+    /// Writes the run's files and tables and hands its numbers to the sinks.
+    fn finish(
+        &self,
+        spec: &RunSpec,
+        index: usize,
+        dir: &Path,
+        collected: Collected,
+        cpu: Option<ClientCpu>,
+    ) -> anyhow::Result<RunOutcome> {
+        if let Err(e) = collected.db.finish() {
+            log::warn(format!("finishing benchmark_data.db failed: {e}"));
+        }
+        let summary = collected.stats.summary(cpu);
+        let percentiles = collected.stats.percentiles();
+        write_json(&dir.join("benchmark_summary.json"), &object(&summary))?;
+        let rows: Vec<Value> = percentiles.iter().map(|r| object(r)).collect();
+        write_json(&dir.join("benchmark_percentile.json"), &Value::Array(rows))?;
+        let text = format!(
+            "{}\n{}",
+            console::summary_table(&summary),
+            console::percentile_table(&percentiles)
+        );
+        println!("{text}");
+        log::file_only(&text);
+        for warning in trust_warnings(self.plan, spec, &summary) {
+            log::warn(warning);
+        }
+        let measured = collected.stats.total();
+        if measured < spec.number {
+            log::warn(format!(
+                "{measured} of {} requests were measured (duration, interruption or dataset end)",
+                spec.number
+            ));
+        }
+        self.hub.send(SinkEvent::RunEnd(RunSummary {
+            run_index: index as u32,
+            summary: named(&summary),
+            percentiles: percentiles
+                .iter()
+                .map(|r| perf_plugin_api::PercentileRow {
+                    label: r.first().and_then(|(_, v)| v.as_str()).unwrap_or("").into(),
+                    values: named(&r[1..]),
+                })
+                .collect(),
+        }));
+        Ok(RunOutcome {
+            spec: spec.clone(),
+            summary,
+            percentiles,
+        })
+    }
+}
+
+/// When the client itself may have distorted the numbers, say so.
+fn trust_warnings(plan: &RunPlan, spec: &RunSpec, summary: &[(String, Value)]) -> Vec<String> {
+    let mut out = Vec::new();
+    let util = summary_f64(summary, "Client CPU Util (%)");
+    let cores = crate::cpu::cores() as f64;
+    if util > 85.0 * cores {
+        let note = if plan.mock.is_some() {
+            " (this includes the in-process simulator)"
+        } else {
+            ""
+        };
+        out.push(format!(
+            "perf used {util:.0}% CPU on {cores} core(s){note}: the client may be the bottleneck, and its latencies may include its own queueing; lower --parallel/--rate or run the client on its own cores"
+        ));
+    }
+    let lag = summary_f64(summary, "P99 Dispatch Lag (ms)");
+    if spec.rate.is_some() && spec.parallel.is_none() && lag > 10.0 {
+        out.push(format!(
+            "p99 dispatch lag is {lag:.1} ms: requests left later than the --rate schedule wanted, so the realised load is below the requested one"
+        ));
+    }
+    out
+}

@@ -1,0 +1,196 @@
+//! Sending through the timed transport: the request drives its own connection, and reads
+//! carry the kernel's arrival time (see `crate::transport`).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use perf_plugin_api::FailureKind;
+use reqwest::header::HeaderValue;
+
+use super::{content_type, error_text, BodyReader, Exchange, Prepared, RawRecord, USER_AGENT};
+use crate::transport::{Conn, TimedHttp};
+
+type Incoming = hyper::body::Incoming;
+
+/// The request for the timed transport: path and query only, plus Host and User-Agent.
+fn request(t: &TimedHttp, p: Prepared, body: Bytes) -> Result<hyper::Request<Full<Bytes>>, String> {
+    let mut path = p.url.path().to_string();
+    if let Some(q) = p.url.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    let mut request = hyper::Request::builder().method(p.method).uri(path);
+    if let Some(h) = request.headers_mut() {
+        *h = p.headers;
+        if let Ok(host) = HeaderValue::try_from(t.authority()) {
+            h.insert(reqwest::header::HOST, host);
+        }
+        h.insert(
+            reqwest::header::USER_AGENT,
+            HeaderValue::from_static(USER_AGENT),
+        );
+    }
+    request
+        .body(Full::new(body))
+        .map_err(|e| format!("the adapter built an invalid request: {e}"))
+}
+
+/// Sends on a pooled connection. A kept-alive connection the server closed meanwhile fails
+/// before anything is sent; that, and only that, is retried once on a fresh connection.
+async fn send(
+    t: &TimedHttp,
+    request: hyper::Request<Full<Bytes>>,
+    record: &mut RawRecord,
+) -> Option<(Conn, hyper::Response<Incoming>)> {
+    let mut conn = match t.checkout().await {
+        Ok(c) => c,
+        Err(e) => {
+            record.fail_to_connect(e);
+            return None;
+        }
+    };
+    for attempt in 0..2 {
+        match send_on(&mut conn, request.clone()).await {
+            Ok(response) => return Some((conn, response)),
+            Err(_) if attempt == 0 && conn.reused => {
+                conn = match t.connect().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        record.fail_to_connect(e);
+                        return None;
+                    }
+                };
+                record.sent = Instant::now();
+            }
+            Err(e) => {
+                record.fail(FailureKind::Connect, e);
+                return None;
+            }
+        }
+    }
+    record.fail(
+        FailureKind::Connect,
+        "the connection closed before the request was sent",
+    );
+    None
+}
+
+pub(super) async fn exchange_timed(
+    ex: &Exchange,
+    t: &TimedHttp,
+    p: Prepared,
+    record: &mut RawRecord,
+) {
+    let framing = p.framing;
+    let request = match request(t, p, record.request_body.clone()) {
+        Ok(r) => r,
+        Err(e) => return record.fail(FailureKind::Plugin, e),
+    };
+    let Some((mut conn, response)) = send(t, request, record).await else {
+        return;
+    };
+    record.first_byte = Some(conn.clock.last());
+    record.status = response.status().as_u16();
+    let ctype = content_type(response.headers());
+    let mut incoming = response.into_body();
+    if !(200..300).contains(&record.status) {
+        let body = error_body(&mut conn, &mut incoming).await;
+        return record.fail(
+            FailureKind::HttpStatus,
+            format!("HTTP {}: {}", record.status, error_text(&body)),
+        );
+    }
+    let mut body = BodyReader::new(ex, framing, &ctype, record);
+    let complete = read_body(ex, &mut conn, &mut incoming, &mut body).await;
+    body.finish();
+    if complete {
+        t.checkin(conn);
+    }
+}
+
+/// The start of an error response's body (2 KB at most, 10 s at most per read).
+async fn error_body(conn: &mut Conn, incoming: &mut Incoming) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    while bytes.len() < 2048 {
+        let next = conn
+            .driver
+            .drive(tokio::time::timeout(
+                Duration::from_secs(10),
+                incoming.frame(),
+            ))
+            .await;
+        match next {
+            Ok(Ok(Some(Ok(frame)))) => {
+                if let Some(d) = frame.data_ref() {
+                    bytes.extend_from_slice(d);
+                }
+            }
+            _ => break,
+        }
+    }
+    bytes
+}
+
+/// Reads the body to its end; each piece carries its read's arrival time. Returns whether the
+/// body ended cleanly (the connection can serve another request).
+async fn read_body(
+    ex: &Exchange,
+    conn: &mut Conn,
+    incoming: &mut Incoming,
+    body: &mut BodyReader<'_>,
+) -> bool {
+    loop {
+        let next = match ex.read_timeout {
+            Some(limit) => match conn
+                .driver
+                .drive(tokio::time::timeout(limit, incoming.frame()))
+                .await
+            {
+                Ok(Ok(frame)) => Ok(frame),
+                Ok(Err(_)) => {
+                    body.fail(
+                        FailureKind::Timeout,
+                        format!("no data for {limit:?} (--read-timeout)"),
+                    );
+                    return false;
+                }
+                Err(ended) => Err(ended),
+            },
+            None => conn.driver.drive(incoming.frame()).await,
+        };
+        match next {
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    body.push(data, conn.clock.last());
+                }
+            }
+            Ok(None) => return true,
+            Ok(Some(Err(e))) => {
+                body.fail(FailureKind::Stream, crate::transport::describe(&e));
+                return false;
+            }
+            Err(ended) => {
+                body.fail(FailureKind::Stream, ended.0);
+                return false;
+            }
+        }
+    }
+}
+
+async fn send_on(
+    conn: &mut Conn,
+    request: hyper::Request<Full<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    match conn.driver.drive(conn.sender.ready()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(crate::transport::describe(&e)),
+        Err(ended) => return Err(ended.0),
+    }
+    let sending = conn.sender.send_request(request);
+    match conn.driver.drive(sending).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(crate::transport::describe(&e)),
+        Err(ended) => Err(ended.0),
+    }
+}
