@@ -86,12 +86,85 @@ impl Backend for MockBackend {
             });
         }
         let (n_tokens, finish_reason) = self.output_tokens(req);
-        let per_chunk = c.mock_tokens_per_chunk.max(1);
-        let ttft = Duration::from_secs_f64(c.mock_ttft_ms.max(0.0) / 1000.0);
-        let tpot = Duration::from_secs_f64(c.mock_tpot_ms.max(0.0) / 1000.0);
-        let drop = req.stream && every(c.mock_drop_every, req.sequence);
-        let malformed = req.stream && every(c.mock_malformed_every, req.sequence);
-        let slots = self.slots.clone();
+        let script = Script {
+            n_tokens,
+            per_chunk: c.mock_tokens_per_chunk.max(1),
+            ttft: Duration::from_secs_f64(c.mock_ttft_ms.max(0.0) / 1000.0),
+            tpot: Duration::from_secs_f64(c.mock_tpot_ms.max(0.0) / 1000.0),
+            drop: req.stream && every(c.mock_drop_every, req.sequence),
+            malformed: req.stream && every(c.mock_malformed_every, req.sequence),
+            finish_reason,
+        };
+        let rx = script.start(self.slots.clone());
+        Ok(Generation {
+            prompt_tokens: prompt_tokens(req),
+            cached_tokens: None,
+            pieces: rx,
+        })
+    }
+}
+
+/// What one simulated response sends, and when.
+struct Script {
+    n_tokens: u32,
+    per_chunk: u32,
+    ttft: Duration,
+    tpot: Duration,
+    drop: bool,
+    malformed: bool,
+    finish_reason: &'static str,
+}
+
+/// Responses this short with no delays are written straight into their channel, without a
+/// task, so the simulator is never what limits a zero-delay throughput benchmark.
+const INSTANT_CHUNKS: u32 = 256;
+
+impl Script {
+    fn chunks(&self) -> u32 {
+        self.n_tokens.div_ceil(self.per_chunk)
+    }
+
+    /// The pieces of chunk `j`, in order; `false` from `send` stops the response.
+    fn chunk(&self, j: u32, send: &mut dyn FnMut(Piece) -> bool) -> bool {
+        if self.drop && j == self.chunks() / 2 {
+            send(Piece::Drop);
+            return false;
+        }
+        let first = j * self.per_chunk;
+        let tokens = self.per_chunk.min(self.n_tokens - first);
+        let text: String = (first..first + tokens)
+            .map(|k| WORDS[k as usize % WORDS.len()])
+            .collect();
+        if !send(Piece::Text { text, tokens }) {
+            return false;
+        }
+        !(self.malformed && j == 0) || send(Piece::Malformed)
+    }
+
+    /// When chunk `j` is due, counted from the moment a slot was granted.
+    fn due(&self, j: u32) -> Duration {
+        let last_token = (j * self.per_chunk + self.per_chunk)
+            .min(self.n_tokens)
+            .saturating_sub(1);
+        self.ttft + self.tpot * last_token
+    }
+
+    fn start(self, slots: Option<Arc<Semaphore>>) -> mpsc::Receiver<Piece> {
+        let chunks = self.chunks();
+        let instant = slots.is_none()
+            && self.ttft.is_zero()
+            && self.tpot.is_zero()
+            && chunks < INSTANT_CHUNKS;
+        if instant {
+            let (tx, rx) = mpsc::channel(chunks as usize + 3);
+            let mut send = |p: Piece| tx.try_send(p).is_ok();
+            if (0..chunks).all(|j| self.chunk(j, &mut send)) {
+                send(Piece::End {
+                    finish_reason: self.finish_reason,
+                });
+            }
+            return rx;
+        }
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             let _permit = match slots {
@@ -99,35 +172,31 @@ impl Backend for MockBackend {
                 None => None,
             };
             let start = Instant::now();
-            let chunks = n_tokens.div_ceil(per_chunk);
             for j in 0..chunks {
-                let first_token = j * per_chunk;
-                let tokens = per_chunk.min(n_tokens - first_token);
-                let last_token = first_token + tokens - 1;
-                let due = start + ttft + tpot * last_token;
+                let due = start + self.due(j);
                 if due > Instant::now() {
                     tokio::time::sleep_until(due.into()).await;
                 }
-                if drop && j == chunks / 2 {
-                    let _ = tx.send(Piece::Drop).await;
+                let mut pieces = Vec::with_capacity(2);
+                let go_on = self.chunk(j, &mut |p| {
+                    pieces.push(p);
+                    true
+                });
+                for p in pieces {
+                    if tx.send(p).await.is_err() {
+                        return; // the client went away
+                    }
+                }
+                if !go_on {
                     return;
                 }
-                let text: String = (first_token..=last_token)
-                    .map(|k| WORDS[k as usize % WORDS.len()])
-                    .collect();
-                if tx.send(Piece::Text { text, tokens }).await.is_err() {
-                    return; // the client went away
-                }
-                if malformed && j == 0 {
-                    let _ = tx.send(Piece::Malformed).await;
-                }
             }
-            let _ = tx.send(Piece::End { finish_reason }).await;
+            let _ = tx
+                .send(Piece::End {
+                    finish_reason: self.finish_reason,
+                })
+                .await;
         });
-        Ok(Generation {
-            prompt_tokens: prompt_tokens(req),
-            cached_tokens: None,
-            pieces: rx,
-        })
+        rx
     }
 }

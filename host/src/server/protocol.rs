@@ -186,15 +186,19 @@ pub(crate) async fn complete(
         Ok(g) => g,
         Err(rejection) => return error_response(rejection.status, &rejection.message),
     };
+    let id = format!("{}-perf-{sequence}", if chat { "chatcmpl" } else { "cmpl" });
+    let model = if request.model.is_empty() {
+        shared.backend.model().to_string()
+    } else {
+        request.model.clone()
+    };
+    let created = shared.clock.unix_s(received) as u64;
     let writer = ChunkWriter {
         chat,
-        id: format!("{}-perf-{sequence}", if chat { "chatcmpl" } else { "cmpl" }),
-        model: if request.model.is_empty() {
-            shared.backend.model().to_string()
-        } else {
-            request.model.clone()
-        },
-        created: shared.clock.unix_s(received) as u64,
+        head: ChunkWriter::make_head(chat, &id, created, &model),
+        id,
+        model,
+        created,
         prompt_tokens: generation.prompt_tokens,
         cached_tokens: generation.cached_tokens,
         completion_tokens: 0,
@@ -227,6 +231,8 @@ struct ChunkWriter {
     cached_tokens: Option<u64>,
     completion_tokens: u64,
     first: bool,
+    /// Every chunk's members before `choices`, built once per response.
+    head: String,
 }
 
 fn json_str(s: &str) -> String {
@@ -234,17 +240,19 @@ fn json_str(s: &str) -> String {
 }
 
 impl ChunkWriter {
-    fn head(&self) -> String {
-        let object = if self.chat {
+    fn head(&self) -> &str {
+        &self.head
+    }
+
+    fn make_head(chat: bool, id: &str, created: u64, model: &str) -> String {
+        let object = if chat {
             "chat.completion.chunk"
         } else {
             "text_completion"
         };
         format!(
-            r#"{{"id":"{}","object":"{object}","created":{},"model":{}"#,
-            self.id,
-            self.created,
-            json_str(&self.model)
+            r#"{{"id":"{id}","object":"{object}","created":{created},"model":{}"#,
+            json_str(model)
         )
     }
 

@@ -1,7 +1,7 @@
 //! Sending through the timed transport: the request drives its own connection, and reads
 //! carry the kernel's arrival time (see `crate::transport`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -36,8 +36,9 @@ fn request(t: &TimedHttp, p: Prepared, body: Bytes) -> Result<hyper::Request<Ful
         .map_err(|e| format!("the adapter built an invalid request: {e}"))
 }
 
-/// Sends on a pooled connection. A kept-alive connection the server closed meanwhile fails
-/// before anything is sent; that, and only that, is retried once on a fresh connection.
+/// Sends on a pooled connection (idle connections the server closed are left out by the
+/// pool). A failure after that is never retried: the server may have received the request,
+/// so sending it again would hide a failure and double the load.
 async fn send(
     t: &TimedHttp,
     request: hyper::Request<Full<Bytes>>,
@@ -50,30 +51,13 @@ async fn send(
             return None;
         }
     };
-    for attempt in 0..2 {
-        match send_on(&mut conn, request.clone()).await {
-            Ok(response) => return Some((conn, response)),
-            Err(_) if attempt == 0 && conn.reused => {
-                conn = match t.connect().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        record.fail_to_connect(e);
-                        return None;
-                    }
-                };
-                record.sent = Instant::now();
-            }
-            Err(e) => {
-                record.fail(FailureKind::Connect, e);
-                return None;
-            }
+    match send_on(&mut conn, request).await {
+        Ok(response) => Some((conn, response)),
+        Err(e) => {
+            record.fail(FailureKind::Stream, format!("no response: {e}"));
+            None
         }
     }
-    record.fail(
-        FailureKind::Connect,
-        "the connection closed before the request was sent",
-    );
-    None
 }
 
 pub(super) async fn exchange_timed(
