@@ -81,8 +81,6 @@ pub struct RunPlan {
     pub test_connection: bool,
     /// The runs of the sweep, in order.
     pub runs: Vec<RunSpec>,
-    /// Open loop: no concurrency cap.
-    pub open_loop: bool,
     /// Sleep between runs.
     pub sleep_interval: Duration,
     /// Per-run wall-clock budget.
@@ -544,7 +542,6 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
         http: http_plan(a, url)?,
         test_connection: !a.no_test_connection,
         runs,
-        open_loop: a.open_loop,
         sleep_interval: seconds(a.sleep_interval, "--sleep-interval")?,
         duration,
         max_tokens,

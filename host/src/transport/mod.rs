@@ -30,8 +30,6 @@ pub struct Conn {
     pub driver: Driver,
     /// When the latest read's data arrived.
     pub clock: Arc<ReadClock>,
-    /// Whether this connection served a request before.
-    pub reused: bool,
 }
 
 /// The connection ended (closed or failed) before the awaited future finished.
@@ -172,7 +170,6 @@ impl TimedHttp {
     pub async fn checkout(&self) -> Result<Conn, ConnectError> {
         while let Some(mut conn) = self.idle.pop() {
             if conn.alive() {
-                conn.reused = true;
                 return Ok(conn);
             }
         }
@@ -201,7 +198,6 @@ impl TimedHttp {
             sender,
             driver: Driver(Box::pin(driver)),
             clock,
-            reused: false,
         })
     }
 

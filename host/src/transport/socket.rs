@@ -213,27 +213,30 @@ mod kernel {
     }
 }
 
-#[cfg(not(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-)))]
+/// Other Unix systems: plain reads, stamped with the time of the read.
+#[cfg(all(
+    unix,
+    not(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))
+))]
 mod kernel {
-    use std::io;
+    use std::io::{self, Read};
+    use std::net::TcpStream;
     use std::time::SystemTime;
-
-    use tokio::net::TcpStream;
 
     pub fn enable(_io: &TcpStream) -> bool {
         false
     }
 
     pub fn recv(
-        io: &TcpStream,
+        mut io: &TcpStream,
         dst: &mut [std::mem::MaybeUninit<u8>],
     ) -> io::Result<(usize, Option<SystemTime>)> {
-        // SAFETY: try_read only writes initialised bytes into the prefix it reports.
+        // SAFETY: read only writes initialised bytes into the prefix it reports.
         let buf = unsafe { &mut *(dst as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
-        io.try_read(buf).map(|n| (n, None))
+        io.read(buf).map(|n| (n, None))
     }
 }
 
@@ -253,6 +256,7 @@ fn instant_of(at: SystemTime) -> Instant {
     }
 }
 
+#[cfg(unix)]
 impl Read for TimedStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -291,20 +295,32 @@ impl Read for TimedStream {
     }
 }
 
+#[cfg(unix)]
+impl TimedStream {
+    /// Waits until the socket is writable and runs `write` on it, again after a spurious wake-up.
+    fn poll_write_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&std::net::TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.io.poll_write_ready(cx))?;
+            if let Ok(result) = guard.try_io(|fd| write(fd.get_ref())) {
+                return Poll::Ready(result);
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
 impl Write for TimedStream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        loop {
-            let mut guard = ready!(this.io.poll_write_ready(cx))?;
-            match guard.try_io(|fd| std::io::Write::write(&mut fd.get_ref(), buf)) {
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => continue,
-            }
-        }
+        self.get_mut()
+            .poll_write_with(cx, |mut fd| std::io::Write::write(&mut fd, buf))
     }
 
     fn poll_write_vectored(
@@ -312,14 +328,8 @@ impl Write for TimedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        loop {
-            let mut guard = ready!(this.io.poll_write_ready(cx))?;
-            match guard.try_io(|fd| std::io::Write::write_vectored(&mut fd.get_ref(), bufs)) {
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => continue,
-            }
-        }
+        self.get_mut()
+            .poll_write_with(cx, |mut fd| std::io::Write::write_vectored(&mut fd, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
