@@ -239,11 +239,14 @@ fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
-impl ChunkWriter {
-    fn head(&self) -> &str {
-        &self.head
+/// Appends `s` as a JSON string.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    if serde_json::to_writer(&mut *out, s).is_err() {
+        out.extend_from_slice(b"\"\"");
     }
+}
 
+impl ChunkWriter {
     fn make_head(chat: bool, id: &str, created: u64, model: &str) -> String {
         let object = if chat {
             "chat.completion.chunk"
@@ -256,29 +259,26 @@ impl ChunkWriter {
         )
     }
 
-    fn text_chunk(&mut self, text: &str, tokens: u32) -> Bytes {
+    /// Appends one text chunk's event to `out`.
+    fn text_chunk(&mut self, out: &mut Vec<u8>, text: &str, tokens: u32) {
         self.completion_tokens += u64::from(tokens);
-        let choice = if self.chat {
-            let role = if self.first {
-                r#""role":"assistant","#
-            } else {
-                ""
-            };
-            format!(
-                r#"{{"index":0,"delta":{{{role}"content":{}}},"finish_reason":null}}"#,
-                json_str(text)
-            )
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(self.head.as_bytes());
+        if self.chat {
+            out.extend_from_slice(br#","choices":[{"index":0,"delta":{"#);
+            if self.first {
+                out.extend_from_slice(br#""role":"assistant","#);
+            }
+            out.extend_from_slice(br#""content":"#);
+            push_json_str(out, text);
+            out.extend_from_slice(br#"},"finish_reason":null}]}"#);
         } else {
-            format!(
-                r#"{{"index":0,"text":{},"finish_reason":null}}"#,
-                json_str(text)
-            )
-        };
+            out.extend_from_slice(br#","choices":[{"index":0,"text":"#);
+            push_json_str(out, text);
+            out.extend_from_slice(br#","finish_reason":null}]}"#);
+        }
+        out.extend_from_slice(b"\n\n");
         self.first = false;
-        Bytes::from(format!(
-            "data: {},\"choices\":[{choice}]}}\n\n",
-            self.head()
-        ))
     }
 
     fn usage(&self) -> String {
@@ -294,28 +294,28 @@ impl ChunkWriter {
         )
     }
 
-    fn tail(&self, finish_reason: &str, include_usage: bool) -> Bytes {
+    /// Appends the finishing chunk, the usage chunk when asked for, and `[DONE]`.
+    fn tail(&self, out: &mut Vec<u8>, finish_reason: &str, include_usage: bool) {
         let choice = if self.chat {
             format!(r#"{{"index":0,"delta":{{}},"finish_reason":"{finish_reason}"}}"#)
         } else {
             format!(r#"{{"index":0,"text":"","finish_reason":"{finish_reason}"}}"#)
         };
-        let mut out = format!("data: {},\"choices\":[{choice}]}}\n\n", self.head());
+        let head = &self.head;
+        let _ = write!(out, "data: {head},\"choices\":[{choice}]}}\n\n");
         if include_usage {
-            out.push_str(&format!(
-                "data: {},\"choices\":[],\"usage\":{}}}\n\n",
-                self.head(),
-                self.usage()
-            ));
+            let usage = self.usage();
+            let _ = write!(out, "data: {head},\"choices\":[],\"usage\":{usage}}}\n\n");
         }
-        out.push_str("data: [DONE]\n\n");
-        Bytes::from(out)
+        out.extend_from_slice(b"data: [DONE]\n\n");
     }
 }
 
 struct StreamState {
     writer: ChunkWriter,
     pieces: mpsc::Receiver<Piece>,
+    /// A piece taken while coalescing that must start the next frame.
+    pending: Option<Piece>,
     include_usage: bool,
     done: bool,
     shared: std::sync::Arc<Shared>,
@@ -336,6 +336,54 @@ impl StreamState {
             log.write(&self.log);
         }
     }
+
+    /// The next frame: the next piece, plus every piece already waiting behind it (a fast
+    /// backend produces many at once; one frame each would cost a chunked-encoding frame and a
+    /// write each). `None` when the body is over.
+    async fn next_frame(&mut self) -> Option<Result<Bytes, std::io::Error>> {
+        if self.done {
+            return None;
+        }
+        let mut piece = match self.pending.take() {
+            Some(p) => p,
+            None => self.pieces.recv().await?,
+        };
+        let mut out = Vec::with_capacity(512);
+        loop {
+            match piece {
+                Piece::Text { text, tokens } => self.writer.text_chunk(&mut out, &text, tokens),
+                Piece::Malformed => out
+                    .extend_from_slice(b"data: {\"choices\":[{\"delta\":{\"content\":\"trunc\n\n"),
+                Piece::Drop if out.is_empty() => {
+                    self.done = true;
+                    self.finish_log();
+                    return Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "connection dropped",
+                    )));
+                }
+                Piece::Drop => {
+                    self.pending = Some(Piece::Drop);
+                    break;
+                }
+                Piece::End { finish_reason } => {
+                    self.writer
+                        .tail(&mut out, finish_reason, self.include_usage);
+                    self.done = true;
+                }
+            }
+            self.stamp();
+            if self.done {
+                self.finish_log();
+                break;
+            }
+            match self.pieces.try_recv() {
+                Ok(p) => piece = p,
+                Err(_) => break,
+            }
+        }
+        Some(Ok(Bytes::from(out)))
+    }
 }
 
 fn stream(
@@ -348,6 +396,7 @@ fn stream(
     let state = StreamState {
         writer,
         pieces: pieces.pieces,
+        pending: None,
         include_usage,
         done: false,
         shared,
@@ -356,38 +405,13 @@ fn stream(
     // Frames are produced when hyper asks for them, so the logged time is when a chunk goes
     // to the connection, not when it was generated.
     let frames = futures_util::stream::unfold(state, |mut s| async move {
-        if s.done {
-            return None;
+        let item = s.next_frame().await;
+        if item.is_none() && !s.done {
+            // The backend went away without an end: the body ends here.
+            s.done = true;
+            s.finish_log();
         }
-        let item = match s.pieces.recv().await {
-            Some(Piece::Text { text, tokens }) => Ok(s.writer.text_chunk(&text, tokens)),
-            Some(Piece::Malformed) => Ok(Bytes::from_static(
-                b"data: {\"choices\":[{\"delta\":{\"content\":\"trunc\n\n",
-            )),
-            Some(Piece::Drop) => {
-                s.done = true;
-                s.finish_log();
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionAborted,
-                    "connection dropped",
-                ))
-            }
-            Some(Piece::End { finish_reason }) => {
-                s.done = true;
-                Ok(s.writer.tail(finish_reason, s.include_usage))
-            }
-            None => {
-                s.finish_log();
-                return None;
-            }
-        };
-        if item.is_ok() {
-            s.stamp();
-            if s.done {
-                s.finish_log();
-            }
-        }
-        Some((item.map(Frame::data), s))
+        item.map(|i| (i.map(Frame::data), s))
     });
     let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(frames)));
     let headers = resp.headers_mut();

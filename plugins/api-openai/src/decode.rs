@@ -8,86 +8,9 @@
 
 use std::borrow::Cow;
 
+use crate::frame::Message;
 use perf_plugin_api::sdk::ResponseDecoderPlugin;
 use perf_plugin_api::{OutputKind, PluginError, ROption, RVec, ResponseEvent, Usage};
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct Frame<'a> {
-    #[serde(borrow, default)]
-    object: Option<Cow<'a, str>>,
-    #[serde(default)]
-    error: Option<serde::de::IgnoredAny>,
-    #[serde(borrow, default)]
-    choices: Option<Vec<Choice<'a>>>,
-    #[serde(default)]
-    usage: Option<UsageJson>,
-    // Some servers put the error text in `message` next to `object: "error"`.
-    #[serde(borrow, default)]
-    message: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct Choice<'a> {
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    delta: Option<Message<'a>>,
-    #[serde(borrow, default)]
-    message: Option<Message<'a>>,
-}
-
-#[derive(Deserialize, Default)]
-struct Message<'a> {
-    #[serde(borrow, default)]
-    content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reasoning_content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reasoning: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tool_calls: Option<Vec<ToolCall<'a>>>,
-    #[serde(borrow, default)]
-    reasoning_details: Option<Vec<ReasoningDetail<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct ToolCall<'a> {
-    #[serde(borrow, default)]
-    function: Option<Function<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Function<'a> {
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    arguments: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct ReasoningDetail<'a> {
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    summary: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct UsageJson {
-    #[serde(default)]
-    prompt_tokens: Option<u64>,
-    #[serde(default)]
-    completion_tokens: Option<u64>,
-    #[serde(default)]
-    prompt_tokens_details: Option<PromptDetails>,
-}
-
-#[derive(Deserialize)]
-struct PromptDetails {
-    #[serde(default)]
-    cached_tokens: Option<u64>,
-}
 
 /// Decodes one response. Stateless between events; one per response all the same, as the
 /// interface asks.
@@ -131,7 +54,7 @@ fn push_message(out: &mut RVec<ResponseEvent>, m: &Message<'_>) -> bool {
 
 impl ResponseDecoderPlugin for OpenAiDecoder {
     fn decode(&mut self, event: &[u8], out: &mut RVec<ResponseEvent>) -> Result<(), PluginError> {
-        let frame: Frame<'_> = serde_json::from_slice(event)
+        let frame = crate::frame::read(event)
             .map_err(|e| PluginError::invalid(format!("not an OpenAI JSON object: {e}")))?;
         if frame.error.is_some() || frame.object.as_deref() == Some("error") {
             let text = String::from_utf8_lossy(event);

@@ -8,6 +8,8 @@
 
 mod body;
 mod decode;
+mod frame;
+mod scan;
 
 use perf_plugin_api::sdk::{ApiAdapterPlugin, ApiConfig};
 use perf_plugin_api::{
