@@ -11,7 +11,7 @@ Scenarios:
               CPU seconds per 1,000 requests.
   fidelity    TTFT 100 ms, 20 ms per token, 16 tokens, 1,000 concurrent streams, connections
               warmed first: reported p50/p99 TTFT against the server's own.
-  memory      perf's peak RSS for 1,000 and 100,000 requests (zero delay, concurrency 64).
+  memory      perf's peak RSS for 1,000, 100,000 and 400,000 requests (zero delay, concurrency 64).
 
 Usage: python3 bench/compare.py [--evalscope PATH/TO/evalscope] [--quick]
 Writes bench/results/latest.json and bench/results/latest.md. Needs target/release/perf
@@ -196,7 +196,7 @@ def memory(quick):
     rows = []
     server = Server(0, 0, 8)
     try:
-        for n in ([1000, 100000] if not quick else [1000, 20000]):
+        for n in ([1000, 100000, 400000] if not quick else [1000, 20000]):
             with tempfile.TemporaryDirectory() as d:
                 out = os.path.join(d, "out")
                 m = measured(client_cmd("perf", None, server.url, n, 64, 0, 8, out), d)

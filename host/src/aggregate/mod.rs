@@ -1,10 +1,12 @@
 //! Statistics of a run, with evalscope perf 1.14.1's definitions and keys (the README's
 //! "Metrics" section states each one), plus perf's own clearly named extras.
 //!
-//! Per-request values are kept exactly (a few numbers per request), so percentiles are exact
-//! nearest-rank values as evalscope computes them. Inter-token latencies are pooled across all
-//! requests, which grows with tokens x requests, so they go into an HDR histogram with three
-//! significant digits (within 0.1% of the exact value) and the average is an exact running sum.
+//! Memory stays flat however many requests a run has: the summary needs only running sums and
+//! counts, and the per-request percentiles are exact nearest-rank values read back from the
+//! run's `benchmark_data.db` (SQLite sorts on disk when it must), as evalscope computes them
+//! from its own database. Inter-token latencies are pooled across all requests, so they go into
+//! an HDR histogram with three significant digits (within 0.1% of the exact value), and so does
+//! the dispatch lag behind "P99 Dispatch Lag (ms)"; their averages are exact running sums.
 
 pub mod derive;
 
@@ -14,6 +16,7 @@ use hdrhistogram::Histogram;
 use perf_plugin_api::{ROption, RequestRecord};
 use serde_json::{json, Value};
 
+use crate::output::db::ResultDb;
 use crate::worker::RawRecord;
 
 /// The percentile rows of `benchmark_percentile.json`.
@@ -47,12 +50,6 @@ fn round(v: f64, digits: i32) -> f64 {
     (v * f).round() / f
 }
 
-fn sorted(mut v: Vec<f64>) -> Vec<f64> {
-    v.retain(|x| x.is_finite());
-    v.sort_by(f64::total_cmp);
-    v
-}
-
 fn mean(sum: f64, n: u64) -> f64 {
     if n == 0 {
         -1.0
@@ -70,16 +67,18 @@ pub struct RunStats {
     streamed: u64,
     first_sent: f64,
     last_completed: f64,
-    latency: Vec<f64>,
-    ttft_stream: Vec<f64>,
-    ttft_other: Vec<f64>,
-    tpot: Vec<f64>,
-    prompt: Vec<f64>,
-    completion: Vec<f64>,
+    latency: Sum,
+    ttft_stream: Sum,
+    ttft_other: Sum,
+    tpot: Sum,
+    prompt: Sum,
+    completion: Sum,
     itl: Histogram<u64>,
     itl_sum_s: f64,
     itl_count: u64,
-    dispatch_lag: Vec<f64>,
+    dispatch_lag: Sum,
+    dispatch_lag_us: Histogram<u64>,
+    dispatch_lag_max_s: f64,
     ttfb_sum_s: f64,
     ttfb_count: u64,
     cached_tokens: u64,
@@ -111,17 +110,18 @@ impl RunStats {
             streamed: 0,
             first_sent: f64::INFINITY,
             last_completed: f64::NEG_INFINITY,
-            latency: Vec::new(),
-            ttft_stream: Vec::new(),
-            ttft_other: Vec::new(),
-            tpot: Vec::new(),
-            prompt: Vec::new(),
-            completion: Vec::new(),
-            itl: Histogram::new_with_bounds(1, 3_600_000_000, 3)
-                .expect("1 us .. 1 h with 3 significant digits are valid constant bounds"),
+            latency: Sum::default(),
+            ttft_stream: Sum::default(),
+            ttft_other: Sum::default(),
+            tpot: Sum::default(),
+            prompt: Sum::default(),
+            completion: Sum::default(),
+            itl: microseconds(),
             itl_sum_s: 0.0,
             itl_count: 0,
-            dispatch_lag: Vec::new(),
+            dispatch_lag: Sum::default(),
+            dispatch_lag_us: microseconds(),
+            dispatch_lag_max_s: 0.0,
             ttfb_sum_s: 0.0,
             ttfb_count: 0,
             cached_tokens: 0,
@@ -154,7 +154,11 @@ impl RunStats {
         self.total += 1;
         self.first_sent = self.first_sent.min(rec.times.sent);
         self.last_completed = self.last_completed.max(rec.times.completed);
-        self.dispatch_lag.push(derive::dispatch_lag_s(raw));
+        let lag = derive::dispatch_lag_s(raw).max(0.0);
+        self.dispatch_lag.add(lag);
+        self.dispatch_lag_max_s = self.dispatch_lag_max_s.max(lag);
+        self.dispatch_lag_us
+            .saturating_record((lag * 1e6).round().max(1.0) as u64);
         if let Some(t) = derive::ttfb_s(raw) {
             self.ttfb_sum_s += t;
             self.ttfb_count += 1;
@@ -174,20 +178,18 @@ impl RunStats {
         let latency = get(rec.latency_s).unwrap_or(0.0);
         let prompt = rec.prompt_tokens.into_option().unwrap_or(0) as f64;
         let completion = rec.completion_tokens.into_option().unwrap_or(0) as f64;
-        // latency, prompt and completion stay index-aligned: the per-request token rates are
-        // derived from them at the end instead of being stored.
-        self.latency.push(latency);
-        self.prompt.push(prompt);
-        self.completion.push(completion);
+        self.latency.add(latency);
+        self.prompt.add(prompt);
+        self.completion.add(completion);
         if let Some(ttft) = get(rec.ttft_s) {
             if rec.is_stream {
-                self.ttft_stream.push(ttft);
+                self.ttft_stream.add(ttft);
             } else {
-                self.ttft_other.push(ttft);
+                self.ttft_other.add(ttft);
             }
         }
         if let Some(tpot) = get(rec.tpot_s).filter(|t| *t > 0.0) {
-            self.tpot.push(tpot);
+            self.tpot.add(tpot);
         }
         for &gap in rec.itl_s.iter() {
             self.itl_sum_s += gap;
@@ -210,11 +212,12 @@ impl RunStats {
         }
     }
 
-    fn ttft_samples(&self) -> &[f64] {
-        if self.ttft_stream.is_empty() {
-            &self.ttft_other
+    /// evalscope's TTFT: over streamed requests when there are any, else over the others.
+    fn ttft(&self) -> Sum {
+        if self.ttft_stream.n == 0 {
+            self.ttft_other
         } else {
-            &self.ttft_stream
+            self.ttft_stream
         }
     }
 
@@ -222,9 +225,9 @@ impl RunStats {
     pub fn summary(&self, cpu: Option<ClientCpu>) -> Vec<(String, Value)> {
         let w = self.wall_s();
         let per_s = |x: f64| if w > 0.0 { x / w } else { 0.0 };
-        let sum_prompt: f64 = self.prompt.iter().sum();
-        let sum_completion: f64 = self.completion.iter().sum();
-        let ttft = self.ttft_samples();
+        let sum_prompt = self.prompt.sum;
+        let sum_completion = self.completion.sum;
+        let ttft = self.ttft();
         let ms = |v: f64| if v < 0.0 { -1.0 } else { round(v * 1000.0, 2) };
         let mut s: Vec<(String, Value)> = vec![
             ("Test Duration (s)".into(), json!(round(w, 4))),
@@ -241,7 +244,7 @@ impl RunStats {
             ),
             (
                 "Avg Latency (s)".into(),
-                json!(round(mean(self.latency.iter().sum(), self.ok), 4)),
+                json!(round(mean(self.latency.sum, self.ok), 4)),
             ),
             (
                 "Avg Input Tokens".into(),
@@ -255,16 +258,13 @@ impl RunStats {
                 "Total Throughput (tok/s)".into(),
                 json!(round(per_s(sum_prompt + sum_completion), 4)),
             ),
-            (
-                "Avg TTFT (ms)".into(),
-                json!(ms(mean(ttft.iter().sum(), ttft.len() as u64))),
-            ),
+            ("Avg TTFT (ms)".into(), json!(ms(mean(ttft.sum, ttft.n)))),
             (
                 "Avg TPOT (ms)".into(),
-                json!(ms(if self.tpot.is_empty() {
+                json!(ms(if self.tpot.n == 0 {
                     0.0
                 } else {
-                    mean(self.tpot.iter().sum(), self.tpot.len() as u64)
+                    mean(self.tpot.sum, self.tpot.n)
                 })),
             ),
             (
@@ -285,8 +285,9 @@ impl RunStats {
     }
 
     fn extras(&self, s: &mut Vec<(String, Value)>, cpu: Option<ClientCpu>) {
-        let lag = sorted(self.dispatch_lag.clone());
+        let lag = &self.dispatch_lag;
         let ms = |v: Option<f64>| v.map_or(-1.0, |x| round(x * 1000.0, 2));
+        let some_lag = |v: f64| (lag.n > 0).then_some(v);
         s.push((
             "Avg TTFB (ms)".into(),
             json!(ms(
@@ -295,17 +296,17 @@ impl RunStats {
         ));
         s.push((
             "Avg Dispatch Lag (ms)".into(),
-            json!(ms(
-                (!lag.is_empty()).then(|| lag.iter().sum::<f64>() / lag.len() as f64)
-            )),
+            json!(ms(some_lag(lag.sum / lag.n.max(1) as f64))),
         ));
         s.push((
             "P99 Dispatch Lag (ms)".into(),
-            json!(ms(nearest_rank(&lag, 99.0))),
+            json!(ms(some_lag(
+                self.dispatch_lag_us.value_at_quantile(0.99) as f64 / 1e6
+            ))),
         ));
         s.push((
             "Max Dispatch Lag (ms)".into(),
-            json!(ms(lag.last().copied())),
+            json!(ms(some_lag(self.dispatch_lag_max_s))),
         ));
         if let Some(c) = cpu {
             s.push(("Client CPU (s)".into(), json!(round(c.seconds, 4))));
@@ -324,25 +325,46 @@ impl RunStats {
         }
     }
 
-    /// `benchmark_percentile.json`: one row per percentile, nearest rank, 4 decimals.
-    pub fn percentiles(&self) -> Vec<Vec<(String, Value)>> {
-        let ms = |v: &[f64]| sorted(v.iter().map(|x| x * 1000.0).collect());
-        let latency = sorted(self.latency.clone());
-        let ttft = ms(self.ttft_samples());
-        let tpot = ms(&self.tpot);
-        let decode = sorted(self.tpot.iter().map(|t| 1.0 / t).collect());
-        let prompt = sorted(self.prompt.clone());
-        let completion = sorted(self.completion.clone());
-        let per_request = |tokens: &dyn Fn(usize) -> f64| -> Vec<f64> {
-            let rates = self.latency.iter().enumerate().filter(|(_, l)| **l > 0.0);
-            sorted(rates.map(|(i, l)| tokens(i) / l).collect())
+    /// `benchmark_percentile.json`: one row per percentile, nearest rank, 4 decimals, from the
+    /// run's rows in `db` (every measured request is there; this reads them back sorted).
+    pub fn percentiles(&self, db: &ResultDb) -> Result<Vec<Vec<(String, Value)>>, String> {
+        let ps: Vec<f64> = PERCENTILES.iter().map(|&(_, p)| p).collect();
+        let ok = "success = 1";
+        // evalscope's TTFT: over streamed requests when there are any.
+        let ttft_rows = if self.ttft_stream.n > 0 {
+            "success = 1 AND is_stream = 1"
+        } else {
+            "success = 1 AND is_stream = 0"
         };
-        let out_tps = per_request(&|i| self.completion[i]);
-        let total_tps = per_request(&|i| self.prompt[i] + self.completion[i]);
+        let tpot_rows = "success = 1 AND time_per_output_token > 0";
+        let rate_rows = "success = 1 AND latency > 0";
+        let columns = [
+            ("Latency (s)", "COALESCE(latency, 0)", ok),
+            ("TTFT (ms)", "first_chunk_latency * 1000.0", ttft_rows),
+            ("TPOT (ms)", "time_per_output_token * 1000.0", tpot_rows),
+            ("Input tokens", "COALESCE(prompt_tokens, 0) * 1.0", ok),
+            ("Output tokens", "COALESCE(completion_tokens, 0) * 1.0", ok),
+            (
+                "Output (tok/s)",
+                "COALESCE(completion_tokens, 0) / latency",
+                rate_rows,
+            ),
+            (
+                "Total (tok/s)",
+                "(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)) / latency",
+                rate_rows,
+            ),
+            ("Decode (tok/s)", "1.0 / time_per_output_token", tpot_rows),
+        ];
+        let mut values = Vec::with_capacity(columns.len());
+        for (name, expr, rows) in columns {
+            values.push((name, db.nearest_ranks(expr, rows, &ps)?));
+        }
         let cell = |v: Option<f64>| v.map_or(Value::Null, |x| json!(round(x, 4)));
-        PERCENTILES
+        let rows = PERCENTILES
             .iter()
-            .map(|&(label, p)| {
+            .enumerate()
+            .map(|(i, &(label, p))| {
                 let itl = (self.itl_count > 0).then(|| {
                     let us = match p {
                         0.0 => self.itl.min(),
@@ -351,21 +373,38 @@ impl RunStats {
                     };
                     us as f64 / 1000.0
                 });
-                vec![
-                    ("Percentiles".to_string(), json!(label)),
-                    ("Latency (s)".into(), cell(nearest_rank(&latency, p))),
-                    ("TTFT (ms)".into(), cell(nearest_rank(&ttft, p))),
-                    ("ITL (ms)".into(), cell(itl)),
-                    ("TPOT (ms)".into(), cell(nearest_rank(&tpot, p))),
-                    ("Input tokens".into(), cell(nearest_rank(&prompt, p))),
-                    ("Output tokens".into(), cell(nearest_rank(&completion, p))),
-                    ("Output (tok/s)".into(), cell(nearest_rank(&out_tps, p))),
-                    ("Total (tok/s)".into(), cell(nearest_rank(&total_tps, p))),
-                    ("Decode (tok/s)".into(), cell(nearest_rank(&decode, p))),
-                ]
+                let mut row = vec![("Percentiles".to_string(), json!(label))];
+                for (name, v) in &values {
+                    row.push((name.to_string(), cell(v[i])));
+                    if *name == "TTFT (ms)" {
+                        row.push(("ITL (ms)".into(), cell(itl)));
+                    }
+                }
+                row
             })
-            .collect()
+            .collect();
+        Ok(rows)
     }
+}
+
+/// A running sum and count.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sum {
+    sum: f64,
+    n: u64,
+}
+
+impl Sum {
+    fn add(&mut self, v: f64) {
+        self.sum += v;
+        self.n += 1;
+    }
+}
+
+/// A histogram of microseconds from 1 us to 1 h, three significant digits.
+fn microseconds() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3)
+        .expect("1 us .. 1 h with 3 significant digits are valid constant bounds")
 }
 
 #[cfg(test)]
@@ -455,7 +494,12 @@ mod tests {
         assert_eq!(get(&s, "Avg ITL (ms)"), round(70.0 / 3.0, 2));
         assert_eq!(get(&s, "Avg Output Tokens"), 2.5);
         assert!((get(&s, "Output Throughput (tok/s)") - round(5.0 / 0.281, 4)).abs() < 1e-9);
-        let rows = stats.percentiles();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut db = ResultDb::create(&dir.path().join("b.db"), 10, 0.0).expect("db");
+        for r in [&a, &b, &c] {
+            db.insert(&derive::record(r, 0, &clock), r).expect("row");
+        }
+        let rows = stats.percentiles(&db).expect("percentiles");
         let row = |label: &str| rows.iter().find(|r| r[0].1 == label).expect("row").clone();
         assert_eq!(
             get(&row("50%"), "TTFT (ms)"),
@@ -464,6 +508,58 @@ mod tests {
         );
         assert_eq!(get(&row("max"), "Latency (s)"), 0.231);
         assert_eq!(get(&row("min"), "Output (tok/s)"), round(2.0 / 0.231, 4));
+    }
+
+    /// The percentiles read back from SQLite are exactly the nearest ranks of the records'
+    /// own values, failures and interruptions left out.
+    #[test]
+    fn percentiles_from_the_database_equal_in_memory_nearest_ranks() {
+        let t0 = Instant::now();
+        let clock = EpochClock::new();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut db = ResultDb::create(&dir.path().join("b.db"), 64, 0.0).expect("db");
+        let mut stats = RunStats::new(8, -1.0);
+        let (mut latency, mut ttft, mut tpot, mut out_tps) = (vec![], vec![], vec![], vec![]);
+        let mut seed = 7u64;
+        for i in 0..997u64 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let first = 5 + (seed >> 33) % 400;
+            let gap = 1 + (seed >> 45) % 30;
+            let n = 1 + (seed >> 52) % 6;
+            let outputs: Vec<u64> = (0..n).map(|k| first + k * gap).collect();
+            let mut r = raw(t0, i, &outputs, n);
+            if i % 50 == 3 {
+                r.failure = FailureKind::HttpStatus;
+            } else if i % 70 == 5 {
+                r.failure = FailureKind::Cancelled;
+            }
+            let rec = derive::record(&r, 0, &clock);
+            stats.add(&rec, &r);
+            db.insert(&rec, &r).expect("row");
+            if rec.success {
+                let l = rec.latency_s.into_option().expect("latency");
+                latency.push(l);
+                ttft.push(rec.ttft_s.into_option().expect("ttft") * 1000.0);
+                if let Some(t) = rec.tpot_s.into_option().filter(|t| *t > 0.0) {
+                    tpot.push(t * 1000.0);
+                }
+                out_tps.push(n as f64 / l);
+            }
+        }
+        let rows = stats.percentiles(&db).expect("percentiles");
+        for v in [&mut latency, &mut ttft, &mut tpot, &mut out_tps] {
+            v.sort_by(f64::total_cmp);
+        }
+        for (row, &(_, p)) in rows.iter().zip(PERCENTILES.iter()) {
+            let want = |v: &[f64]| json!(round(nearest_rank(v, p).expect("values"), 4));
+            let got = |key: &str| row.iter().find(|(k, _)| k == key).expect(key).1.clone();
+            assert_eq!(got("Latency (s)"), want(&latency), "p{p}");
+            assert_eq!(got("TTFT (ms)"), want(&ttft), "p{p}");
+            assert_eq!(got("TPOT (ms)"), want(&tpot), "p{p}");
+            assert_eq!(got("Output (tok/s)"), want(&out_tps), "p{p}");
+        }
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct ResultDb {
     pending: usize,
     commit_every: usize,
     run_start_epoch: f64,
+    /// A row failed to be written: the table no longer holds every request.
+    incomplete: bool,
 }
 
 impl ResultDb {
@@ -66,7 +68,7 @@ impl ResultDb {
         run_start_epoch: f64,
     ) -> rusqlite::Result<Self> {
         let conn = Connection::open(path)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -256;")?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch("BEGIN")?;
         Ok(ResultDb {
@@ -74,11 +76,18 @@ impl ResultDb {
             pending: 0,
             commit_every: commit_every.max(1),
             run_start_epoch,
+            incomplete: false,
         })
     }
 
     /// Adds one request.
     pub fn insert(&mut self, rec: &RequestRecord, raw: &RawRecord) -> rusqlite::Result<()> {
+        let written = self.write(rec, raw);
+        self.incomplete |= written.is_err();
+        written
+    }
+
+    fn write(&mut self, rec: &RequestRecord, raw: &RawRecord) -> rusqlite::Result<()> {
         let rel = |epoch: f64| epoch - self.run_start_epoch;
         let response = json!({
             "content": raw.text,
@@ -125,6 +134,58 @@ impl ResultDb {
             self.pending = 0;
         }
         Ok(())
+    }
+
+    /// Nearest-rank values of `expr` over the rows matching `rows` (an SQL condition), one for
+    /// each percentile in `ps` (0 = min, 100 = max): the element at `ceil(p/100 * n) - 1` of the
+    /// sorted finite values, as [`crate::aggregate::nearest_rank`] defines it. SQLite sorts, on
+    /// disk when the run is large, so memory does not grow with the number of requests.
+    pub fn nearest_ranks(
+        &self,
+        expr: &str,
+        rows: &str,
+        ps: &[f64],
+    ) -> Result<Vec<Option<f64>>, String> {
+        if self.incomplete {
+            return Err("some rows could not be written, so the table misses requests".into());
+        }
+        self.ranks(expr, rows, ps).map_err(|e| e.to_string())
+    }
+
+    fn ranks(&self, expr: &str, rows: &str, ps: &[f64]) -> rusqlite::Result<Vec<Option<f64>>> {
+        let finite =
+            format!("({rows}) AND ({expr}) IS NOT NULL AND abs({expr}) <= 1.7976931348623157e308");
+        let n: i64 = self.conn.query_row(
+            &format!("SELECT COUNT(*) FROM result WHERE {finite}"),
+            [],
+            |r| r.get(0),
+        )?;
+        let mut out = vec![None; ps.len()];
+        if n == 0 {
+            return Ok(out);
+        }
+        let n = n as usize;
+        let wanted: Vec<usize> = ps
+            .iter()
+            .map(|p| (((p / 100.0) * n as f64).ceil() as usize).clamp(1, n) - 1)
+            .collect();
+        let last = wanted.iter().copied().max().unwrap_or(0);
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {expr} FROM result WHERE {finite} ORDER BY 1 LIMIT {}",
+            last + 1
+        ))?;
+        let mut values = stmt.query([])?;
+        let mut index = 0;
+        while let Some(row) = values.next()? {
+            let v: f64 = row.get(0)?;
+            for (slot, &w) in out.iter_mut().zip(&wanted) {
+                if w == index {
+                    *slot = Some(v);
+                }
+            }
+            index += 1;
+        }
+        Ok(out)
     }
 
     /// Commits what is pending and closes the file.

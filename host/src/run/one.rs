@@ -210,11 +210,19 @@ impl Session<'_> {
         collected: Collected,
         cpu: Option<ClientCpu>,
     ) -> anyhow::Result<RunOutcome> {
+        let summary = collected.stats.summary(cpu);
+        let percentiles = match collected.stats.percentiles(&collected.db) {
+            Ok(rows) => rows,
+            Err(e) => {
+                log::warn(format!(
+                    "reading the percentiles back from benchmark_data.db failed: {e}; benchmark_percentile.json is left empty"
+                ));
+                Vec::new()
+            }
+        };
         if let Err(e) = collected.db.finish() {
             log::warn(format!("finishing benchmark_data.db failed: {e}"));
         }
-        let summary = collected.stats.summary(cpu);
-        let percentiles = collected.stats.percentiles();
         write_json(&dir.join("benchmark_summary.json"), &object(&summary))?;
         let rows: Vec<Value> = percentiles.iter().map(|r| object(r)).collect();
         write_json(&dir.join("benchmark_percentile.json"), &Value::Array(rows))?;
