@@ -21,6 +21,7 @@ pub mod run;
 pub mod schedule;
 pub mod server;
 pub mod signals;
+pub mod tokenizer;
 pub mod transport;
 pub mod worker;
 

@@ -107,6 +107,8 @@ pub struct RunPlan {
     pub args_json: Value,
     /// Debug logging.
     pub debug: bool,
+    /// `--tokenizer-path`: a tokenizer.json or a directory holding one.
+    pub tokenizer_path: Option<PathBuf>,
 }
 
 fn not_supported(what: &str) -> anyhow::Error {
@@ -143,7 +145,7 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
 }
 
 fn check_unsupported(a: &RunArgs) -> anyhow::Result<()> {
-    let unsupported: [(bool, &str); 12] = [
+    let unsupported: [(bool, &str); 10] = [
         (a.scenario.is_some(), "--scenario (AgentX via AIPerf)"),
         (a.sla_auto_tune, "--sla-auto-tune"),
         (a.multi_turn || a.multi_turn_args.is_some(), "--multi-turn"),
@@ -152,8 +154,6 @@ fn check_unsupported(a: &RunArgs) -> anyhow::Result<()> {
         (a.visualizer.is_some(), "--visualizer"),
         (a.wandb_api_key.is_some(), "--wandb-api-key"),
         (a.swanlab_api_key.is_some(), "--swanlab-api-key"),
-        (a.tokenizer_path.is_some(), "--tokenizer-path"),
-        (a.tokenize_prompt, "--tokenize-prompt"),
         (a.attn_implementation.is_some(), "--attn-implementation"),
         (
             a.api == "local" || a.api == "local_vllm",
@@ -373,7 +373,7 @@ fn model(a: &RunArgs) -> anyhow::Result<String> {
 /// The endpoint and whether prompts are chat messages.
 fn endpoint(a: &RunArgs) -> anyhow::Result<(String, bool)> {
     let url = if a.api == "mock" {
-        let path = if apply_chat_template(a, &a.url) {
+        let path = if apply_chat_template(a, &a.url) && !a.tokenize_prompt {
             "/v1/chat/completions"
         } else {
             "/v1/completions"
@@ -389,7 +389,16 @@ fn endpoint(a: &RunArgs) -> anyhow::Result<(String, bool)> {
             "--url must start with http:// or https://, got '{url}'"
         )));
     }
-    let chat = apply_chat_template(a, &url);
+    if a.tokenize_prompt
+        && url_path(&url)
+            .trim_end_matches('/')
+            .ends_with("chat/completions")
+    {
+        return Err(usage(
+            "--tokenize-prompt sends token ids, which only a completions endpoint takes: use --url .../v1/completions, or drop --tokenize-prompt",
+        ));
+    }
+    let chat = apply_chat_template(a, &url) && !a.tokenize_prompt;
     Ok((url, chat))
 }
 
@@ -555,6 +564,7 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
         db_commit_interval: a.db_commit_interval.max(1),
         args_json: masked_args(a),
         debug: a.debug,
+        tokenizer_path: a.tokenizer_path.as_ref().map(PathBuf::from),
     })
 }
 
@@ -636,7 +646,7 @@ mod tests {
         assert!(err("--model m --headers novalue").contains("key=value"));
         assert!(err("--model m --url ftp://x").contains("http://"));
         assert!(err("--model m --multi-turn").contains("not supported yet"));
-        assert!(err("--model m --tokenizer-path t").contains("not supported yet"));
+        assert!(err("--model m --attn-implementation eager").contains("not supported yet"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
 //! perf's end-to-end tests: one binary, one module per area.
 
+mod datasets;
 mod engine;
 mod plugins;

@@ -67,3 +67,22 @@ pub fn text(output: &Output) -> (String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// A real tokenizer directory (`tokenizer.json` + `tokenizer_config.json`) fetched by
+/// `scripts/fetch-test-assets` from the npm registry: `qwen3` or `llama3`.
+pub fn tokenizer_dir(name: &str) -> PathBuf {
+    let root = std::env::var_os("PERF_TEST_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/test-assets")
+                .to_path_buf()
+        });
+    let dir = root.join("tokenizers").join(name);
+    assert!(
+        dir.join("tokenizer.json").is_file(),
+        "{} is missing: run scripts/fetch-test-assets (scripts/test does) before the tests",
+        dir.display()
+    );
+    dir
+}

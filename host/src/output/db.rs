@@ -68,7 +68,9 @@ impl ResultDb {
         run_start_epoch: f64,
     ) -> rusqlite::Result<Self> {
         let conn = Connection::open(path)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -256;")?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -256;",
+        )?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch("BEGIN")?;
         Ok(ResultDb {

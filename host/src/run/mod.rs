@@ -23,6 +23,7 @@ use crate::output::log;
 use crate::plan::{redacted_url, PromptPlan, RunPlan};
 use crate::plugin_host::PluginRegistry;
 use crate::server::{self, mock::MockBackend, EpochClock};
+use crate::tokenizer::HostTokenizer;
 use crate::worker::Exchange;
 use sinks::{SinkEvent, SinkHub};
 
@@ -78,14 +79,19 @@ struct Session<'a> {
     registry: Arc<PluginRegistry>,
     hub: SinkHub,
     interrupt: Interrupt,
+    tokenizer: Option<HostTokenizer>,
 }
 
 /// Runs the benchmark the plan describes.
 pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> {
     // Everything a user can get wrong is checked before any traffic.
     let adapter = registry.api_adapter(&plan.api_id, &plan.api)?;
+    let tokenizer = match &plan.tokenizer_path {
+        Some(path) => Some(HostTokenizer::load(path).map_err(usage)?),
+        None => None,
+    };
     if let Some((id, config)) = dataset_config(&plan, 0) {
-        registry.dataset_source(&id, &config, None)?;
+        registry.dataset_source(&id, &config, tokenizer.as_ref().map(HostTokenizer::handle))?;
     }
     let sinks = plan
         .sinks
@@ -125,6 +131,7 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
         registry,
         hub: SinkHub::start(sinks),
         interrupt,
+        tokenizer,
     };
     let outcomes = session.sweep()?;
     let interrupted = session.interrupt.stop.is_cancelled();

@@ -20,6 +20,7 @@ use crate::output::console::{self, RunOutcome};
 use crate::output::{db::ResultDb, log, object, write_json};
 use crate::plan::{PromptPlan, RunPlan, RunSpec};
 use crate::server::EpochClock;
+use crate::tokenizer::HostTokenizer;
 
 fn progress(label: &str, n: u64) -> ProgressBar {
     let bar = ProgressBar::new(n);
@@ -77,13 +78,17 @@ impl Session<'_> {
                 }
             };
         };
-        let source = self.registry.dataset_source(&id, &config, None)?;
+        let handle = |t: &Option<HostTokenizer>| t.as_ref().map(HostTokenizer::handle);
+        let source = self
+            .registry
+            .dataset_source(&id, &config, handle(&self.tokenizer))?;
         let registry = self.registry.clone();
+        let tokenizer = self.tokenizer.clone();
         Ok(PromptFeed::Dataset {
             source,
             reopen: Box::new(move || {
                 registry
-                    .dataset_source(&id, &config, None)
+                    .dataset_source(&id, &config, handle(&tokenizer))
                     .map_err(|e| e.to_string())
             }),
         })

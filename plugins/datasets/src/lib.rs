@@ -10,6 +10,8 @@
 //! host's tokenizer, which `--tokenizer-path` provides).
 
 mod files;
+mod random;
+mod tok;
 
 use perf_plugin_api::sdk::{DatasetConfig, DatasetSourcePlugin};
 use perf_plugin_api::{DatasetItem, PluginError, TokenizerRef};
@@ -90,4 +92,5 @@ perf_plugin_api::builtin_plugins! {
     DatasetSource: LineByLine,
     DatasetSource: OpenQa,
     DatasetSource: LongAlpaca,
+    DatasetSource: random::Random,
 }

@@ -1,0 +1,206 @@
+//! The host's tokenizer (`--tokenizer-path`): Hugging Face `tokenizer.json` through the
+//! `tokenizers` crate, plus the chat template of `tokenizer_config.json`, so that token counts
+//! include the template exactly as a server applies it.
+//!
+//! Dataset sources get it as a [`TokenizerRef`] (the plugin interface's tokenizer); it never runs
+//! on the threads that time responses.
+
+mod template;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use perf_plugin_api::sdk::{tokenizer_ref, TokenizerPlugin};
+use perf_plugin_api::{ChatMessage, PluginError, TokenizerRef};
+use serde_json::{Map, Value};
+
+pub use template::ChatTemplate;
+
+/// A loaded tokenizer with its special tokens and chat template. Clones share it.
+#[derive(Clone)]
+pub struct HostTokenizer(Arc<Loaded>);
+
+struct Loaded {
+    inner: tokenizers::Tokenizer,
+    /// Indexed by id: whether the id is a special added token.
+    special: Vec<bool>,
+    vocab_size: u32,
+    template: Option<ChatTemplate>,
+}
+
+/// Where a tokenizer's files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenizerFiles {
+    /// `tokenizer.json`.
+    pub tokenizer: PathBuf,
+    /// `tokenizer_config.json`, when present.
+    pub config: Option<PathBuf>,
+    /// `chat_template.jinja`, when present (newer layouts keep the template there).
+    pub template: Option<PathBuf>,
+}
+
+impl TokenizerFiles {
+    /// The files for `path`: a `tokenizer.json` file (its directory is searched for the rest)
+    /// or a directory holding one.
+    pub fn locate(path: &Path) -> Result<Self, String> {
+        let (dir, tokenizer) = if path.is_dir() {
+            let file = path.join("tokenizer.json");
+            if !file.is_file() {
+                return Err(format!(
+                    "--tokenizer-path {}: the directory has no tokenizer.json; point at a directory holding tokenizer.json (and tokenizer_config.json for the chat template) or at the file itself",
+                    path.display()
+                ));
+            }
+            (path.to_path_buf(), file)
+        } else if path.is_file() {
+            let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+            (dir, path.to_path_buf())
+        } else {
+            return Err(format!(
+                "--tokenizer-path {}: no such file or directory",
+                path.display()
+            ));
+        };
+        let existing = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
+        Ok(TokenizerFiles {
+            tokenizer,
+            config: existing("tokenizer_config.json"),
+            template: existing("chat_template.jinja"),
+        })
+    }
+}
+
+impl HostTokenizer {
+    /// Loads the tokenizer at `path` (see [`TokenizerFiles::locate`]).
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let files = TokenizerFiles::locate(path)?;
+        let inner = tokenizers::Tokenizer::from_file(&files.tokenizer).map_err(|e| {
+            format!(
+                "{} is not a tokenizer.json the tokenizers library can load: {e}",
+                files.tokenizer.display()
+            )
+        })?;
+        let config = match &files.config {
+            Some(p) => read_json(p)?,
+            None => Value::Object(Map::new()),
+        };
+        let vocab_size = inner.get_vocab_size(true) as u32;
+        let mut special = vec![false; vocab_size as usize];
+        for (id, token) in inner.get_added_tokens_decoder() {
+            if token.special {
+                if let Some(slot) = special.get_mut(id as usize) {
+                    *slot = true;
+                }
+            }
+        }
+        let source = match &files.template {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+            ),
+            None => template_source(&config),
+        };
+        let template = source
+            .map(|s| ChatTemplate::new(s, special_token_vars(&config)))
+            .transpose()
+            .map_err(|e| format!("{}: {e}", files.tokenizer.display()))?;
+        Ok(HostTokenizer(Arc::new(Loaded {
+            inner,
+            special,
+            vocab_size,
+            template,
+        })))
+    }
+
+    /// Whether a chat template came with the tokenizer.
+    pub fn has_template(&self) -> bool {
+        self.0.template.is_some()
+    }
+
+    /// A handle for a dataset source (the interface's tokenizer type).
+    pub fn handle(&self) -> TokenizerRef {
+        tokenizer_ref(self.clone())
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))
+}
+
+/// `chat_template` of a tokenizer config: a string, or a list of named templates (the one named
+/// `default` is used).
+fn template_source(config: &Value) -> Option<String> {
+    match config.get("chat_template")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(named) => named
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+            .or_else(|| named.first())
+            .and_then(|t| t.get("template"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        _ => None,
+    }
+}
+
+/// The special-token variables templates use, as strings (a config may write a token as
+/// `{"content": "<s>", ...}`).
+fn special_token_vars(config: &Value) -> Map<String, Value> {
+    let mut vars = Map::new();
+    for name in ["bos_token", "eos_token", "pad_token", "unk_token"] {
+        let value = match config.get(name) {
+            Some(Value::String(s)) => Value::String(s.clone()),
+            Some(Value::Object(o)) => o.get("content").cloned().unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        vars.insert(name.to_string(), value);
+    }
+    vars
+}
+
+fn err(e: impl std::fmt::Display) -> PluginError {
+    PluginError::invalid(e.to_string())
+}
+
+impl TokenizerPlugin for HostTokenizer {
+    fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, PluginError> {
+        let encoding = self
+            .0
+            .inner
+            .encode_fast(text, add_special_tokens)
+            .map_err(err)?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, PluginError> {
+        self.0.inner.decode(ids, skip_special_tokens).map_err(err)
+    }
+
+    fn vocab_size(&self) -> u32 {
+        self.0.vocab_size
+    }
+
+    fn id_to_token(&self, id: u32) -> Option<String> {
+        self.0.inner.id_to_token(id)
+    }
+
+    fn is_special(&self, id: u32) -> bool {
+        self.0.special.get(id as usize).copied().unwrap_or(false)
+    }
+
+    fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<Option<String>, PluginError> {
+        match &self.0.template {
+            None => Ok(None),
+            Some(t) => t
+                .render(messages, add_generation_prompt)
+                .map(Some)
+                .map_err(PluginError::invalid),
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! `random`: prompts of an exact token length, built from the tokenizer's own vocabulary.
+//!
+//! The recipe follows evalscope perf 1.14.1 (see the README's "Datasets"): the allowed tokens
+//! are the vocabulary minus special tokens and byte-fallback tokens (`<0xHH>`); each prompt is a
+//! shared prefix (`--prefix-length` tokens, one of `--prefix-count` prefixes, request i using
+//! prefix i mod count) followed by a run of consecutive allowed tokens from a random offset
+//! (plus `--dataset-offset`) whose length is drawn uniformly in the requested range.
+//!
+//! Where it goes further: the length is *exact* as the server counts it. The count is the
+//! tokenizer's count of what the server tokenizes: the chat template applied to the one user
+//! message (generation prompt included) when the template is on, else the text with the
+//! tokenizer's special tokens. The template's own tokens are taken off the drawn length first, so
+//! the total lands in [`--min-prompt-length`, `--max-prompt-length`] plus the prefix, as in
+//! evalscope. Token ids do not survive decoding and re-encoding unchanged (neighbouring pieces
+//! merge), so each prompt is measured and its tail trimmed or extended with random allowed
+//! tokens until the count is exact; the prefix text is never touched, so requests sharing it
+//! share its tokens. With `--tokenize-prompt` the ids themselves are sent and are exact by
+//! construction.
+//!
+//! Long prompts cost milliseconds each to tokenize, so several worker threads build them ahead
+//! of the run, each into a small bounded queue; items come out in order and memory stays
+//! bounded whatever `--number` is.
+
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
+use perf_plugin_api::sdk::{DatasetConfig, DatasetSourcePlugin};
+use perf_plugin_api::{
+    ChatMessage, DatasetItem, PluginError, PromptItem, RString, RVec, TokenizerRef,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::tok::Tok;
+
+/// Measure-and-adjust rounds before a prompt is rebuilt from a fresh tail.
+const ROUNDS: usize = 16;
+/// Fresh tails tried before giving up on an exact length.
+const RESTARTS: usize = 8;
+/// Items each worker builds ahead.
+const AHEAD: usize = 4;
+
+/// What every prompt is built from.
+struct Recipe {
+    tok: Tok,
+    allowed: Vec<u32>,
+    prefixes: Vec<Vec<u32>>,
+    /// The prefixes as text (what is sent).
+    prefix_texts: Vec<String>,
+    /// Tokens the template (or special tokens) add to an empty prompt.
+    overhead: u64,
+    /// Body length bounds, template overhead taken off.
+    lo: u64,
+    hi: u64,
+    chat: bool,
+    tokenize_prompt: bool,
+    dataset_offset: u64,
+    seed: u64,
+}
+
+/// Mixes the run seed and an item index into one RNG seed (splitmix64).
+fn item_seed(seed: u64, index: u64) -> u64 {
+    let mut z = seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn is_byte_fallback(token: &str) -> bool {
+    let b = token.as_bytes();
+    b.len() == 6
+        && b.starts_with(b"<0x")
+        && b[5] == b'>'
+        && b[3..5].iter().all(u8::is_ascii_hexdigit)
+}
+
+impl Recipe {
+    fn new(config: &DatasetConfig, tok: Tok) -> Result<Self, PluginError> {
+        let allowed: Vec<u32> = (0..tok.vocab_size())
+            .filter(|&id| !tok.is_special(id))
+            .filter(|&id| tok.id_to_token(id).is_some_and(|t| !is_byte_fallback(&t)))
+            .collect();
+        if allowed.is_empty() {
+            return Err(PluginError::config(
+                "the tokenizer has no ordinary tokens to build random prompts from",
+            ));
+        }
+        let seed = config.seed.unwrap_or(0);
+        let mut rng = StdRng::seed_from_u64(item_seed(seed, u64::MAX));
+        let count = config.prefix_count.max(1) as usize;
+        let prefixes: Vec<Vec<u32>> = if config.prefix_length == 0 {
+            Vec::new()
+        } else {
+            (0..count)
+                .map(|_| {
+                    (0..config.prefix_length)
+                        .map(|_| allowed[rng.gen_range(0..allowed.len())])
+                        .collect()
+                })
+                .collect()
+        };
+        let prefix_texts = prefixes
+            .iter()
+            .map(|ids| tok.decode(ids))
+            .collect::<Result<_, _>>()?;
+        let chat = config.apply_chat_template && !config.tokenize_prompt;
+        let mut recipe = Recipe {
+            tok,
+            allowed,
+            prefixes,
+            prefix_texts,
+            overhead: 0,
+            lo: 0,
+            hi: 0,
+            chat,
+            tokenize_prompt: config.tokenize_prompt,
+            dataset_offset: config.dataset_offset,
+            seed,
+        };
+        if !config.tokenize_prompt {
+            recipe.overhead = recipe.measure("")? as u64;
+        }
+        recipe.lo = config.min_prompt_length.saturating_sub(recipe.overhead);
+        recipe.hi = config.max_prompt_length.saturating_sub(recipe.overhead);
+        if recipe.hi == 0 {
+            return Err(PluginError::config(format!(
+                "--max-prompt-length {} leaves no room for text: the chat template alone takes {} tokens",
+                config.max_prompt_length, recipe.overhead
+            )));
+        }
+        recipe.lo = recipe.lo.max(1).min(recipe.hi);
+        Ok(recipe)
+    }
+
+    /// Tokens the server counts for `text`.
+    fn measure(&self, text: &str) -> Result<usize, PluginError> {
+        if self.chat {
+            if let Some(rendered) = self.tok.template_user(text)? {
+                return Ok(self.tok.encode(&rendered, false)?.len());
+            }
+        }
+        Ok(self.tok.encode(text, true)?.len())
+    }
+
+    fn random_tokens(&self, rng: &mut StdRng, n: usize) -> impl Iterator<Item = u32> + '_ {
+        let picks: Vec<usize> = (0..n)
+            .map(|_| rng.gen_range(0..self.allowed.len()))
+            .collect();
+        picks.into_iter().map(|k| self.allowed[k])
+    }
+
+    fn build(&self, index: u64) -> Result<DatasetItem, PluginError> {
+        let mut rng = StdRng::seed_from_u64(item_seed(self.seed, index));
+        let body_len = rng.gen_range(self.lo..=self.hi) as usize;
+        let v = self.allowed.len();
+        let offset = (rng.gen_range(0..v) + self.dataset_offset as usize) % v;
+        let body: Vec<u32> = (0..body_len)
+            .map(|k| self.allowed[(offset + index as usize + k) % v])
+            .collect();
+        let which = (!self.prefixes.is_empty()).then(|| index as usize % self.prefixes.len());
+        let prefix_len = which.map_or(0, |w| self.prefixes[w].len());
+        let target = self.overhead as usize + prefix_len + body_len;
+        if self.tokenize_prompt {
+            let mut ids = which.map_or_else(Vec::new, |w| self.prefixes[w].clone());
+            ids.extend(body);
+            return Ok(item(PromptItem::TokenIds(RVec::from(ids)), target));
+        }
+        let prefix = which.map_or("", |w| self.prefix_texts[w].as_str());
+        let text = self.exact(prefix, body, target, &mut rng)?;
+        let prompt = if self.chat {
+            PromptItem::Messages(vec![ChatMessage::text("user", &text)].into())
+        } else {
+            PromptItem::Text(RString::from(text))
+        };
+        Ok(item(prompt, target))
+    }
+
+    /// `prefix` followed by text from `body`, adjusted until it measures `target` tokens.
+    fn exact(
+        &self,
+        prefix: &str,
+        mut body: Vec<u32>,
+        target: usize,
+        rng: &mut StdRng,
+    ) -> Result<String, PluginError> {
+        let original = body.clone();
+        for restart in 0..=RESTARTS {
+            for _ in 0..ROUNDS {
+                let text = format!("{prefix}{}", self.tok.decode(&body)?);
+                let n = self.measure(&text)?;
+                if n == target {
+                    return Ok(text);
+                }
+                // Re-encode the body so the next adjustment works on the tokens it really is.
+                body = self.tok.encode(&text[prefix.len()..], false)?;
+                if n > target {
+                    let cut = (n - target).min(body.len());
+                    body.truncate(body.len() - cut);
+                } else {
+                    body.extend(self.random_tokens(rng, target - n));
+                }
+            }
+            // Stuck between two lengths: start again from the drawn tokens with a fresh tail.
+            body = original.clone();
+            let keep = body.len().saturating_sub(1 + restart);
+            body.truncate(keep);
+            body.extend(self.random_tokens(rng, original.len() - keep));
+        }
+        Err(PluginError::other(format!(
+            "could not build a prompt of exactly {target} tokens with this tokenizer; try another --seed or length range"
+        )))
+    }
+}
+
+fn item(prompt: PromptItem, tokens: usize) -> DatasetItem {
+    let mut item = DatasetItem::new(prompt);
+    item.prompt_tokens = Some(tokens as u64).into();
+    item
+}
+
+/// `random`.
+pub struct Random {
+    queues: Vec<Receiver<Result<DatasetItem, PluginError>>>,
+    next: usize,
+}
+
+impl DatasetSourcePlugin for Random {
+    const ID: &'static str = "random";
+    const DESCRIPTION: &'static str =
+        "prompts of an exact token length from the tokenizer's vocabulary (needs --tokenizer-path)";
+
+    fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
+        let tokenizer = tokenizer.ok_or_else(|| {
+            PluginError::config(
+                "the random dataset needs --tokenizer-path (a tokenizer.json, a directory holding one, or a model id)",
+            )
+        })?;
+        let recipe = Arc::new(Recipe::new(config, Tok(tokenizer))?);
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 8);
+        let mut queues = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let (tx, rx) = sync_channel(AHEAD);
+            let recipe = recipe.clone();
+            std::thread::Builder::new()
+                .name(format!("perf-random-{w}"))
+                .spawn(move || {
+                    let mut index = w as u64;
+                    // Ends when the source is dropped (the send fails).
+                    while tx.send(recipe.build(index)).is_ok() {
+                        index += workers as u64;
+                    }
+                })
+                .map_err(|e| PluginError::other(format!("cannot start a prompt worker: {e}")))?;
+            queues.push(rx);
+        }
+        Ok(Random { queues, next: 0 })
+    }
+
+    fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
+        let queue = &self.queues[self.next % self.queues.len()];
+        self.next += 1;
+        match queue.recv() {
+            Ok(item) => item.map(Some),
+            Err(_) => Err(PluginError::other("a prompt worker stopped")),
+        }
+    }
+}

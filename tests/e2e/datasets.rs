@@ -1,0 +1,333 @@
+//! Tokenizers and dataset sources with real tokenizers (Qwen3 and Llama 3, as their npm packages
+//! ship them): chat templates rendered as Hugging Face renders them, `random` prompts of exact
+//! token lengths, and both through the real binary against the simulator.
+
+use std::path::Path;
+
+use perf_host::plugin_host::PluginRegistry;
+use perf_host::tokenizer::HostTokenizer;
+use perf_plugin_api::sdk::{DatasetConfig, TokenizerPlugin};
+use perf_plugin_api::{ChatMessage, ContentPart, DatasetItem, PromptItem};
+use perf_tests::{perf_in, text, tokenizer_dir};
+use rusqlite::Connection;
+use serde_json::Value;
+
+fn load(name: &str) -> HostTokenizer {
+    HostTokenizer::load(&tokenizer_dir(name)).expect("the tokenizer loads")
+}
+
+fn user(text: &str) -> ChatMessage {
+    ChatMessage::text("user", text)
+}
+
+fn render(tok: &HostTokenizer, messages: &[ChatMessage]) -> String {
+    tok.apply_chat_template(messages, true)
+        .expect("renders")
+        .expect("has a template")
+}
+
+/// Renderings and counts checked against Python `transformers` 5.x
+/// (`apply_chat_template(..., add_generation_prompt=True)`, then encoding without special
+/// tokens) on the same files.
+#[test]
+fn chat_templates_render_as_transformers_does() {
+    let qwen = load("qwen3");
+    let conversation = [
+        ChatMessage::text("system", "Be brief."),
+        user("Hi"),
+        ChatMessage::text("assistant", "Hello"),
+        user("Bye"),
+    ];
+    let cases: [(&HostTokenizer, Vec<ChatMessage>, &str, usize); 3] = [
+        (
+            &qwen,
+            vec![user("Hello, wörld!")],
+            "<|im_start|>user\nHello, wörld!<|im_end|>\n<|im_start|>assistant\n",
+            14,
+        ),
+        (
+            &qwen,
+            conversation.to_vec(),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n",
+            30,
+        ),
+        (
+            &qwen,
+            vec![user("")],
+            "<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n",
+            8,
+        ),
+    ];
+    for (tok, messages, want, tokens) in cases {
+        let rendered = render(tok, &messages);
+        assert_eq!(rendered, want);
+        assert_eq!(tok.encode(&rendered, false).expect("encodes").len(), tokens);
+    }
+    let llama = load("llama3");
+    let rendered = render(&llama, &conversation);
+    assert_eq!(
+        rendered,
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nBye<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    );
+    assert_eq!(llama.encode(&rendered, false).expect("encodes").len(), 32);
+    assert_eq!(qwen.vocab_size(), 151_669);
+    assert_eq!(llama.vocab_size(), 128_256);
+    assert!(qwen.is_special(151_645), "<|im_end|> is special");
+    assert!(!qwen.is_special(9707));
+    assert_eq!(
+        qwen.encode("Hello world", true).expect("encodes"),
+        vec![9707, 1879]
+    );
+}
+
+fn random_config(min: u64, max: u64, chat: bool) -> DatasetConfig {
+    DatasetConfig {
+        min_prompt_length: min,
+        max_prompt_length: max,
+        apply_chat_template: chat,
+        seed: Some(42),
+        ..DatasetConfig::default()
+    }
+}
+
+fn items(tok: &HostTokenizer, config: &DatasetConfig, n: usize) -> Vec<DatasetItem> {
+    let registry = PluginRegistry::builtins();
+    let mut source = registry
+        .dataset_source("random", config, Some(tok.handle()))
+        .expect("the random source starts");
+    (0..n)
+        .map(|_| {
+            source
+                .next_item()
+                .expect("an item")
+                .expect("random never ends")
+        })
+        .collect()
+}
+
+fn user_text(item: &DatasetItem) -> String {
+    match &item.prompt {
+        PromptItem::Messages(m) => match m[0].content.first() {
+            Some(ContentPart::Text(t)) => t.to_string(),
+            other => panic!("not a text message: {other:?}"),
+        },
+        PromptItem::Text(t) => t.to_string(),
+        other => panic!("not text: {other:?}"),
+    }
+}
+
+/// The server's count: the template applied to the one user message, encoded without
+/// special tokens.
+fn templated_tokens(tok: &HostTokenizer, text: &str) -> usize {
+    let rendered = render(tok, &[user(text)]);
+    tok.encode(&rendered, false).expect("encodes").len()
+}
+
+#[test]
+fn random_prompts_land_exactly_on_their_length_with_the_qwen3_chat_template() {
+    let tok = load("qwen3");
+    let (min, max) = (20, 400);
+    let items = items(&tok, &random_config(min, max, true), 1000);
+    let mut exact = 0;
+    let mut lengths = std::collections::BTreeSet::new();
+    for item in &items {
+        let target = item.prompt_tokens.into_option().expect("target length") as usize;
+        assert!((min as usize..=max as usize).contains(&target), "{target}");
+        let n = templated_tokens(&tok, &user_text(item));
+        exact += usize::from(n == target);
+        lengths.insert(target);
+    }
+    assert_eq!(
+        exact, 1000,
+        "prompts whose templated length is their target"
+    );
+    assert!(
+        lengths.len() > 300,
+        "lengths spread over the range: {}",
+        lengths.len()
+    );
+}
+
+#[test]
+fn random_prompts_with_shared_prefixes_are_exact_with_the_llama3_template() {
+    let tok = load("llama3");
+    let mut config = random_config(30, 120, true);
+    config.prefix_length = 16;
+    config.prefix_count = 3;
+    let items = items(&tok, &config, 120);
+    let texts: Vec<String> = items.iter().map(user_text).collect();
+    for (i, (item, text)) in items.iter().zip(&texts).enumerate() {
+        let target = item.prompt_tokens.into_option().expect("target") as usize;
+        assert!(
+            (30 + 16..=120 + 16).contains(&target),
+            "prefix on top: {target}"
+        );
+        assert_eq!(templated_tokens(&tok, text), target, "item {i}");
+    }
+    // Requests i and i + 3 share a prefix; i and i + 1 do not.
+    let common = |a: &str, b: &str| a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    assert!(common(&texts[0], &texts[3]) >= 16, "shared prefix text");
+    assert!(common(&texts[0], &texts[1]) < common(&texts[0], &texts[3]));
+}
+
+#[test]
+fn random_without_template_counts_text_and_token_ids_are_exact_by_construction() {
+    let tok = load("qwen3");
+    for item in items(&tok, &random_config(10, 300, false), 200) {
+        let target = item.prompt_tokens.into_option().expect("target") as usize;
+        let PromptItem::Text(text) = &item.prompt else {
+            panic!("a completions prompt is text: {:?}", item.prompt);
+        };
+        assert_eq!(tok.encode(text, true).expect("encodes").len(), target);
+    }
+    let mut config = random_config(10, 300, true);
+    config.tokenize_prompt = true;
+    for item in items(&tok, &config, 50) {
+        let PromptItem::TokenIds(ids) = &item.prompt else {
+            panic!("token ids: {:?}", item.prompt);
+        };
+        assert_eq!(Some(ids.len() as u64), item.prompt_tokens.into_option());
+        assert!((10..=300).contains(&ids.len()));
+        assert!(ids.iter().all(|&id| !tok.is_special(id)));
+    }
+}
+
+fn run_dir(root: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(root.join("outputs").join("t"))
+        .expect("outputs")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("a run directory")
+}
+
+#[test]
+fn random_runs_end_to_end_against_the_simulator() {
+    let tokenizer = tokenizer_dir("qwen3");
+    let tokenizer = tokenizer.to_str().expect("utf-8 path");
+    let dir = tempfile::tempdir().expect("tmp");
+    let common = [
+        "--api",
+        "mock",
+        "--port",
+        "0",
+        "--dataset",
+        "random",
+        "--tokenizer-path",
+        tokenizer,
+        "-n",
+        "24",
+        "--parallel",
+        "4",
+        "--max-tokens",
+        "8",
+        "--outputs-dir",
+        "outputs",
+        "--no-timestamp",
+        "--name",
+        "t",
+        "--min-prompt-length",
+        "40",
+        "--max-prompt-length",
+        "90",
+    ];
+    let out = perf_in(dir.path(), &common);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let db = Connection::open(run_dir(dir.path()).join("benchmark_data.db")).expect("db");
+    let bodies: Vec<String> = db
+        .prepare("SELECT request FROM result WHERE success = 1")
+        .expect("query")
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(bodies.len(), 24);
+    let tok = load("qwen3");
+    for body in &bodies {
+        let body: Value = serde_json::from_str(body).expect("JSON body");
+        let text = body["messages"][0]["content"]
+            .as_str()
+            .expect("a user message");
+        let n = templated_tokens(&tok, text);
+        assert!((40..=90).contains(&n), "{n}");
+    }
+
+    // Token ids go to the completions endpoint as a list of integers.
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut args = common.to_vec();
+    args.push("--tokenize-prompt");
+    let out = perf_in(dir.path(), &args);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let db = Connection::open(run_dir(dir.path()).join("benchmark_data.db")).expect("db");
+    let body: String = db
+        .query_row("SELECT request FROM result LIMIT 1", [], |r| r.get(0))
+        .expect("a row");
+    let body: Value = serde_json::from_str(&body).expect("JSON body");
+    let ids = body["prompt"].as_array().expect("prompt is a list of ids");
+    assert!((40..=90).contains(&ids.len()) && ids.iter().all(Value::is_u64));
+}
+
+#[test]
+fn tokenizer_and_random_mistakes_exit_2_with_what_to_do() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--api", "mock", "--port", "0", "-n", "1"];
+        args.extend_from_slice(extra);
+        let out = perf_in(dir.path(), &args);
+        (out.status.code(), text(&out).1)
+    };
+    let (code, err) = run(&["--dataset", "random"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("random dataset needs --tokenizer-path"),
+        "{err}"
+    );
+
+    let (code, err) = run(&["--tokenizer-path", "/nonexistent/tok"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("/nonexistent/tok: no such file or directory"),
+        "{err}"
+    );
+
+    let empty = tempfile::tempdir().expect("tmp");
+    let (code, err) = run(&["--tokenizer-path", empty.path().to_str().expect("utf-8")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("has no tokenizer.json"), "{err}");
+
+    let garbage = empty.path().join("tokenizer.json");
+    std::fs::write(&garbage, b"\x00\x01 not json").expect("write");
+    let (code, err) = run(&["--tokenizer-path", garbage.to_str().expect("utf-8")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("is not a tokenizer.json"), "{err}");
+
+    let qwen = tokenizer_dir("qwen3");
+    let (code, err) = run(&[
+        "--dataset",
+        "random",
+        "--tokenizer-path",
+        qwen.to_str().expect("utf-8"),
+        "--max-prompt-length",
+        "5",
+        "--min-prompt-length",
+        "1",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("chat template alone takes 8 tokens"), "{err}");
+
+    let out = perf_in(
+        dir.path(),
+        &[
+            "--url",
+            "http://127.0.0.1:9/v1/chat/completions",
+            "--model",
+            "m",
+            "--tokenize-prompt",
+        ],
+    );
+    let (code, err) = (out.status.code(), text(&out).1);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("only a completions endpoint takes"), "{err}");
+}
