@@ -331,3 +331,55 @@ fn tokenizer_and_random_mistakes_exit_2_with_what_to_do() {
     assert_eq!(code, Some(2));
     assert!(err.contains("only a completions endpoint takes"), "{err}");
 }
+
+#[test]
+fn file_datasets_filter_by_tokens_with_a_tokenizer_and_by_characters_without() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("open_qa.jsonl");
+    let questions = [
+        "Hi?",
+        "What is the capital of France?",
+        "为什么天空是蓝色的？",
+        "Explain, in a few careful sentences, why the sky looks blue during the day.",
+        "ok",
+    ];
+    let lines: Vec<String> = questions
+        .iter()
+        .map(|q| serde_json::json!({ "question": q }).to_string())
+        .collect();
+    std::fs::write(&path, lines.join("\n")).expect("write");
+    let tok = load("qwen3");
+    let config = DatasetConfig {
+        dataset_path: Some(path.to_str().expect("utf-8").to_string()),
+        min_prompt_length: 12,
+        max_prompt_length: 20,
+        apply_chat_template: true,
+        ..DatasetConfig::default()
+    };
+    let registry = PluginRegistry::builtins();
+    let drain = |tokenizer: Option<&HostTokenizer>| -> Vec<String> {
+        let mut source = registry
+            .dataset_source("openqa", &config, tokenizer.map(HostTokenizer::handle))
+            .expect("openqa opens");
+        std::iter::from_fn(|| source.next_item().expect("item"))
+            .map(|i| user_text(&i))
+            .collect()
+    };
+    let want: Vec<String> = questions
+        .iter()
+        .filter(|q| (12..=20).contains(&templated_tokens(&tok, q)))
+        .map(|q| q.to_string())
+        .collect();
+    assert!(!want.is_empty() && want.len() < questions.len());
+    assert_eq!(drain(Some(&tok)), want, "token lengths, template included");
+    let by_chars: Vec<String> = questions
+        .iter()
+        .filter(|q| (12..=20).contains(&q.chars().count()))
+        .map(|q| q.to_string())
+        .collect();
+    assert_eq!(
+        drain(None),
+        by_chars,
+        "character lengths without a tokenizer"
+    );
+}

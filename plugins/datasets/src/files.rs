@@ -4,7 +4,11 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Lines};
 
 use perf_plugin_api::sdk::DatasetConfig;
-use perf_plugin_api::{ChatMessage, ContentPart, DatasetItem, PluginError, PromptItem};
+use perf_plugin_api::{
+    ChatMessage, ContentPart, DatasetItem, PluginError, PromptItem, TokenizerRef,
+};
+
+use crate::tok::Tok;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -14,23 +18,50 @@ fn open(path: &str) -> Result<Lines<BufReader<File>>, PluginError> {
     Ok(BufReader::new(file).lines())
 }
 
-struct LengthFilter {
+/// `--min-prompt-length` / `--max-prompt-length` as evalscope applies them: in tokens with a
+/// tokenizer (the chat template applied to the one user message when the template is on, else
+/// the text with the tokenizer's special tokens), in characters without one.
+pub struct LengthFilter {
     min: u64,
     max: u64,
+    tokenizer: Option<Tok>,
+    chat: bool,
 }
 
 impl LengthFilter {
-    fn new(config: &DatasetConfig) -> Self {
+    pub fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Self {
         LengthFilter {
             min: config.min_prompt_length,
             max: config.max_prompt_length,
+            tokenizer: tokenizer.map(Tok),
+            chat: config.apply_chat_template,
         }
     }
 
-    fn keeps(&self, text: &str) -> bool {
-        let n = text.chars().count() as u64;
-        !text.trim().is_empty() && n >= self.min && n <= self.max
+    fn keeps(&self, text: &str) -> Result<bool, PluginError> {
+        if text.trim().is_empty() {
+            return Ok(false);
+        }
+        let n = match &self.tokenizer {
+            Some(tok) => tok.prompt_tokens(text, self.chat)? as u64,
+            None => text.chars().count() as u64,
+        };
+        Ok(n >= self.min && n <= self.max)
     }
+}
+
+/// A line of `path`, or an error naming the file and line.
+fn line_text(
+    line: std::io::Result<String>,
+    path: &str,
+    line_no: u64,
+) -> Result<String, PluginError> {
+    line.map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => PluginError::invalid(format!(
+            "{path}:{line_no}: not UTF-8 text (is it a binary file?)"
+        )),
+        _ => PluginError::io(format!("{path}:{line_no}: {e}")),
+    })
 }
 
 /// `line_by_line` lines.
@@ -79,10 +110,10 @@ fn message(m: Message) -> Result<ChatMessage, String> {
 
 impl PromptLines {
     /// Opens `path`.
-    pub fn open(path: &str, config: &DatasetConfig) -> Result<Self, PluginError> {
+    pub fn open(path: &str, filter: LengthFilter) -> Result<Self, PluginError> {
         Ok(PromptLines {
             lines: open(path)?,
-            filter: LengthFilter::new(config),
+            filter,
             path: path.to_string(),
             line_no: 0,
         })
@@ -108,7 +139,7 @@ impl PromptLines {
         }
         Ok(self
             .filter
-            .keeps(line)
+            .keeps(line)?
             .then(|| PromptItem::Text(line.into())))
     }
 
@@ -116,7 +147,7 @@ impl PromptLines {
     pub fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
         while let Some(line) = self.lines.next() {
             self.line_no += 1;
-            let line = line.map_err(|e| PluginError::io(format!("{}: {e}", self.path)))?;
+            let line = line_text(line, &self.path, self.line_no)?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -134,6 +165,8 @@ pub struct FieldLines {
     field: &'static str,
     filter: LengthFilter,
     path: String,
+    /// Records read so far (the line number for JSON lines).
+    record_no: u64,
 }
 
 enum Records {
@@ -146,7 +179,7 @@ impl FieldLines {
     pub fn open(
         path: &str,
         field: &'static str,
-        config: &DatasetConfig,
+        filter: LengthFilter,
     ) -> Result<Self, PluginError> {
         let mut lines = open(path)?;
         // A JSON list is read whole (it cannot be streamed line by line); JSON lines stream.
@@ -174,20 +207,25 @@ impl FieldLines {
         Ok(FieldLines {
             records,
             field,
-            filter: LengthFilter::new(config),
+            filter,
             path: path.to_string(),
+            record_no: 0,
         })
     }
 
     fn next_record(&mut self) -> Result<Option<Value>, PluginError> {
         match &mut self.records {
-            Records::List(it) => Ok(it.next()),
+            Records::List(it) => {
+                self.record_no += 1;
+                Ok(it.next())
+            }
             Records::Lines(lines, no) => loop {
                 let Some(line) = lines.next() else {
                     return Ok(None);
                 };
                 *no += 1;
-                let line = line.map_err(|e| PluginError::io(format!("{}: {e}", self.path)))?;
+                self.record_no = *no;
+                let line = line_text(line, &self.path, *no)?;
                 if line.trim().is_empty() {
                     continue;
                 }
@@ -198,13 +236,25 @@ impl FieldLines {
         }
     }
 
+    /// Where the current record is, for errors.
+    fn place(&self) -> String {
+        match self.records {
+            Records::Lines(..) => format!("{}:{}", self.path, self.record_no),
+            Records::List(_) => format!("{}: record {}", self.path, self.record_no),
+        }
+    }
+
     /// The next prompt.
     pub fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
         while let Some(record) = self.next_record()? {
             let Some(text) = record.get(self.field).and_then(Value::as_str) else {
-                continue;
+                return Err(PluginError::invalid(format!(
+                    "{}: no `{}` text in this record",
+                    self.place(),
+                    self.field
+                )));
             };
-            if self.filter.keeps(text) {
+            if self.filter.keeps(text)? {
                 return Ok(Some(DatasetItem::new(PromptItem::Text(text.into()))));
             }
         }
@@ -237,7 +287,9 @@ mod tests {
             min_prompt_length: 2,
             ..DatasetConfig::default()
         };
-        let mut src = PromptLines::open(p.to_str().expect("utf-8"), &config).expect("open");
+        let mut src =
+            PromptLines::open(p.to_str().expect("utf-8"), LengthFilter::new(&config, None))
+                .expect("open");
         let items = drain(|| src.next_item());
         assert_eq!(
             items.len(),
@@ -255,18 +307,25 @@ mod tests {
         let lines = dir.path().join("q.jsonl");
         std::fs::write(
             &lines,
-            "{\"question\":\"q1\"}\n{\"other\":1}\n{\"question\":\"q2\"}\n",
+            "{\"question\":\"q1\"}\n\n{\"question\":\"q2\"}\n{\"other\":1}\n",
         )
         .expect("write");
-        let mut src = FieldLines::open(
-            lines.to_str().expect("utf-8"),
-            "question",
-            &DatasetConfig::default(),
-        )
-        .expect("open");
+        let mut src = FieldLines::open(lines.to_str().expect("utf-8"), "question", no_filter())
+            .expect("open");
         assert_eq!(
-            drain(|| src.next_item()),
-            vec![PromptItem::Text("q1".into()), PromptItem::Text("q2".into())]
+            src.next_item().expect("q1").map(|i| i.prompt),
+            Some(PromptItem::Text("q1".into()))
+        );
+        assert_eq!(
+            src.next_item().expect("q2").map(|i| i.prompt),
+            Some(PromptItem::Text("q2".into()))
+        );
+        let err = src.next_item().expect_err("a record without the field");
+        assert!(
+            err.message
+                .ends_with("q.jsonl:4: no `question` text in this record"),
+            "{}",
+            err.message
         );
         let list = dir.path().join("a.json");
         std::fs::write(
@@ -274,20 +333,50 @@ mod tests {
             "[\n{\"instruction\":\"long one\"},{\"instruction\":\"two\"}]",
         )
         .expect("write");
-        let mut src = FieldLines::open(
-            list.to_str().expect("utf-8"),
-            "instruction",
-            &DatasetConfig::default(),
-        )
-        .expect("open");
+        let mut src = FieldLines::open(list.to_str().expect("utf-8"), "instruction", no_filter())
+            .expect("open");
         assert_eq!(drain(|| src.next_item()).len(), 2);
+    }
+
+    fn no_filter() -> LengthFilter {
+        LengthFilter::new(&DatasetConfig::default(), None)
+    }
+
+    #[test]
+    fn bad_lines_name_the_file_and_line() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("bad.jsonl");
+        std::fs::write(&path, "{\"question\":\"ok\"}\n{\"question\": oops}\n").expect("write");
+        let mut src =
+            FieldLines::open(path.to_str().expect("utf-8"), "question", no_filter()).expect("open");
+        assert!(src.next_item().expect("first").is_some());
+        let err = src.next_item().expect_err("invalid JSON");
+        assert!(
+            err.message.contains("bad.jsonl:2: not a JSON record"),
+            "{}",
+            err.message
+        );
+
+        let path = dir.path().join("garbage.txt");
+        std::fs::write(&path, b"fine\n\xff\xfe\x00\x81 binary\n").expect("write");
+        let mut src = PromptLines::open(path.to_str().expect("utf-8"), no_filter()).expect("open");
+        assert!(src.next_item().expect("first").is_some());
+        let err = src.next_item().expect_err("binary");
+        assert!(
+            err.message.contains("garbage.txt:2: not UTF-8 text"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn a_missing_file_is_a_config_error() {
-        let err = PromptLines::open("/no/such/file.txt", &DatasetConfig::default())
-            .err()
-            .expect("error");
+        let err = PromptLines::open(
+            "/no/such/file.txt",
+            LengthFilter::new(&DatasetConfig::default(), None),
+        )
+        .err()
+        .expect("error");
         assert_eq!(err.kind, perf_plugin_api::ErrorKind::Config);
         assert!(err.message.contains("/no/such/file.txt"));
     }

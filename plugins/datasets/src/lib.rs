@@ -16,7 +16,7 @@ mod tok;
 use perf_plugin_api::sdk::{DatasetConfig, DatasetSourcePlugin};
 use perf_plugin_api::{DatasetItem, PluginError, TokenizerRef};
 
-use files::{FieldLines, PromptLines};
+use files::{FieldLines, LengthFilter, PromptLines};
 
 fn required_path(config: &DatasetConfig, id: &str, hint: &str) -> Result<String, PluginError> {
     config.dataset_path.clone().ok_or_else(|| {
@@ -34,9 +34,12 @@ impl DatasetSourcePlugin for LineByLine {
     const DESCRIPTION: &'static str =
         "one prompt per line of --dataset-path (text, a JSON messages array, or a JSON body)";
 
-    fn new(config: &DatasetConfig, _tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
+    fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         let path = required_path(config, Self::ID, "a text file, one prompt per line")?;
-        Ok(LineByLine(PromptLines::open(&path, config)?))
+        Ok(LineByLine(PromptLines::open(
+            &path,
+            LengthFilter::new(config, tokenizer),
+        )?))
     }
 
     fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
@@ -52,13 +55,17 @@ impl DatasetSourcePlugin for OpenQa {
     const DESCRIPTION: &'static str =
         "short questions: the `question` field of a JSON-lines file (--dataset-path)";
 
-    fn new(config: &DatasetConfig, _tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
+    fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         let path = required_path(
             config,
             Self::ID,
             "a .jsonl file with a `question` field, e.g. HC3-Chinese open_qa.jsonl",
         )?;
-        Ok(OpenQa(FieldLines::open(&path, "question", config)?))
+        Ok(OpenQa(FieldLines::open(
+            &path,
+            "question",
+            LengthFilter::new(config, tokenizer),
+        )?))
     }
 
     fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
@@ -74,13 +81,17 @@ impl DatasetSourcePlugin for LongAlpaca {
     const DESCRIPTION: &'static str =
         "long prompts: the `instruction` field of a JSON list or JSON-lines file (--dataset-path)";
 
-    fn new(config: &DatasetConfig, _tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
+    fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         let path = required_path(
             config,
             Self::ID,
             "a .json list or .jsonl file with an `instruction` field",
         )?;
-        Ok(LongAlpaca(FieldLines::open(&path, "instruction", config)?))
+        Ok(LongAlpaca(FieldLines::open(
+            &path,
+            "instruction",
+            LengthFilter::new(config, tokenizer),
+        )?))
     }
 
     fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {

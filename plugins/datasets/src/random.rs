@@ -134,12 +134,7 @@ impl Recipe {
 
     /// Tokens the server counts for `text`.
     fn measure(&self, text: &str) -> Result<usize, PluginError> {
-        if self.chat {
-            if let Some(rendered) = self.tok.template_user(text)? {
-                return Ok(self.tok.encode(&rendered, false)?.len());
-            }
-        }
-        Ok(self.tok.encode(text, true)?.len())
+        self.tok.prompt_tokens(text, self.chat)
     }
 
     fn random_tokens(&self, rng: &mut StdRng, n: usize) -> impl Iterator<Item = u32> + '_ {

@@ -44,4 +44,16 @@ impl Tok {
             .into_result()
             .map(|s| s.into_option().map(|s| s.into_string()))
     }
+
+    /// Tokens the server counts for a prompt: the chat template applied to it as the one user
+    /// message when `chat` and the tokenizer has a template, else the text with the
+    /// tokenizer's special tokens.
+    pub fn prompt_tokens(&self, text: &str, chat: bool) -> Result<usize, PluginError> {
+        if chat {
+            if let Some(rendered) = self.template_user(text)? {
+                return Ok(self.encode(&rendered, false)?.len());
+            }
+        }
+        Ok(self.encode(text, true)?.len())
+    }
 }
