@@ -383,3 +383,54 @@ fn file_datasets_filter_by_tokens_with_a_tokenizer_and_by_characters_without() {
         "character lengths without a tokenizer"
     );
 }
+
+#[test]
+fn without_usage_a_tokenizer_counts_the_output_exactly() {
+    let tokenizer = tokenizer_dir("qwen3");
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = perf_in(
+        dir.path(),
+        &[
+            "--api",
+            "mock",
+            "--port",
+            "0",
+            "--prompt",
+            "Say something",
+            "-n",
+            "4",
+            "--parallel",
+            "2",
+            "--mock-output-tokens",
+            "6",
+            "--outputs-dir",
+            "outputs",
+            "--no-timestamp",
+            "--name",
+            "t",
+            "--tokenizer-path",
+            tokenizer.to_str().expect("utf-8"),
+            "--extra-args",
+            r#"{"stream_options": {"include_usage": false}}"#,
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let db = Connection::open(run_dir(dir.path()).join("benchmark_data.db")).expect("db");
+    let rows: Vec<(String, i64, i64)> = db
+        .prepare("SELECT response_messages, completion_tokens, tokens_estimated FROM result")
+        .expect("query")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(rows.len(), 4);
+    let tok = load("qwen3");
+    for (response, completion, estimated) in rows {
+        let response: Value = serde_json::from_str(&response).expect("JSON");
+        let content = response["content"].as_str().expect("content");
+        let want = tok.encode(content, false).expect("encodes").len() as i64;
+        assert_eq!(completion, want, "{content:?}");
+        assert_eq!(estimated, 0, "counted, not estimated");
+    }
+}

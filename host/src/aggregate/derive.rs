@@ -7,8 +7,9 @@
 //! - ITL = gaps between output events.
 //!
 //! Token counts come from the server's usage; else from token counts the API attached to its
-//! output events; else from what the dataset knew about the prompt; else they are estimated
-//! (one token per streamed output event, or four characters per token) and marked estimated.
+//! output events, or from `--tokenizer-path` (the output text counted, the prompt as the
+//! dataset measured it); else they are estimated (one token per streamed output event, or four
+//! characters per token) and marked estimated.
 
 use std::time::Instant;
 
@@ -46,7 +47,8 @@ pub fn tokens(raw: &RawRecord) -> Tokens {
         }
     };
     let from_events = raw.output_tokens_from_events.filter(|n| *n > 0);
-    let completion = match (raw.usage.completion_tokens.into_option(), from_events) {
+    let counted = from_events.or(raw.output_tokens_counted);
+    let completion = match (raw.usage.completion_tokens.into_option(), counted) {
         (Some(n), _) | (None, Some(n)) => n,
         (None, None) => {
             estimated = true;

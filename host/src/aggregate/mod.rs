@@ -437,6 +437,7 @@ mod tests {
             decode_chunks: outputs_ms.len() as u32,
             malformed_chunks: 0,
             output_tokens_from_events: None,
+            output_tokens_counted: None,
             usage: Usage {
                 prompt_tokens: ROption::RSome(10),
                 completion_tokens: ROption::RSome(completion),

@@ -9,6 +9,7 @@ use std::time::Duration;
 const POLL: Duration = Duration::from_millis(2);
 
 use indicatif::ProgressBar;
+use perf_plugin_api::sdk::TokenizerPlugin;
 use perf_plugin_api::{NamedValue, RVec, RunSnapshot};
 use serde_json::Value;
 
@@ -16,6 +17,7 @@ use super::sinks::SinkEvent;
 use crate::aggregate::{derive, RunStats};
 use crate::output::{db::ResultDb, log, object};
 use crate::server::EpochClock;
+use crate::tokenizer::HostTokenizer;
 use crate::worker::RawRecord;
 
 /// What the collector needs.
@@ -34,6 +36,8 @@ pub struct Collector {
     pub bar: ProgressBar,
     /// Log the running summary every N measured requests.
     pub log_every: u64,
+    /// `--tokenizer-path`: counts the output of responses without usage.
+    pub tokenizer: Option<HostTokenizer>,
 }
 
 /// What the collector hands back.
@@ -71,7 +75,7 @@ impl Collector {
         let mut measured = 0u64;
         let started = std::time::Instant::now();
         loop {
-            let raw = match records.try_recv() {
+            let mut raw = match records.try_recv() {
                 Ok(raw) => raw,
                 Err(TryRecvError::Empty) => {
                     std::thread::sleep(POLL);
@@ -84,6 +88,7 @@ impl Collector {
                 continue;
             }
             measured += 1;
+            self.count_output(&mut raw);
             self.collect(&raw, measured, &mut db_error, started);
         }
         self.bar.finish_and_clear();
@@ -91,6 +96,19 @@ impl Collector {
             stats: self.stats,
             db: self.db,
             warmup,
+        }
+    }
+
+    /// Counts the output with the tokenizer when the server sent no usage.
+    fn count_output(&self, raw: &mut RawRecord) {
+        let Some(tok) = &self.tokenizer else { return };
+        if raw.usage.completion_tokens.is_some() || !raw.success() {
+            return;
+        }
+        let mut text = raw.reasoning.clone();
+        text.push_str(&raw.text);
+        if let Ok(ids) = tok.encode(&text, false) {
+            raw.output_tokens_counted = Some(ids.len() as u64);
         }
     }
 

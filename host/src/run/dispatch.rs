@@ -14,7 +14,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use perf_plugin_api::{DatasetItem, PromptItem};
+use perf_plugin_api::DatasetItem;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,7 +27,7 @@ use crate::worker::{execute, Exchange, Job, RawRecord};
 /// Where the feeder gets prompts.
 pub enum PromptFeed {
     /// The same prompt every time.
-    Fixed(String),
+    Fixed(DatasetItem),
     /// A dataset; `reopen` creates a fresh source when one is exhausted (cycling).
     Dataset {
         /// The open source.
@@ -84,7 +84,7 @@ pub fn feed(
             };
             while sent < total {
                 let item = match &mut prompts {
-                    PromptFeed::Fixed(p) => DatasetItem::new(PromptItem::Text(p.as_str().into())),
+                    PromptFeed::Fixed(item) => item.clone(),
                     PromptFeed::Dataset { source, reopen } => match source.next_item() {
                         Ok(Some(item)) => item,
                         Ok(None) if produced_this_pass == 0 => {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use perf_plugin_api::{RunInfo, RunSummary};
+use perf_plugin_api::{DatasetItem, PromptItem, RunInfo, RunSummary};
 use serde_json::Value;
 
 use super::collect::{named, Collected, Collector};
@@ -72,7 +72,16 @@ impl Session<'_> {
     fn prompt_feed(&self, offset: u64) -> anyhow::Result<PromptFeed> {
         let Some((id, config)) = dataset_config(self.plan, offset) else {
             return match &self.plan.prompts {
-                PromptPlan::Fixed(p) => Ok(PromptFeed::Fixed(p.clone())),
+                PromptPlan::Fixed(p) => {
+                    let mut item = DatasetItem::new(PromptItem::Text(p.as_str().into()));
+                    if let Some(tok) = &self.tokenizer {
+                        let n = tok
+                            .prompt_tokens(p, self.plan.api.apply_chat_template)
+                            .map_err(usage)?;
+                        item.prompt_tokens = Some(n as u64).into();
+                    }
+                    Ok(PromptFeed::Fixed(item))
+                }
                 PromptPlan::Dataset { .. } => {
                     unreachable!("dataset_config is None only for a fixed prompt")
                 }
@@ -129,6 +138,7 @@ impl Session<'_> {
             sinks: self.hub.sender(),
             bar,
             log_every: plan.log_every_n,
+            tokenizer: self.tokenizer.clone(),
         };
         let (collected, dataset_error) = self.dispatch(spec, index, offset, collector)?;
         log::set_bar(None);

@@ -117,6 +117,22 @@ impl HostTokenizer {
         self.0.template.is_some()
     }
 
+    /// Tokens the server counts for a prompt: the chat template applied to it as the one user
+    /// message when `chat` and there is a template, else the text with special tokens.
+    pub fn prompt_tokens(&self, text: &str, chat: bool) -> Result<usize, String> {
+        let rendered = match (&self.0.template, chat) {
+            (Some(t), true) => Some(t.render(&[ChatMessage::text("user", text)], true)?),
+            _ => None,
+        };
+        let encoding = match &rendered {
+            Some(r) => self.0.inner.encode_fast(r.as_str(), false),
+            None => self.0.inner.encode_fast(text, true),
+        };
+        encoding
+            .map(|e| e.get_ids().len())
+            .map_err(|e| format!("cannot tokenize the prompt: {e}"))
+    }
+
     /// A handle for a dataset source (the interface's tokenizer type).
     pub fn handle(&self) -> TokenizerRef {
         tokenizer_ref(self.clone())

@@ -69,6 +69,9 @@ pub struct RawRecord {
     pub malformed_chunks: u32,
     /// Sum of the token counts the API attached to output events, when it attached one to each.
     pub output_tokens_from_events: Option<u64>,
+    /// Output tokens counted with `--tokenizer-path` (set by the collector when the server
+    /// reported no usage).
+    pub output_tokens_counted: Option<u64>,
     /// Usage reported by the server.
     pub usage: Usage,
     /// Content text.
@@ -107,6 +110,7 @@ impl RawRecord {
             decode_chunks: 0,
             malformed_chunks: 0,
             output_tokens_from_events: Some(0),
+            output_tokens_counted: None,
             usage: Usage::default(),
             text: String::new(),
             reasoning: String::new(),

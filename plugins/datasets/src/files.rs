@@ -38,15 +38,23 @@ impl LengthFilter {
         }
     }
 
-    fn keeps(&self, text: &str) -> Result<bool, PluginError> {
+    /// `None` when `text` is filtered out; else the item, with its token count when a
+    /// tokenizer measured it.
+    fn item(&self, text: &str) -> Result<Option<DatasetItem>, PluginError> {
         if text.trim().is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
-        let n = match &self.tokenizer {
-            Some(tok) => tok.prompt_tokens(text, self.chat)? as u64,
-            None => text.chars().count() as u64,
+        let tokens = match &self.tokenizer {
+            Some(tok) => Some(tok.prompt_tokens(text, self.chat)? as u64),
+            None => None,
         };
-        Ok(n >= self.min && n <= self.max)
+        let n = tokens.unwrap_or_else(|| text.chars().count() as u64);
+        if n < self.min || n > self.max {
+            return Ok(None);
+        }
+        let mut item = DatasetItem::new(PromptItem::Text(text.into()));
+        item.prompt_tokens = tokens.into();
+        Ok(Some(item))
     }
 }
 
@@ -119,11 +127,11 @@ impl PromptLines {
         })
     }
 
-    fn parse(&self, line: &str) -> Result<Option<PromptItem>, PluginError> {
+    fn parse(&self, line: &str) -> Result<Option<DatasetItem>, PluginError> {
         let trimmed = line.trim();
         if trimmed.starts_with('{') {
             if let Ok(Value::Object(_)) = serde_json::from_str::<Value>(trimmed) {
-                return Ok(Some(PromptItem::Body(trimmed.into())));
+                return Ok(Some(DatasetItem::new(PromptItem::Body(trimmed.into()))));
             }
         } else if trimmed.starts_with('[') {
             if let Ok(messages) = serde_json::from_str::<Vec<Message>>(trimmed) {
@@ -134,13 +142,12 @@ impl PromptLines {
                     .map_err(|e| {
                         PluginError::invalid(format!("{}:{}: {e}", self.path, self.line_no))
                     })?;
-                return Ok(Some(PromptItem::Messages(messages.into())));
+                return Ok(Some(DatasetItem::new(PromptItem::Messages(
+                    messages.into(),
+                ))));
             }
         }
-        Ok(self
-            .filter
-            .keeps(line)?
-            .then(|| PromptItem::Text(line.into())))
+        self.filter.item(line)
     }
 
     /// The next prompt.
@@ -152,7 +159,7 @@ impl PromptLines {
                 continue;
             }
             if let Some(item) = self.parse(&line)? {
-                return Ok(Some(DatasetItem::new(item)));
+                return Ok(Some(item));
             }
         }
         Ok(None)
@@ -254,8 +261,8 @@ impl FieldLines {
                     self.field
                 )));
             };
-            if self.filter.keeps(text)? {
-                return Ok(Some(DatasetItem::new(PromptItem::Text(text.into()))));
+            if let Some(item) = self.filter.item(text)? {
+                return Ok(Some(item));
             }
         }
         Ok(None)
