@@ -434,3 +434,77 @@ fn without_usage_a_tokenizer_counts_the_output_exactly() {
         assert_eq!(estimated, 0, "counted, not estimated");
     }
 }
+
+#[test]
+fn random_vl_puts_generated_images_before_text_of_exact_length() {
+    let tok = load("qwen3");
+    let mut config = random_config(20, 60, true);
+    config.image_num = 2;
+    config.image_width = 40;
+    config.image_height = 30;
+    config.image_format = "RGB".into();
+    let registry = PluginRegistry::builtins();
+    let mut source = registry
+        .dataset_source("random_vl", &config, Some(tok.handle()))
+        .expect("random_vl starts");
+    let mut urls = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let item = source.next_item().expect("item").expect("an item");
+        let PromptItem::Messages(messages) = &item.prompt else {
+            panic!("chat messages: {:?}", item.prompt);
+        };
+        let parts = &messages[0].content;
+        assert_eq!(parts.len(), 3, "two images, then the text");
+        for part in &parts[..2] {
+            let ContentPart::ImageUrl(url) = part else {
+                panic!("an image first: {part:?}");
+            };
+            assert!(
+                url.starts_with("data:image/png;base64,iVBORw0KGgo"),
+                "a PNG"
+            );
+            urls.insert(url.to_string());
+        }
+        let ContentPart::Text(text) = &parts[2] else {
+            panic!("text last");
+        };
+        let target = item.prompt_tokens.into_option().expect("target") as usize;
+        assert_eq!(templated_tokens(&tok, text), target);
+    }
+    assert_eq!(urls.len(), 40, "every image differs");
+
+    config.image_format = "CMYK".into();
+    let err = registry
+        .dataset_source("random_vl", &config, Some(tok.handle()))
+        .err()
+        .expect("an unsupported mode");
+    assert!(err.to_string().contains("RGB, RGBA, L or LA"), "{err}");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let tokenizer = tokenizer_dir("qwen3");
+    let out = perf_in(
+        dir.path(),
+        &[
+            "--api",
+            "mock",
+            "--port",
+            "0",
+            "--dataset",
+            "random_vl",
+            "--tokenizer-path",
+            tokenizer.to_str().expect("utf-8"),
+            "--image-num",
+            "1",
+            "-n",
+            "6",
+            "--max-tokens",
+            "4",
+            "--min-prompt-length",
+            "20",
+            "--max-prompt-length",
+            "40",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+}

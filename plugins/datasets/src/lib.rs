@@ -10,6 +10,7 @@
 //! host's tokenizer, which `--tokenizer-path` provides).
 
 mod files;
+mod images;
 mod random;
 mod tok;
 
@@ -104,4 +105,5 @@ perf_plugin_api::builtin_plugins! {
     DatasetSource: OpenQa,
     DatasetSource: LongAlpaca,
     DatasetSource: random::Random,
+    DatasetSource: random::RandomVl,
 }

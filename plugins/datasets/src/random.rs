@@ -26,11 +26,12 @@ use std::sync::Arc;
 
 use perf_plugin_api::sdk::{DatasetConfig, DatasetSourcePlugin};
 use perf_plugin_api::{
-    ChatMessage, DatasetItem, PluginError, PromptItem, RString, RVec, TokenizerRef,
+    ChatMessage, ContentPart, DatasetItem, PluginError, PromptItem, RString, RVec, TokenizerRef,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::images::{self, ImageSpec, Mode};
 use crate::tok::Tok;
 
 /// Measure-and-adjust rounds before a prompt is rebuilt from a fresh tail.
@@ -56,6 +57,8 @@ struct Recipe {
     tokenize_prompt: bool,
     dataset_offset: u64,
     seed: u64,
+    /// `random_vl`: this many images of this kind before the text.
+    images: Option<(ImageSpec, u32)>,
 }
 
 /// Mixes the run seed and an item index into one RNG seed (splitmix64).
@@ -75,7 +78,11 @@ fn is_byte_fallback(token: &str) -> bool {
 }
 
 impl Recipe {
-    fn new(config: &DatasetConfig, tok: Tok) -> Result<Self, PluginError> {
+    fn new(
+        config: &DatasetConfig,
+        tok: Tok,
+        images: Option<(ImageSpec, u32)>,
+    ) -> Result<Self, PluginError> {
         let allowed: Vec<u32> = (0..tok.vocab_size())
             .filter(|&id| !tok.is_special(id))
             .filter(|&id| tok.id_to_token(id).is_some_and(|t| !is_byte_fallback(&t)))
@@ -116,6 +123,7 @@ impl Recipe {
             tokenize_prompt: config.tokenize_prompt,
             dataset_offset: config.dataset_offset,
             seed,
+            images,
         };
         if !config.tokenize_prompt {
             recipe.overhead = recipe.measure("")? as u64;
@@ -162,7 +170,19 @@ impl Recipe {
         }
         let prefix = which.map_or("", |w| self.prefix_texts[w].as_str());
         let text = self.exact(prefix, body, target, &mut rng)?;
-        let prompt = if self.chat {
+        let prompt = if let Some((spec, count)) = self.images {
+            let mut parts = (0..count)
+                .map(|_| images::data_url(spec, &mut rng).map(|u| ContentPart::ImageUrl(u.into())))
+                .collect::<Result<Vec<_>, _>>()?;
+            parts.push(ContentPart::Text(text.into()));
+            PromptItem::Messages(
+                vec![ChatMessage {
+                    role: "user".into(),
+                    content: parts.into(),
+                }]
+                .into(),
+            )
+        } else if self.chat {
             PromptItem::Messages(vec![ChatMessage::text("user", &text)].into())
         } else {
             PromptItem::Text(RString::from(text))
@@ -225,12 +245,36 @@ impl DatasetSourcePlugin for Random {
         "prompts of an exact token length from the tokenizer's vocabulary (needs --tokenizer-path)";
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
+        Random::start(config, tokenizer, None)
+    }
+
+    fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
+        let queue = &self.queues[self.next % self.queues.len()];
+        self.next += 1;
+        match queue.recv() {
+            Ok(item) => item.map(Some),
+            Err(_) => Err(PluginError::other("a prompt worker stopped")),
+        }
+    }
+}
+
+impl Random {
+    fn start(
+        config: &DatasetConfig,
+        tokenizer: Option<TokenizerRef>,
+        images: Option<(ImageSpec, u32)>,
+    ) -> Result<Self, PluginError> {
+        let id = if images.is_some() {
+            "random_vl"
+        } else {
+            "random"
+        };
         let tokenizer = tokenizer.ok_or_else(|| {
-            PluginError::config(
-                "the random dataset needs --tokenizer-path (a tokenizer.json, a directory holding one, or a model id)",
-            )
+            PluginError::config(format!(
+                "the {id} dataset needs --tokenizer-path (a tokenizer.json or a directory holding one)"
+            ))
         })?;
-        let recipe = Arc::new(Recipe::new(config, Tok(tokenizer))?);
+        let recipe = Arc::new(Recipe::new(config, Tok(tokenizer), images)?);
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, 8);
@@ -252,13 +296,41 @@ impl DatasetSourcePlugin for Random {
         }
         Ok(Random { queues, next: 0 })
     }
+}
+
+/// `random_vl`: `random` text after `--image-num` generated images.
+pub struct RandomVl(Random);
+
+impl DatasetSourcePlugin for RandomVl {
+    const ID: &'static str = "random_vl";
+    const DESCRIPTION: &'static str =
+        "random prompts of an exact text length after --image-num generated PNG images";
+
+    fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
+        if config.tokenize_prompt {
+            return Err(PluginError::config(
+                "random_vl sends images in chat messages; --tokenize-prompt cannot carry them",
+            ));
+        }
+        if !config.apply_chat_template {
+            return Err(PluginError::config(
+                "random_vl sends images in chat messages: use a chat/completions URL (or --apply-chat-template)",
+            ));
+        }
+        if config.image_width == 0 || config.image_height == 0 {
+            return Err(PluginError::config(
+                "--image-width and --image-height must be at least 1",
+            ));
+        }
+        let spec = ImageSpec {
+            width: config.image_width,
+            height: config.image_height,
+            mode: Mode::parse(&config.image_format)?,
+        };
+        Random::start(config, tokenizer, Some((spec, config.image_num))).map(RandomVl)
+    }
 
     fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
-        let queue = &self.queues[self.next % self.queues.len()];
-        self.next += 1;
-        match queue.recv() {
-            Ok(item) => item.map(Some),
-            Err(_) => Err(PluginError::other("a prompt worker stopped")),
-        }
+        self.0.next_item()
     }
 }
