@@ -107,8 +107,10 @@ pub struct RunPlan {
     pub args_json: Value,
     /// Debug logging.
     pub debug: bool,
-    /// `--tokenizer-path`: a tokenizer.json or a directory holding one.
-    pub tokenizer_path: Option<PathBuf>,
+    /// `--tokenizer-path`: a tokenizer.json, a directory holding one, or a model id on the hub.
+    pub tokenizer_path: Option<String>,
+    /// `--data-source`: the hub model ids and datasets come from.
+    pub data_source: String,
 }
 
 fn not_supported(what: &str) -> anyhow::Error {
@@ -564,7 +566,8 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
         db_commit_interval: a.db_commit_interval.max(1),
         args_json: masked_args(a),
         debug: a.debug,
-        tokenizer_path: a.tokenizer_path.as_ref().map(PathBuf::from),
+        tokenizer_path: a.tokenizer_path.clone(),
+        data_source: a.data_source.clone(),
     })
 }
 

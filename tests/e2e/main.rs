@@ -2,4 +2,5 @@
 
 mod datasets;
 mod engine;
+mod hub;
 mod plugins;

@@ -87,7 +87,7 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
     // Everything a user can get wrong is checked before any traffic.
     let adapter = registry.api_adapter(&plan.api_id, &plan.api)?;
     let tokenizer = match &plan.tokenizer_path {
-        Some(path) => Some(HostTokenizer::load(path).map_err(usage)?),
+        Some(path) => Some(HostTokenizer::locate(path, &plan.data_source).map_err(usage)?),
         None => None,
     };
     if let Some((id, config)) = dataset_config(&plan, 0) {

@@ -112,6 +112,30 @@ impl HostTokenizer {
         })))
     }
 
+    /// The tokenizer `spec` names: a local `tokenizer.json` or a directory holding one, else
+    /// (when no such path exists and it reads as `owner/name`) a model id whose tokenizer
+    /// files are fetched from `data_source`'s hub into perf's cache.
+    pub fn locate(spec: &str, data_source: &str) -> Result<Self, String> {
+        let path = Path::new(spec);
+        if path.exists() || !looks_like_model_id(spec) {
+            return Self::load(path);
+        }
+        let source = perf_hub::Source::parse(data_source)?;
+        let hub = perf_hub::Hub::from_env(source);
+        let kind = perf_hub::Kind::Model;
+        let fail = |e: perf_hub::HubError| {
+            format!(
+                "--tokenizer-path {spec}: no such path, and fetching it as a model id failed: {e}; pass a local tokenizer.json or its directory instead"
+            )
+        };
+        let tokenizer = hub.fetch(kind, spec, "tokenizer.json").map_err(fail)?;
+        hub.fetch_optional(kind, spec, "tokenizer_config.json")
+            .map_err(fail)?;
+        hub.fetch_optional(kind, spec, "chat_template.jinja")
+            .map_err(fail)?;
+        Self::load(&tokenizer)
+    }
+
     /// Whether a chat template came with the tokenizer.
     pub fn has_template(&self) -> bool {
         self.0.template.is_some()
@@ -137,6 +161,15 @@ impl HostTokenizer {
     pub fn handle(&self) -> TokenizerRef {
         tokenizer_ref(self.clone())
     }
+}
+
+/// `owner/name`, as hub model ids are written.
+fn looks_like_model_id(spec: &str) -> bool {
+    let mut parts = spec.split('/');
+    let (Some(owner), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    !owner.is_empty() && !name.is_empty() && !owner.starts_with('.')
 }
 
 fn read_json(path: &Path) -> Result<Value, String> {

@@ -2,12 +2,16 @@
 //!
 //! - `line_by_line`: one prompt per line of `--dataset-path`; a line is plain text, a JSON
 //!   array of chat messages, or a JSON object that is a complete request body;
-//! - `openqa`: JSON lines, the `question` field;
-//! - `longalpaca`: a JSON list or JSON lines, the `instruction` field.
+//! - `openqa`: JSON lines, the `question` field (HC3-Chinese `open_qa.jsonl` from the hub when no
+//!   `--dataset-path` is given);
+//! - `longalpaca`: a JSON list or JSON lines, the `instruction` field (LongAlpaca-12k from the
+//!   hub when no `--dataset-path` is given);
+//! - `random` / `random_vl`: prompts of an exact token length (`random.rs`), after generated
+//!   images for `random_vl` (`images.rs`).
 //!
 //! Every source reads lazily. Plain-text prompts outside `--min-prompt-length` /
-//! `--max-prompt-length` are skipped; lengths are in characters here (token lengths need the
-//! host's tokenizer, which `--tokenizer-path` provides).
+//! `--max-prompt-length` are skipped: lengths in tokens with the host's tokenizer
+//! (`--tokenizer-path`), in characters without one, as evalscope measures them.
 
 mod files;
 mod images;
@@ -21,10 +25,44 @@ use files::{FieldLines, LengthFilter, PromptLines};
 
 fn required_path(config: &DatasetConfig, id: &str, hint: &str) -> Result<String, PluginError> {
     config.dataset_path.clone().ok_or_else(|| {
-        PluginError::config(format!(
-            "the {id} dataset needs --dataset-path ({hint}); downloading it from the hub is not supported yet"
-        ))
+        PluginError::config(format!("the {id} dataset needs --dataset-path ({hint})"))
     })
+}
+
+/// Where a dataset lives on each hub: (ModelScope repo, Hugging Face repo, file).
+struct HubFile {
+    modelscope: &'static str,
+    huggingface: &'static str,
+    file: &'static str,
+}
+
+/// `--dataset-path`, or the dataset's file fetched from `--data-source`'s hub.
+fn path_or_hub(
+    config: &DatasetConfig,
+    id: &str,
+    hub: &HubFile,
+    hint: &str,
+) -> Result<String, PluginError> {
+    if let Some(path) = &config.dataset_path {
+        return Ok(path.clone());
+    }
+    let source = perf_hub::Source::parse(&config.data_source).map_err(|e| {
+        PluginError::config(format!(
+            "{e}; the {id} dataset then needs --dataset-path ({hint})"
+        ))
+    })?;
+    let repo = match source {
+        perf_hub::Source::ModelScope => hub.modelscope,
+        perf_hub::Source::HuggingFace => hub.huggingface,
+    };
+    perf_hub::Hub::from_env(source)
+        .fetch(perf_hub::Kind::Dataset, repo, hub.file)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|e| {
+            PluginError::config(format!(
+                "the {id} dataset could not be fetched: {e}; or pass --dataset-path ({hint})"
+            ))
+        })
 }
 
 /// `line_by_line`.
@@ -57,9 +95,15 @@ impl DatasetSourcePlugin for OpenQa {
         "short questions: the `question` field of a JSON-lines file (--dataset-path)";
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
-        let path = required_path(
+        let hub = HubFile {
+            modelscope: "AI-ModelScope/HC3-Chinese",
+            huggingface: "Hello-SimpleAI/HC3-Chinese",
+            file: "open_qa.jsonl",
+        };
+        let path = path_or_hub(
             config,
             Self::ID,
+            &hub,
             "a .jsonl file with a `question` field, e.g. HC3-Chinese open_qa.jsonl",
         )?;
         Ok(OpenQa(FieldLines::open(
@@ -83,9 +127,15 @@ impl DatasetSourcePlugin for LongAlpaca {
         "long prompts: the `instruction` field of a JSON list or JSON-lines file (--dataset-path)";
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
-        let path = required_path(
+        let hub = HubFile {
+            modelscope: "AI-ModelScope/LongAlpaca-12k",
+            huggingface: "Yukang/LongAlpaca-12k",
+            file: "LongAlpaca-12k.json",
+        };
+        let path = path_or_hub(
             config,
             Self::ID,
+            &hub,
             "a .json list or .jsonl file with an `instruction` field",
         )?;
         Ok(LongAlpaca(FieldLines::open(

@@ -1,0 +1,226 @@
+//! Downloads from the hub, against a local server that answers the way ModelScope and Hugging
+//! Face do (their file URLs; 404 for what they do not have): datasets and tokenizers by model id
+//! are fetched once into the cache named by `PERF_CACHE_DIR`, and a missing file or an
+//! unreachable hub is a clear error naming the URL and the `--dataset-path` alternative.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use perf_tests::{perf_bin, text, tokenizer_dir};
+
+/// A hub on 127.0.0.1: serves `files` (request target -> body), 404 otherwise, and records
+/// every request target.
+struct LocalHub {
+    port: u16,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl LocalHub {
+    fn start(files: HashMap<String, Vec<u8>>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                // Skip the headers.
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok() && header.trim() != "" {
+                    header.clear();
+                }
+                let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                seen.lock().expect("lock").push(target.clone());
+                let (status, body) = match files.get(&target) {
+                    Some(b) => ("200 OK", b.clone()),
+                    None => ("404 Not Found", b"{\"error\":\"not found\"}".to_vec()),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            }
+        });
+        LocalHub { port, requests }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+fn perf_with_env(dir: &Path, args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String) {
+    let out = Command::new(perf_bin())
+        .args(args)
+        .env_remove("MODELSCOPE_ENDPOINT")
+        .env_remove("HF_ENDPOINT")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(dir)
+        .output()
+        .expect("perf runs");
+    let (stdout, stderr) = text(&out);
+    (out.status.code(), format!("{stdout}\n{stderr}"))
+}
+
+const RUN: &[&str] = &[
+    "--api",
+    "mock",
+    "--port",
+    "0",
+    "-n",
+    "3",
+    "--max-tokens",
+    "4",
+    "--outputs-dir",
+    "outputs",
+    "--no-timestamp",
+    "--name",
+    "t",
+];
+
+#[test]
+fn openqa_and_a_tokenizer_come_from_the_hub_once_and_then_from_the_cache() {
+    let qwen = tokenizer_dir("qwen3");
+    let read = |f: &str| std::fs::read(qwen.join(f)).expect("tokenizer file");
+    let questions = "{\"question\": \"什么是机器学习？\", \"human_answers\": []}\n{\"question\": \"How do tides work?\"}\n";
+    let ms = "/api/v1";
+    let files = HashMap::from([
+        (
+            format!("{ms}/datasets/AI-ModelScope/HC3-Chinese/repo?Revision=master&FilePath=open_qa.jsonl"),
+            questions.as_bytes().to_vec(),
+        ),
+        (
+            format!("{ms}/models/Qwen/Qwen3-0.6B/repo?Revision=master&FilePath=tokenizer.json"),
+            read("tokenizer.json"),
+        ),
+        (
+            format!("{ms}/models/Qwen/Qwen3-0.6B/repo?Revision=master&FilePath=tokenizer_config.json"),
+            read("tokenizer_config.json"),
+        ),
+    ]);
+    let hub = LocalHub::start(files);
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = dir.path().join("cache");
+    let env = [
+        ("MODELSCOPE_ENDPOINT", hub.url()),
+        ("PERF_CACHE_DIR", cache.to_string_lossy().into_owned()),
+    ];
+    let mut args = RUN.to_vec();
+    args.extend(["--dataset", "openqa", "--tokenizer-path", "Qwen/Qwen3-0.6B"]);
+    let (code, out) = perf_with_env(dir.path(), &args, &env);
+    assert_eq!(code, Some(0), "{out}");
+    let cached = cache.join("modelscope/datasets/AI-ModelScope/HC3-Chinese/open_qa.jsonl");
+    assert_eq!(std::fs::read_to_string(&cached).expect("cached"), questions);
+    assert!(cache
+        .join("modelscope/models/Qwen/Qwen3-0.6B/tokenizer.json")
+        .is_file());
+    let first = hub.requests();
+    assert!(
+        first
+            .iter()
+            .any(|r| r.ends_with("FilePath=chat_template.jinja")),
+        "the optional template file was asked for: {first:?}"
+    );
+
+    // A second run reads the cache: no request reaches the hub.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (code, out) = perf_with_env(tmp.path(), &args, &env);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(hub.requests().len(), first.len(), "served from the cache");
+}
+
+#[test]
+fn hugging_face_paths_with_data_source_huggingface() {
+    let body = "[{\"instruction\": \"Summarise this long text.\", \"output\": \"x\"}]";
+    let files = HashMap::from([(
+        "/datasets/Yukang/LongAlpaca-12k/resolve/main/LongAlpaca-12k.json".to_string(),
+        body.as_bytes().to_vec(),
+    )]);
+    let hub = LocalHub::start(files);
+    let dir = tempfile::tempdir().expect("tmp");
+    let env = [
+        ("HF_ENDPOINT", hub.url()),
+        (
+            "PERF_CACHE_DIR",
+            dir.path().join("cache").to_string_lossy().into_owned(),
+        ),
+    ];
+    let mut args = RUN.to_vec();
+    args.extend(["--dataset", "longalpaca", "--data-source", "huggingface"]);
+    let (code, out) = perf_with_env(dir.path(), &args, &env);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(dir
+        .path()
+        .join("cache/huggingface/datasets/Yukang/LongAlpaca-12k/LongAlpaca-12k.json")
+        .is_file());
+}
+
+#[test]
+fn a_missing_dataset_or_an_unreachable_hub_names_the_url_and_the_alternative() {
+    let hub = LocalHub::start(HashMap::new());
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = dir.path().join("cache").to_string_lossy().into_owned();
+    let mut args = RUN.to_vec();
+    args.extend(["--dataset", "openqa"]);
+    let (code, out) = perf_with_env(
+        dir.path(),
+        &args,
+        &[
+            ("MODELSCOPE_ENDPOINT", hub.url()),
+            ("PERF_CACHE_DIR", cache.clone()),
+        ],
+    );
+    assert_eq!(code, Some(2), "{out}");
+    let url = format!(
+        "{}/api/v1/datasets/AI-ModelScope/HC3-Chinese/repo?Revision=master&FilePath=open_qa.jsonl",
+        hub.url()
+    );
+    assert!(
+        out.contains(&format!("{url}: not found on the hub (HTTP 404)")),
+        "{out}"
+    );
+    assert!(out.contains("or pass --dataset-path"), "{out}");
+
+    let (code, out) = perf_with_env(
+        dir.path(),
+        &args,
+        &[
+            ("MODELSCOPE_ENDPOINT", "http://127.0.0.1:9".into()),
+            ("PERF_CACHE_DIR", cache),
+        ],
+    );
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("http://127.0.0.1:9/api/v1/datasets/AI-ModelScope/HC3-Chinese"),
+        "{out}"
+    );
+    assert!(out.contains("the hub cannot be reached"), "{out}");
+    assert!(out.contains("or pass --dataset-path"), "{out}");
+
+    let mut args = RUN.to_vec();
+    args.extend(["--tokenizer-path", "nobody/no-such-model"]);
+    let (code, out) = perf_with_env(dir.path(), &args, &[("MODELSCOPE_ENDPOINT", hub.url())]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains(
+            "nobody/no-such-model/repo?Revision=master&FilePath=tokenizer.json: not found"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("pass a local tokenizer.json"), "{out}");
+}
