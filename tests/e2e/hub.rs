@@ -82,8 +82,6 @@ const RUN: &[&str] = &[
     "mock",
     "--port",
     "0",
-    "-n",
-    "3",
     "--max-tokens",
     "4",
     "--outputs-dir",
@@ -121,7 +119,14 @@ fn openqa_and_a_tokenizer_come_from_the_hub_once_and_then_from_the_cache() {
         ("PERF_CACHE_DIR", cache.to_string_lossy().into_owned()),
     ];
     let mut args = RUN.to_vec();
-    args.extend(["--dataset", "openqa", "--tokenizer-path", "Qwen/Qwen3-0.6B"]);
+    args.extend([
+        "-n",
+        "3",
+        "--dataset",
+        "openqa",
+        "--tokenizer-path",
+        "Qwen/Qwen3-0.6B",
+    ]);
     let (code, out) = perf_with_env(dir.path(), &args, &env);
     assert_eq!(code, Some(0), "{out}");
     let cached = cache.join("modelscope/datasets/AI-ModelScope/HC3-Chinese/open_qa.jsonl");
@@ -161,7 +166,14 @@ fn hugging_face_paths_with_data_source_huggingface() {
         ),
     ];
     let mut args = RUN.to_vec();
-    args.extend(["--dataset", "longalpaca", "--data-source", "huggingface"]);
+    args.extend([
+        "-n",
+        "3",
+        "--dataset",
+        "longalpaca",
+        "--data-source",
+        "huggingface",
+    ]);
     let (code, out) = perf_with_env(dir.path(), &args, &env);
     assert_eq!(code, Some(0), "{out}");
     assert!(dir
@@ -176,7 +188,7 @@ fn a_missing_dataset_or_an_unreachable_hub_names_the_url_and_the_alternative() {
     let dir = tempfile::tempdir().expect("tmp");
     let cache = dir.path().join("cache").to_string_lossy().into_owned();
     let mut args = RUN.to_vec();
-    args.extend(["--dataset", "openqa"]);
+    args.extend(["-n", "3", "--dataset", "openqa"]);
     let (code, out) = perf_with_env(
         dir.path(),
         &args,
@@ -213,7 +225,7 @@ fn a_missing_dataset_or_an_unreachable_hub_names_the_url_and_the_alternative() {
     assert!(out.contains("or pass --dataset-path"), "{out}");
 
     let mut args = RUN.to_vec();
-    args.extend(["--tokenizer-path", "nobody/no-such-model"]);
+    args.extend(["-n", "3", "--tokenizer-path", "nobody/no-such-model"]);
     let (code, out) = perf_with_env(dir.path(), &args, &[("MODELSCOPE_ENDPOINT", hub.url())]);
     assert_eq!(code, Some(2), "{out}");
     assert!(
@@ -223,4 +235,88 @@ fn a_missing_dataset_or_an_unreachable_hub_names_the_url_and_the_alternative() {
         "{out}"
     );
     assert!(out.contains("pass a local tokenizer.json"), "{out}");
+}
+
+/// A WebDataset shard: `<key>.jpg` + `<key>.txt` per sample.
+fn shard(samples: &[(&str, &[u8], &str)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (key, image, caption) in samples {
+        for (name, data) in [
+            (format!("{key}.jpg"), *image),
+            (format!("{key}.txt"), caption.as_bytes()),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, name, data)
+                .expect("append");
+        }
+    }
+    builder.into_inner().expect("tar bytes")
+}
+
+#[test]
+fn flickr8k_shards_come_from_the_hub_as_the_run_reaches_them() {
+    let base = "/api/v1/datasets/clip-benchmark/wds_flickr8k/repo?Revision=master&FilePath=test%2F";
+    let files = HashMap::from([
+        (format!("{base}nshards.txt"), b"2\n".to_vec()),
+        (
+            format!("{base}0.tar"),
+            shard(&[
+                ("s0", b"\xff\xd8\xff0", "A dog."),
+                ("s1", b"\xff\xd8\xff1", "A cat."),
+            ]),
+        ),
+        (
+            format!("{base}1.tar"),
+            shard(&[("s2", b"\xff\xd8\xff2", "A bird.")]),
+        ),
+    ]);
+    let hub = LocalHub::start(files);
+    let dir = tempfile::tempdir().expect("tmp");
+    let env = [
+        ("MODELSCOPE_ENDPOINT", hub.url()),
+        (
+            "PERF_CACHE_DIR",
+            dir.path().join("cache").to_string_lossy().into_owned(),
+        ),
+    ];
+    let mut args = RUN.to_vec();
+    args.extend(["--dataset", "flickr8k", "-n", "5"]);
+    let (code, out) = perf_with_env(dir.path(), &args, &env);
+    assert_eq!(code, Some(0), "{out}");
+    let db_path = std::fs::read_dir(dir.path().join("outputs/t"))
+        .expect("outputs")
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("benchmark_data.db"))
+        .find(|p| p.is_file())
+        .expect("a database");
+    let db = rusqlite::Connection::open(db_path).expect("db");
+    let bodies: Vec<String> = db
+        .prepare("SELECT request FROM result ORDER BY request_index")
+        .expect("query")
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(bodies.len(), 5);
+    let captions: Vec<String> = bodies
+        .iter()
+        .map(|b| {
+            let v: serde_json::Value = serde_json::from_str(b).expect("JSON");
+            let content = &v["messages"][0]["content"];
+            assert!(content[1]["image_url"]["url"]
+                .as_str()
+                .expect("an image")
+                .starts_with("data:image/jpeg;base64,/9j/"));
+            content[0]["text"].as_str().expect("a caption").to_string()
+        })
+        .collect();
+    assert_eq!(
+        captions,
+        ["A dog.", "A cat.", "A bird.", "A dog.", "A cat."],
+        "cycled in order"
+    );
 }

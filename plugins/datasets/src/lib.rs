@@ -6,6 +6,8 @@
 //!   `--dataset-path` is given);
 //! - `longalpaca`: a JSON list or JSON lines, the `instruction` field (LongAlpaca-12k from the
 //!   hub when no `--dataset-path` is given);
+//! - `flickr8k`: image + caption pairs from WebDataset shards (`webdataset.rs`), from the hub or
+//!   `--dataset-path`;
 //! - `random` / `random_vl`: prompts of an exact token length (`random.rs`), after generated
 //!   images for `random_vl` (`images.rs`).
 //!
@@ -17,6 +19,7 @@ mod files;
 mod images;
 mod random;
 mod tok;
+mod webdataset;
 
 use perf_plugin_api::sdk::{DatasetConfig, DatasetSourcePlugin};
 use perf_plugin_api::{DatasetItem, PluginError, TokenizerRef};
@@ -156,4 +159,5 @@ perf_plugin_api::builtin_plugins! {
     DatasetSource: LongAlpaca,
     DatasetSource: random::Random,
     DatasetSource: random::RandomVl,
+    DatasetSource: webdataset::Flickr8k,
 }
