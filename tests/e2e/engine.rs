@@ -279,6 +279,11 @@ fn injected_failures_through(env: &[(&str, &str)], delay_ms: &str) {
     );
     assert_eq!(f(&s, "Success Requests"), 29.0);
     assert_eq!(
+        f(&s, "Reused-Connection Retries"),
+        0.0,
+        "a stream dropped after its head is a failure, never sent again"
+    );
+    assert_eq!(
         r.count(
             label,
             "error_kind = 'http_status' AND http_status = 503 AND error LIKE '%injected failure%'"

@@ -3,4 +3,5 @@
 mod datasets;
 mod engine;
 mod hub;
+mod keepalive;
 mod plugins;

@@ -88,6 +88,7 @@ pub struct RunStats {
     malformed: u64,
     cancelled: u64,
     estimated: u64,
+    retried: u64,
 }
 
 /// The client's own CPU use during a run.
@@ -131,6 +132,7 @@ impl RunStats {
             malformed: 0,
             cancelled: 0,
             estimated: 0,
+            retried: 0,
         }
     }
 
@@ -147,6 +149,7 @@ impl RunStats {
     /// Adds one measured request.
     pub fn add(&mut self, rec: &RequestRecord, raw: &RawRecord) {
         self.malformed += u64::from(raw.malformed_chunks);
+        self.retried += u64::from(raw.retries);
         if derive::cancelled(raw) {
             self.cancelled += 1;
             return;
@@ -320,6 +323,7 @@ impl RunStats {
         s.push(("Malformed Chunks".into(), json!(self.malformed)));
         s.push(("Interrupted Requests".into(), json!(self.cancelled)));
         s.push(("Estimated Token Counts".into(), json!(self.estimated)));
+        s.push(("Reused-Connection Retries".into(), json!(self.retried)));
         for (kind, n) in &self.failures {
             s.push((format!("Failed: {kind}"), json!(n)));
         }
@@ -449,6 +453,7 @@ mod tests {
             failure: FailureKind::None,
             error: String::new(),
             is_stream: true,
+            retries: 0,
             request_body: bytes::Bytes::new(),
             prompt_tokens_hint: None,
             prompt_chars: 0,

@@ -20,6 +20,16 @@ pub fn client(plan: &RunPlan) -> anyhow::Result<reqwest::Client> {
         .map(|r| r.parallel.unwrap_or(usize::MAX))
         .max()
         .unwrap_or(1);
+    client_with_pool(plan, pool)
+}
+
+/// A client that keeps no idle connections: every request gets a fresh one (for sending again
+/// after a pooled connection closed without answering).
+pub fn fresh_client(plan: &RunPlan) -> anyhow::Result<reqwest::Client> {
+    client_with_pool(plan, 0)
+}
+
+fn client_with_pool(plan: &RunPlan, pool: usize) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .user_agent(crate::worker::USER_AGENT)
         .pool_max_idle_per_host(pool)

@@ -113,6 +113,7 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
     let exchange = Arc::new(Exchange {
         timed: crate::transport::TimedHttp::for_url(&url, plan.http.connect_timeout),
         client,
+        fresh_client: http::fresh_client(&plan)?,
         adapter,
         url,
         headers,

@@ -345,6 +345,12 @@ impl StreamState {
             return None;
         }
         let mut piece = match self.pending.take() {
+            Some(Piece::Drop) => {
+                // Let hyper flush what was sent before the drop, so the drop is mid-stream:
+                // an error from the body makes hyper close without flushing its buffer.
+                tokio::task::yield_now().await;
+                Piece::Drop
+            }
             Some(p) => p,
             None => self.pieces.recv().await?,
         };

@@ -36,6 +36,9 @@ pub struct Conn {
 #[derive(Debug)]
 pub struct ConnectionEnded(pub String);
 
+/// [`ConnectionEnded`]'s text when the server closed the connection cleanly.
+pub const CLOSED_BY_SERVER: &str = "the server closed the connection";
+
 /// The connection future of a [`Conn`].
 pub struct Driver(Pin<Box<Connection<TimedStream, Full<Bytes>>>>);
 
@@ -52,7 +55,7 @@ impl Driver {
             if ended.is_none() {
                 if let Poll::Ready(result) = driver.as_mut().poll(cx) {
                     ended = Some(match result {
-                        Ok(()) => "the server closed the connection".to_string(),
+                        Ok(()) => CLOSED_BY_SERVER.to_string(),
                         Err(e) => describe(&e),
                     });
                     // The connection's last act may have completed `fut`.
@@ -166,14 +169,14 @@ impl TimedHttp {
         &self.authority
     }
 
-    /// An idle connection, or a new one.
-    pub async fn checkout(&self) -> Result<Conn, ConnectError> {
+    /// An idle connection (`true`: reused), or a new one.
+    pub async fn checkout(&self) -> Result<(Conn, bool), ConnectError> {
         while let Some(mut conn) = self.idle.pop() {
             if conn.alive() {
-                return Ok(conn);
+                return Ok((conn, true));
             }
         }
-        self.connect().await
+        self.connect().await.map(|c| (c, false))
     }
 
     /// A new connection.

@@ -86,6 +86,8 @@ pub struct RawRecord {
     pub error: String,
     /// The response was streamed.
     pub is_stream: bool,
+    /// Times it was sent again after a connection closed without answering (see `timed.rs`).
+    pub retries: u32,
     /// The exact body sent.
     pub request_body: Bytes,
     /// Prompt tokens the dataset knew.
@@ -118,6 +120,7 @@ impl RawRecord {
             failure: FailureKind::None,
             error: String::new(),
             is_stream: false,
+            retries: 0,
             request_body: Bytes::new(),
             prompt_tokens_hint: job.item.prompt_tokens.into_option(),
             prompt_chars: prompt_chars(&job.item),
@@ -167,6 +170,8 @@ fn prompt_chars(item: &DatasetItem) -> usize {
 pub struct Exchange {
     /// The HTTP client (one pool for the run).
     pub client: reqwest::Client,
+    /// The same without a pool, for sending again on a fresh connection.
+    pub fresh_client: reqwest::Client,
     /// The API adapter.
     pub adapter: ApiAdapter,
     /// `--url`.

@@ -14,15 +14,19 @@ use crate::transport::{Conn, TimedHttp};
 type Incoming = hyper::body::Incoming;
 
 /// The request for the timed transport: path and query only, plus Host and User-Agent.
-fn request(t: &TimedHttp, p: Prepared, body: Bytes) -> Result<hyper::Request<Full<Bytes>>, String> {
+fn request(
+    t: &TimedHttp,
+    p: &Prepared,
+    body: Bytes,
+) -> Result<hyper::Request<Full<Bytes>>, String> {
     let mut path = p.url.path().to_string();
     if let Some(q) = p.url.query() {
         path.push('?');
         path.push_str(q);
     }
-    let mut request = hyper::Request::builder().method(p.method).uri(path);
+    let mut request = hyper::Request::builder().method(p.method.clone()).uri(path);
     if let Some(h) = request.headers_mut() {
-        *h = p.headers;
+        *h = p.headers.clone();
         if let Ok(host) = HeaderValue::try_from(t.authority()) {
             h.insert(reqwest::header::HOST, host);
         }
@@ -37,24 +41,66 @@ fn request(t: &TimedHttp, p: Prepared, body: Bytes) -> Result<hyper::Request<Ful
 }
 
 /// Sends on a pooled connection (idle connections the server closed are left out by the
-/// pool). A failure after that is never retried: the server may have received the request,
-/// so sending it again would hide a failure and double the load.
+/// pool). A failure after that is not retried, with one exception: a *reused* connection that
+/// the server closed without sending a single byte of response. Some servers close a
+/// keep-alive connection when the next request arrives instead of saying `Connection: close`
+/// (llama.cpp's server does so after every streamed response); such a request was never
+/// processed, so it is sent once more on a fresh connection, as curl and browsers do, and
+/// counted (`Reused-Connection Retries`). Anything else may have reached the server, and
+/// sending it again would hide a failure and double the load.
 async fn send(
     t: &TimedHttp,
-    request: hyper::Request<Full<Bytes>>,
+    p: &Prepared,
     record: &mut RawRecord,
 ) -> Option<(Conn, hyper::Response<Incoming>)> {
-    let mut conn = match t.checkout().await {
+    let (mut conn, reused) = match t.checkout().await {
         Ok(c) => c,
         Err(e) => {
             record.fail_to_connect(e);
             return None;
         }
     };
-    match send_on(&mut conn, request).await {
-        Ok(response) => Some((conn, response)),
+    let first = match request(t, p, record.request_body.clone()) {
+        Ok(r) => r,
         Err(e) => {
-            record.fail(FailureKind::Stream, format!("no response: {e}"));
+            record.fail(FailureKind::Plugin, e);
+            return None;
+        }
+    };
+    let error = match send_on(&mut conn, first).await {
+        Ok(response) => return Some((conn, response)),
+        Err(e) if reused && e.closed_unanswered => e.text,
+        Err(e) => {
+            record.fail(FailureKind::Stream, format!("no response: {}", e.text));
+            return None;
+        }
+    };
+    record.retries += 1;
+    let mut fresh = match t.connect().await {
+        Ok(c) => c,
+        Err(e) => {
+            record.fail_to_connect(e);
+            return None;
+        }
+    };
+    let again = match request(t, p, record.request_body.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            record.fail(FailureKind::Plugin, e);
+            return None;
+        }
+    };
+    record.sent = std::time::Instant::now();
+    match send_on(&mut fresh, again).await {
+        Ok(response) => Some((fresh, response)),
+        Err(e) => {
+            record.fail(
+                FailureKind::Stream,
+                format!(
+                    "no response: {} (after a reused connection closed unanswered: {error})",
+                    e.text
+                ),
+            );
             None
         }
     }
@@ -67,11 +113,7 @@ pub(super) async fn exchange_timed(
     record: &mut RawRecord,
 ) {
     let framing = p.framing;
-    let request = match request(t, p, record.request_body.clone()) {
-        Ok(r) => r,
-        Err(e) => return record.fail(FailureKind::Plugin, e),
-    };
-    let Some((mut conn, response)) = send(t, request, record).await else {
+    let Some((mut conn, response)) = send(t, &p, record).await else {
         return;
     };
     record.first_byte = Some(conn.clock.last());
@@ -162,19 +204,50 @@ async fn read_body(
     }
 }
 
+/// Why no response came.
+struct SendError {
+    text: String,
+    /// The connection closed (or was reset) before any byte of a response arrived.
+    closed_unanswered: bool,
+}
+
+impl SendError {
+    fn hyper(e: &hyper::Error) -> Self {
+        let reset = std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                )
+            });
+        SendError {
+            text: crate::transport::describe(e),
+            closed_unanswered: e.is_incomplete_message() || e.is_canceled() || reset,
+        }
+    }
+
+    fn ended(e: crate::transport::ConnectionEnded) -> Self {
+        SendError {
+            closed_unanswered: e.0 == crate::transport::CLOSED_BY_SERVER,
+            text: e.0,
+        }
+    }
+}
+
 async fn send_on(
     conn: &mut Conn,
     request: hyper::Request<Full<Bytes>>,
-) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+) -> Result<hyper::Response<hyper::body::Incoming>, SendError> {
     match conn.driver.drive(conn.sender.ready()).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(crate::transport::describe(&e)),
-        Err(ended) => return Err(ended.0),
+        Ok(Err(e)) => return Err(SendError::hyper(&e)),
+        Err(ended) => return Err(SendError::ended(ended)),
     }
     let sending = conn.sender.send_request(request);
     match conn.driver.drive(sending).await {
         Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(crate::transport::describe(&e)),
-        Err(ended) => Err(ended.0),
+        Ok(Err(e)) => Err(SendError::hyper(&e)),
+        Err(ended) => Err(SendError::ended(ended)),
     }
 }

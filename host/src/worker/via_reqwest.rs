@@ -37,15 +37,41 @@ fn describe(e: &reqwest::Error) -> String {
     text
 }
 
+/// The connection closed before any byte of a response arrived (hyper's "connection closed
+/// before message completed", or the request was never written).
+fn closed_unanswered(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message() || h.is_canceled();
+        }
+        source = s.source();
+    }
+    false
+}
+
 pub(super) async fn exchange_reqwest(ex: &Exchange, p: Prepared, record: &mut RawRecord) {
-    let builder = ex
-        .client
-        .request(p.method, p.url)
-        .headers(p.headers)
-        .timeout(ex.total_timeout)
-        .body(record.request_body.clone());
-    let mut response = match builder.send().await {
+    let send = |client: &reqwest::Client| {
+        client
+            .request(p.method.clone(), p.url.clone())
+            .headers(p.headers.clone())
+            .timeout(ex.total_timeout)
+            .body(record.request_body.clone())
+            .send()
+    };
+    // As on the timed transport (see `timed.rs`): a connection closed without any answer is
+    // sent once more, on a fresh connection (a client without a pool), and counted. reqwest
+    // does not say whether the connection was reused.
+    let mut response = match send(&ex.client).await {
         Ok(r) => r,
+        Err(e) if closed_unanswered(&e) => {
+            record.retries += 1;
+            record.sent = Instant::now();
+            match send(&ex.fresh_client).await {
+                Ok(r) => r,
+                Err(e) => return record.fail(classify(&e), describe(&e)),
+            }
+        }
         Err(e) => return record.fail(classify(&e), describe(&e)),
     };
     record.first_byte = Some(Instant::now());
