@@ -285,6 +285,13 @@ fn tokenizer_and_random_mistakes_exit_2_with_what_to_do() {
         "{err}"
     );
 
+    let (code, err) = run(&["--dataset", "custom"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("write a DatasetSource plugin (sdk-examples/csv-dataset"),
+        "{err}"
+    );
+
     let (code, err) = run(&["--tokenizer-path", "/nonexistent/tok"]);
     assert_eq!(code, Some(2));
     assert!(
