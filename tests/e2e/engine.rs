@@ -887,3 +887,78 @@ fn an_evalscope_command_line_runs_unchanged_against_a_separate_server() {
         .expect("count");
     assert_eq!(total, 4);
 }
+
+/// Runs perf confined to one core (as a starved client is), in a fresh directory.
+fn perf_on_one_core(args: &[&str]) -> Run {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut full: Vec<&str> = FAST.to_vec();
+    full.extend_from_slice(&["--outputs-dir", "outputs", "--no-timestamp", "--name", "t"]);
+    full.extend_from_slice(args);
+    let mut cmd = Command::new(perf_bin());
+    cmd.args(&full).current_dir(dir.path());
+    // SAFETY: sched_setaffinity on the child between fork and exec touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("perf runs");
+    let (stdout, stderr) = text(&out);
+    Run {
+        dir,
+        code: out.status.code(),
+        stdout,
+        stderr,
+    }
+}
+
+#[test]
+fn a_starved_client_says_it_was_saturated_and_a_light_run_does_not() {
+    // One core for the client and its in-process simulator, zero delays, 100 streams: perf can
+    // only be the bottleneck.
+    let heavy = perf_on_one_core(&[
+        "-n",
+        "3000",
+        "--parallel",
+        "100",
+        "--mock-ttft-ms",
+        "0",
+        "--mock-tpot-ms",
+        "0",
+    ]);
+    assert_eq!(heavy.code, Some(0), "{}", heavy.stderr);
+    let s = heavy.json("parallel_100_number_3000", "benchmark_summary.json");
+    assert_eq!(s["Client Saturated"], true, "{s}");
+    assert!(f(&s, "Event Loop Delay P99 (ms)") >= 0.0);
+    assert!(
+        heavy.stdout.contains("CLIENT SATURATED") || heavy.stderr.contains("CLIENT SATURATED"),
+        "a loud warning: {}",
+        heavy.stderr
+    );
+
+    let light = perf_run(&[
+        "-n",
+        "30",
+        "--parallel",
+        "3",
+        "--mock-ttft-ms",
+        "20",
+        "--mock-tpot-ms",
+        "5",
+    ]);
+    assert_eq!(light.code, Some(0), "{}", light.stderr);
+    let s = light.json("parallel_3_number_30", "benchmark_summary.json");
+    assert_eq!(s["Client Saturated"], false, "{s}");
+    assert!(f(&s, "Event Loop Delay P99 (ms)") < 5.0, "{s}");
+    assert!(
+        !light.stderr.contains("CLIENT SATURATED"),
+        "{}",
+        light.stderr
+    );
+}

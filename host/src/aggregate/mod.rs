@@ -9,6 +9,9 @@
 //! the dispatch lag behind "P99 Dispatch Lag (ms)"; their averages are exact running sums.
 
 pub mod derive;
+pub mod load;
+
+pub use load::{ClientLoad, LoopDelay};
 
 use std::collections::BTreeMap;
 
@@ -89,15 +92,6 @@ pub struct RunStats {
     cancelled: u64,
     estimated: u64,
     retried: u64,
-}
-
-/// The client's own CPU use during a run.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientCpu {
-    /// User + system CPU seconds of the perf process.
-    pub seconds: f64,
-    /// Wall seconds they were measured over.
-    pub wall_s: f64,
 }
 
 impl RunStats {
@@ -225,7 +219,7 @@ impl RunStats {
     }
 
     /// `benchmark_summary.json`: evalscope's keys in evalscope's order, then perf's extras.
-    pub fn summary(&self, cpu: Option<ClientCpu>) -> Vec<(String, Value)> {
+    pub fn summary(&self, load: Option<ClientLoad>) -> Vec<(String, Value)> {
         let w = self.wall_s();
         let per_s = |x: f64| if w > 0.0 { x / w } else { 0.0 };
         let sum_prompt = self.prompt.sum;
@@ -283,11 +277,23 @@ impl RunStats {
             let rate = 100.0 * self.cached_tokens as f64 / self.cached_prompt_tokens as f64;
             s.push(("KV Cache Hit Rate (%)".into(), json!(round(rate, 4))));
         }
-        self.extras(&mut s, cpu);
+        self.extras(&mut s, load);
         s
     }
 
-    fn extras(&self, s: &mut Vec<(String, Value)>, cpu: Option<ClientCpu>) {
+    /// The p99 dispatch lag in milliseconds, when the run was paced by `--rate` without a
+    /// concurrency cap (the runs where the lag means a missed schedule).
+    fn paced_lag_p99_ms(&self) -> Option<f64> {
+        (self.rate > 0.0 && self.parallel < 0 && self.dispatch_lag.n > 0)
+            .then(|| self.dispatch_lag_us.value_at_quantile(0.99) as f64 / 1000.0)
+    }
+
+    /// Why the client may have distorted this run (empty when it did not).
+    pub fn saturation(&self, load: &ClientLoad) -> Vec<String> {
+        load.saturation(self.paced_lag_p99_ms())
+    }
+
+    fn extras(&self, s: &mut Vec<(String, Value)>, load: Option<ClientLoad>) {
         let lag = &self.dispatch_lag;
         let ms = |v: Option<f64>| v.map_or(-1.0, |x| round(x * 1000.0, 2));
         let some_lag = |v: f64| (lag.n > 0).then_some(v);
@@ -311,14 +317,10 @@ impl RunStats {
             "Max Dispatch Lag (ms)".into(),
             json!(ms(some_lag(self.dispatch_lag_max_s))),
         ));
-        if let Some(c) = cpu {
-            s.push(("Client CPU (s)".into(), json!(round(c.seconds, 4))));
-            let util = if c.wall_s > 0.0 {
-                100.0 * c.seconds / c.wall_s
-            } else {
-                0.0
-            };
-            s.push(("Client CPU Util (%)".into(), json!(round(util, 2))));
+        if let Some(load) = load {
+            load.push_keys(s);
+            let saturated = !self.saturation(&load).is_empty();
+            s.push(("Client Saturated".into(), json!(saturated)));
         }
         s.push(("Malformed Chunks".into(), json!(self.malformed)));
         s.push(("Interrupted Requests".into(), json!(self.cancelled)));

@@ -6,6 +6,7 @@ mod collect;
 mod dispatch;
 mod http;
 mod one;
+mod probe;
 mod sinks;
 
 use std::sync::Arc;

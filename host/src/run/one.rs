@@ -13,8 +13,8 @@ use serde_json::Value;
 use super::collect::{named, Collected, Collector};
 use super::dispatch::{self, Dispatch, PromptFeed};
 use super::sinks::SinkEvent;
-use super::{dataset_config, summary_f64, Session};
-use crate::aggregate::{ClientCpu, RunStats};
+use super::{dataset_config, Session};
+use crate::aggregate::{ClientLoad, RunStats};
 use crate::error::usage;
 use crate::output::console::{self, RunOutcome};
 use crate::output::{db::ResultDb, log, object, write_json};
@@ -140,16 +140,20 @@ impl Session<'_> {
             log_every: plan.log_every_n,
             tokenizer: self.tokenizer.clone(),
         };
+        let probe = super::probe::LoopProbe::start(self.rt.handle().clone());
         let (collected, dataset_error) = self.dispatch(spec, index, offset, collector)?;
+        let loop_delay = probe.finish();
         log::set_bar(None);
-        let cpu = match (cpu_start, crate::cpu::process_cpu_seconds()) {
-            (Some(a), Some(b)) => Some(ClientCpu {
-                seconds: b - a,
-                wall_s: started.elapsed().as_secs_f64(),
-            }),
-            _ => None,
+        let load = ClientLoad {
+            cpu_seconds: cpu_start
+                .zip(crate::cpu::process_cpu_seconds())
+                .map(|(a, b)| b - a),
+            wall_s: started.elapsed().as_secs_f64(),
+            cores: crate::cpu::cores(),
+            simulator_in_process: plan.mock.is_some(),
+            loop_delay,
         };
-        let outcome = self.finish(spec, index, &dir, collected, cpu)?;
+        let outcome = self.finish(spec, index, &dir, collected, load)?;
         if let Some(e) = dataset_error {
             log::warn(format!("this run ended early because {e}"));
         }
@@ -223,9 +227,9 @@ impl Session<'_> {
         index: usize,
         dir: &Path,
         collected: Collected,
-        cpu: Option<ClientCpu>,
+        load: ClientLoad,
     ) -> anyhow::Result<RunOutcome> {
-        let summary = collected.stats.summary(cpu);
+        let summary = collected.stats.summary(Some(load));
         let percentiles = match collected.stats.percentiles(&collected.db) {
             Ok(rows) => rows,
             Err(e) => {
@@ -248,8 +252,8 @@ impl Session<'_> {
         );
         println!("{text}");
         log::file_only(&text);
-        for warning in trust_warnings(self.plan, spec, &summary) {
-            log::warn(warning);
+        for reason in collected.stats.saturation(&load) {
+            log::warn(format!("CLIENT SATURATED: {reason}"));
         }
         let measured = collected.stats.total();
         if measured < spec.number {
@@ -275,28 +279,4 @@ impl Session<'_> {
             percentiles,
         })
     }
-}
-
-/// When the client itself may have distorted the numbers, say so.
-fn trust_warnings(plan: &RunPlan, spec: &RunSpec, summary: &[(String, Value)]) -> Vec<String> {
-    let mut out = Vec::new();
-    let util = summary_f64(summary, "Client CPU Util (%)");
-    let cores = crate::cpu::cores() as f64;
-    if util > 85.0 * cores {
-        let note = if plan.mock.is_some() {
-            " (this includes the in-process simulator)"
-        } else {
-            ""
-        };
-        out.push(format!(
-            "perf used {util:.0}% CPU on {cores} core(s){note}: the client may be the bottleneck, and its latencies may include its own queueing; lower --parallel/--rate or run the client on its own cores"
-        ));
-    }
-    let lag = summary_f64(summary, "P99 Dispatch Lag (ms)");
-    if spec.rate.is_some() && spec.parallel.is_none() && lag > 10.0 {
-        out.push(format!(
-            "p99 dispatch lag is {lag:.1} ms: requests left later than the --rate schedule wanted, so the realised load is below the requested one"
-        ));
-    }
-    out
 }
