@@ -60,7 +60,7 @@ impl LoopProbe {
     pub fn finish(mut self) -> Option<LoopDelay> {
         self.stop.store(true, Ordering::Relaxed);
         let delays = self.thread.take()?.join().ok()?;
-        (delays.len() > 0).then(|| LoopDelay {
+        (!delays.is_empty()).then(|| LoopDelay {
             p99_ms: delays.value_at_quantile(0.99) as f64 / 1000.0,
             max_ms: delays.max() as f64 / 1000.0,
             samples: delays.len(),
