@@ -36,6 +36,18 @@ pub enum Command {
     /// Serve the built-in OpenAI-compatible simulator until interrupted (for benchmarks of
     /// perf itself and of other clients).
     ServeMock(ServeMockArgs),
+    /// Measure this machine's client ceiling against the simulator: requests/s, chunks/s, CPU
+    /// per request, and the concurrency up to which reported TTFT stays within 1 ms of the
+    /// server's own.
+    Calibrate(CalibrateArgs),
+}
+
+/// Flags of `perf calibrate`.
+#[derive(Debug, Clone, Args)]
+pub struct CalibrateArgs {
+    /// Smaller runs (seconds, not minutes): a smoke test.
+    #[arg(long)]
+    pub quick: bool,
 }
 
 /// Flags of `perf serve-mock`.

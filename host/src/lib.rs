@@ -59,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Some(Command::ServeMock(args)) => commands::serve_mock::run(&args),
+        Some(Command::Calibrate(args)) => commands::calibrate::run(&args),
         None => {
             let plan = plan::plan(&cli.run)?;
             run::run(plan, std::sync::Arc::new(registry))

@@ -962,3 +962,34 @@ fn a_starved_client_says_it_was_saturated_and_a_light_run_does_not() {
         light.stderr
     );
 }
+
+/// The calibration's smoke run: a separate simulator process, a throughput line and a
+/// fidelity table against the server's own timestamps.
+#[test]
+fn calibrate_quick_prints_the_clients_ceiling() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = perf_in(dir.path(), &["calibrate", "--quick"]);
+    let (stdout, stderr) = text(&out);
+    assert!(
+        stdout.contains("requests/s") && stdout.contains("us of client CPU per request"),
+        "{stdout}\n{stderr}"
+    );
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("100 ") || l.trim_start().starts_with("300 "))
+        .collect();
+    assert!(!rows.is_empty(), "a fidelity row: {stdout}");
+    // On a machine too loaded to keep TTFT within 1 ms even at 100 streams, calibrate says so
+    // and exits 1; otherwise it names the ceiling.
+    match out.status.code() {
+        Some(0) => assert!(
+            stdout.contains("client ceiling on this machine"),
+            "{stdout}"
+        ),
+        Some(1) => assert!(
+            stderr.contains("do not trust TTFT from this machine"),
+            "{stderr}"
+        ),
+        other => panic!("exit {other:?}: {stderr}"),
+    }
+}
