@@ -249,6 +249,7 @@ fn file_limit() -> u64 {
         };
         // SAFETY: getrlimit writes into the struct we own.
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } == 0 {
+            #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every unix
             return l.rlim_cur as u64;
         }
     }
