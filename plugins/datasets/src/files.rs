@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Lines};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use perf_plugin_api::sdk::DatasetConfig;
 use perf_plugin_api::{
@@ -178,7 +179,49 @@ pub struct FieldLines {
 
 enum Records {
     Lines(Lines<BufReader<File>>, u64),
-    List(std::vec::IntoIter<Value>),
+    /// The elements of a JSON list, parsed one at a time by a reader thread.
+    List(Receiver<Result<Value, PluginError>>),
+}
+
+/// A JSON list `[record, ...]`, streamed: the reader thread parses one element at a time and
+/// hands it over a small bounded queue, so a list of any size costs a few records of memory.
+fn stream_list(path: &str) -> Result<Receiver<Result<Value, PluginError>>, PluginError> {
+    struct Elements<'a>(&'a SyncSender<Result<Value, PluginError>>);
+
+    impl<'de> serde::de::Visitor<'de> for Elements<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON list of records")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(record) = seq.next_element::<Value>()? {
+                if self.0.send(Ok(record)).is_err() {
+                    return Ok(()); // the source was dropped
+                }
+            }
+            Ok(())
+        }
+    }
+
+    let file = File::open(path)
+        .map_err(|e| PluginError::config(format!("cannot open --dataset-path {path}: {e}")))?;
+    let (tx, rx) = sync_channel(64);
+    let name = path.to_string();
+    std::thread::Builder::new()
+        .name("perf-json-list".into())
+        .spawn(move || {
+            let mut de = serde_json::Deserializer::from_reader(BufReader::new(file));
+            let parsed = serde::Deserializer::deserialize_seq(&mut de, Elements(&tx));
+            if let Err(e) = parsed {
+                let _ = tx.send(Err(PluginError::invalid(format!(
+                    "{name} is not a JSON list of records: {e}"
+                ))));
+            }
+        })
+        .map_err(|e| PluginError::other(format!("cannot start the JSON reader: {e}")))?;
+    Ok(rx)
 }
 
 impl FieldLines {
@@ -189,7 +232,7 @@ impl FieldLines {
         filter: LengthFilter,
     ) -> Result<Self, PluginError> {
         let mut lines = open(path)?;
-        // A JSON list is read whole (it cannot be streamed line by line); JSON lines stream.
+        // A JSON list is streamed element by element by a reader thread; JSON lines line by line.
         let first = loop {
             match lines.next() {
                 Some(Ok(l)) if l.trim().is_empty() => continue,
@@ -201,14 +244,7 @@ impl FieldLines {
             }
         };
         let records = match first {
-            Some(l) if l.trim_start().starts_with('[') => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| PluginError::config(format!("cannot read {path}: {e}")))?;
-                let list: Vec<Value> = serde_json::from_str(&text).map_err(|e| {
-                    PluginError::config(format!("{path} is not a JSON list of records: {e}"))
-                })?;
-                Records::List(list.into_iter())
-            }
+            Some(l) if l.trim_start().starts_with('[') => Records::List(stream_list(path)?),
             _ => Records::Lines(open(path)?, 0),
         };
         Ok(FieldLines {
@@ -222,9 +258,10 @@ impl FieldLines {
 
     fn next_record(&mut self) -> Result<Option<Value>, PluginError> {
         match &mut self.records {
-            Records::List(it) => {
+            Records::List(rx) => {
                 self.record_no += 1;
-                Ok(it.next())
+                // A closed queue: the reader reached the end of the list.
+                rx.recv().map_or(Ok(None), |r| r.map(Some))
             }
             Records::Lines(lines, no) => loop {
                 let Some(line) = lines.next() else {
@@ -343,6 +380,37 @@ mod tests {
         let mut src = FieldLines::open(list.to_str().expect("utf-8"), "instruction", no_filter())
             .expect("open");
         assert_eq!(drain(|| src.next_item()).len(), 2);
+    }
+
+    #[test]
+    fn a_json_list_streams_its_records_and_reports_where_it_breaks() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("big.json");
+        let records: Vec<String> = (0..5000)
+            .map(|i| {
+                serde_json::json!({ "instruction": format!("task {i}"), "output": "x" }).to_string()
+            })
+            .collect();
+        std::fs::write(&path, format!("[\n{}\n]", records.join(",\n"))).expect("write");
+        let mut src = FieldLines::open(path.to_str().expect("utf-8"), "instruction", no_filter())
+            .expect("open");
+        let items = drain(|| src.next_item());
+        assert_eq!(items.len(), 5000);
+        assert_eq!(items[4999], PromptItem::Text("task 4999".into()));
+
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, "[{\"instruction\": \"a\"},\n{\"instruction\": }]").expect("write");
+        let mut src = FieldLines::open(bad.to_str().expect("utf-8"), "instruction", no_filter())
+            .expect("open");
+        assert!(src.next_item().expect("first").is_some());
+        let err = src.next_item().expect_err("broken second record");
+        assert!(
+            err.message
+                .contains("bad.json is not a JSON list of records"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("line 2"), "{}", err.message);
     }
 
     fn no_filter() -> LengthFilter {
