@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark of perf against evalscope perf, in one sitting.
+"""Side-by-side benchmark of perf against evalscope perf and GuideLLM, in one sitting.
 
 The server is `perf serve-mock`, a separate process pinned to core 0; each client runs pinned
 to core 1, so the server's cost is the same for every client and known. The truth about time
@@ -13,10 +13,13 @@ Scenarios:
               warmed first: reported p50/p99 TTFT against the server's own.
   memory      perf's peak RSS for 1,000, 100,000 and 400,000 requests (zero delay, concurrency 64).
 
-Usage: python3 bench/compare.py [--evalscope PATH/TO/evalscope] [--quick]
+Usage: python3 bench/compare.py [--install-peers DIR] [--evalscope PATH] [--guidellm PATH] [--quick]
 Writes bench/results/latest.json and bench/results/latest.md. Needs target/release/perf
-(cargo build --release -p perf-host) and taskset; evalscope is optional (pip install
-'evalscope[perf]==1.14.1' in a virtualenv; the scenario is skipped with a message without it).
+(cargo build --release -p perf-host) and taskset. Peers are optional: --install-peers DIR
+creates throwaway virtualenvs under DIR with evalscope[perf]==1.14.1 and guidellm==0.8.1 from
+PyPI (a peer whose install fails is skipped with a message), or point at installed ones.
+GuideLLM needs a tokenizer for its synthetic prompts: the Qwen3 one scripts/fetch-test-assets
+fetches. GuideLLM has no warmup, so its TTFT is compared with the server's over every request.
 """
 
 import argparse
@@ -119,16 +122,44 @@ def summary_of(outputs):
     return s, p
 
 
-def client_cmd(tool, evalscope, url, n, parallel, warmup, max_tokens, outputs):
+TOKENIZER = os.path.join(ROOT, "target", "test-assets", "tokenizers", "qwen3")
+
+
+def client_cmd(tool, peers, url, n, parallel, warmup, max_tokens, outputs):
+    if tool == "guidellm":
+        base = url.rsplit("/v1/", 1)[0]
+        return [peers["guidellm"], "run", "--backend", f"kind=openai_http,target={base},model=mock",
+                "--profile", f"kind=concurrent,streams={parallel}", "--constraint", f"kind=max_requests,count={n}",
+                "--tokenizer", f"kind=huggingface_auto,model={TOKENIZER}",
+                "--data", f"kind=synthetic_text,prompt_tokens=16,output_tokens={max_tokens}",
+                "--output", f"kind=json,path={os.path.join(outputs, 'guidellm.json')}", "--disable-console-interactive"]
     common = ["--url", url, "--model", "mock", "--prompt", "hello", "-n", str(n), "--parallel", str(parallel),
               "--max-tokens", str(max_tokens), "--warmup-num", str(warmup), "--outputs-dir", outputs,
               "--sleep-interval", "0", "--log-every-n-query", "1000000"]
     if tool == "perf":
         return [PERF, "--api", "openai"] + common
-    return [evalscope, "perf", "--api", "openai"] + common
+    return [peers["evalscope"], "perf", "--api", "openai"] + common
 
 
-def throughput(tools, evalscope, quick, repeat):
+def guidellm_result(outputs):
+    """(requests/s, output tokens/s, TTFT percentiles in ms) from GuideLLM's JSON report."""
+    path = os.path.join(outputs, "guidellm.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        b = json.load(f)["benchmarks"][0]
+    m = b["metrics"]
+    ok = m["request_totals"]["successful"]
+    duration = b["duration"]
+    out_tokens = m["output_token_count"]["successful"]["total_sum"]
+    ttft = m["time_to_first_token_ms"]["successful"]["percentiles"]
+    # GuideLLM's TPOT includes the time to first token (see the peer notes in the README).
+    tpot = m["time_per_output_token_ms"]["successful"]["percentiles"]["p50"]
+    return {"req_per_s": ok / duration, "chunks_per_s": out_tokens / duration, "p50": ttft["p50"], "p99": ttft["p99"],
+            "ok": ok, "tpot_p50": tpot}
+
+
+def throughput(tools, peers, quick, repeat):
     """Each tool `repeat` times, interleaved (perf, evalscope, perf, ...), against one server;
     the row of each tool is its median run by requests/s, with every run's rate listed."""
     runs = {tool: [] for tool in tools}
@@ -137,10 +168,23 @@ def throughput(tools, evalscope, quick, repeat):
     try:
         for _ in range(repeat):
             for tool in tools:
-                n = {"perf": 20000 if not quick else 4000, "evalscope": 3000 if not quick else 1000}[tool]
+                n = {"perf": 20000 if not quick else 4000, "evalscope": 3000 if not quick else 1000,
+                     "guidellm": 3000 if not quick else 1000}[tool]
                 with tempfile.TemporaryDirectory() as d:
                     out = os.path.join(d, "out")
-                    m = measured(client_cmd(tool, evalscope, server.url, n, 64, 64, 32, out), d)
+                    os.makedirs(out)
+                    m = measured(client_cmd(tool, peers, server.url, n, 64, 64, 32, out), d)
+                    if tool == "guidellm":
+                        g = guidellm_result(out)
+                        if not g:
+                            errors[tool] = m["stderr_tail"]
+                            continue
+                        runs[tool].append({
+                            "tool": tool, "requests": n, "req_per_s": g["req_per_s"], "chunks_per_s": g["chunks_per_s"],
+                            "cpu_s_per_1000_req": 1000 * m["cpu_s"] / n, "peak_rss_mb": m["maxrss_kb"] / 1024,
+                            "failed": n - g["ok"],
+                        })
+                        continue
                     s, _ = summary_of(out)
                     if not s:
                         errors[tool] = m["stderr_tail"]
@@ -165,7 +209,7 @@ def throughput(tools, evalscope, quick, repeat):
     return rows
 
 
-def fidelity(tools, evalscope, quick):
+def fidelity(tools, peers, quick):
     rows = []
     streams = 1000 if not quick else 300
     for tool in tools:
@@ -174,9 +218,22 @@ def fidelity(tools, evalscope, quick):
             server = Server(100, 20, 16, log)
             try:
                 out = os.path.join(d, "out")
-                m = measured(client_cmd(tool, evalscope, server.url, streams * 2, streams, streams, 16, out), d)
+                os.makedirs(out)
+                m = measured(client_cmd(tool, peers, server.url, streams * 2, streams, streams, 16, out), d)
             finally:
                 server.stop()
+            if tool == "guidellm":
+                g = guidellm_result(out)
+                if not g:
+                    rows.append({"tool": tool, "error": m["stderr_tail"]})
+                    continue
+                truth = server_ttft_ms(log, 0)
+                rows.append({
+                    "tool": tool, "streams": streams, "reported_p50_ttft_ms": g["p50"], "reported_p99_ttft_ms": g["p99"],
+                    "server_p50_ttft_ms": round(nearest_rank(truth, 50), 2),
+                    "server_p99_ttft_ms": round(nearest_rank(truth, 99), 2), "reported_p50_tpot_ms": g["tpot_p50"],
+                })
+                continue
             s, p = summary_of(out)
             if not s:
                 rows.append({"tool": tool, "error": m["stderr_tail"]})
@@ -218,10 +275,11 @@ def markdown(results):
         else:
             every = ", ".join(str(x) for x in r["all_req_per_s"])
             lines.append(f"| {r['tool']} | {r['req_per_s']:.0f} ({every}) | {r['chunks_per_s']:.0f} | {r['cpu_s_per_1000_req']:.3f} | {r['peak_rss_mb']:.0f} |")
-    if "perf" in by_tool and "evalscope" in by_tool:
-        ratio = by_tool["perf"]["req_per_s"] / by_tool["evalscope"]["req_per_s"]
-        cpu = by_tool["evalscope"]["cpu_s_per_1000_req"] / by_tool["perf"]["cpu_s_per_1000_req"]
-        lines += ["", f"perf / evalscope: **{ratio:.1f}x** the request rate, **{cpu:.1f}x** less client CPU per request."]
+    for peer in ["evalscope", "guidellm"]:
+        if "perf" in by_tool and peer in by_tool:
+            ratio = by_tool["perf"]["req_per_s"] / by_tool[peer]["req_per_s"]
+            cpu = by_tool[peer]["cpu_s_per_1000_req"] / by_tool["perf"]["cpu_s_per_1000_req"]
+            lines += ["", f"perf / {peer}: **{ratio:.1f}x** the request rate, **{cpu:.1f}x** less client CPU per request."]
     lines += ["", "TTFT fidelity (server TTFT 100 ms, 20 ms/token, 16 tokens; truth from the server's own timestamps):", "",
               "| client | streams | reported p50 / p99 TTFT (ms) | server's p50 / p99 TTFT (ms) | p99 error (ms) | reported p50 TPOT (ms) |",
               "|---|---|---|---|---|---|"]
@@ -238,34 +296,68 @@ def markdown(results):
     return "\n".join(lines) + "\n"
 
 
+def install_peer(root, name, requirement):
+    """The executable of `requirement` in a virtualenv under `root`, installed if missing; None
+    (with a message) when the install fails."""
+    venv = os.path.join(root, name)
+    exe = os.path.join(venv, "bin", name)
+    if os.path.exists(exe):
+        return exe
+    print(f"installing {requirement} into {venv}", file=sys.stderr)
+    ok = subprocess.run([sys.executable, "-m", "venv", venv]).returncode == 0 and subprocess.run(
+        [os.path.join(venv, "bin", "pip"), "install", "-q", requirement]).returncode == 0
+    if not ok or not os.path.exists(exe):
+        print(f"installing {requirement} failed: skipping {name}", file=sys.stderr)
+        return None
+    return exe
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--evalscope", default=shutil.which("evalscope"), help="path to the evalscope executable")
+    ap.add_argument("--guidellm", default=shutil.which("guidellm"), help="path to the guidellm executable")
+    ap.add_argument("--install-peers", metavar="DIR", help="create virtualenvs with the peers under DIR (reused if present)")
+    ap.add_argument("--binary", metavar="PATH", help="the perf binary (default target/release/perf)")
+    ap.add_argument("--results", metavar="DIR", default=os.path.join(ROOT, "bench", "results"),
+                    help="where latest.json and latest.md go (default bench/results)")
     ap.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
     ap.add_argument("--repeat", type=int, default=3, help="throughput runs per tool (the median is reported)")
     args = ap.parse_args()
+    global PERF
+    if args.binary:
+        PERF = os.path.abspath(args.binary)
     if not os.path.exists(PERF):
         sys.exit(f"{PERF} is missing: cargo build --release -p perf-host")
+    if args.install_peers:
+        args.evalscope = install_peer(args.install_peers, "evalscope", "evalscope[perf]==1.14.1") or args.evalscope
+        args.guidellm = install_peer(args.install_peers, "guidellm", "guidellm==0.8.1") or args.guidellm
     tools = ["perf"]
-    if args.evalscope and os.path.exists(args.evalscope):
-        tools.append("evalscope")
-    else:
-        print("evalscope not found (pass --evalscope PATH): measuring perf alone", file=sys.stderr)
+    peers = {}
+    for name, path in [("evalscope", args.evalscope), ("guidellm", args.guidellm)]:
+        if path and os.path.exists(path):
+            tools.append(name)
+            peers[name] = path
+        else:
+            print(f"{name} not found (pass --{name} PATH or --install-peers DIR): skipping it", file=sys.stderr)
+    if "guidellm" in peers and not os.path.exists(os.path.join(TOKENIZER, "tokenizer.json")):
+        print("GuideLLM needs the tokenizer scripts/fetch-test-assets fetches: skipping it", file=sys.stderr)
+        tools.remove("guidellm")
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     results = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {mem_gib:.0f} GiB, {platform.system()}",
         "command": "python3 bench/compare.py" + (" --evalscope " + args.evalscope if "evalscope" in tools else "")
+        + (" --guidellm " + args.guidellm if "guidellm" in tools else "")
         + (" --quick" if args.quick else "") + (f" --repeat {args.repeat}" if args.repeat != 3 else ""),
-        "throughput": throughput(tools, args.evalscope, args.quick, args.repeat),
-        "fidelity": fidelity(tools, args.evalscope, args.quick),
+        "throughput": throughput(tools, peers, args.quick, args.repeat),
+        "fidelity": fidelity(tools, peers, args.quick),
         "memory": memory(args.quick),
     }
-    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "results", "latest.json"), "w") as f:
+    os.makedirs(args.results, exist_ok=True)
+    with open(os.path.join(args.results, "latest.json"), "w") as f:
         json.dump(results, f, indent=2)
     md = markdown(results)
-    with open(os.path.join(ROOT, "bench", "results", "latest.md"), "w") as f:
+    with open(os.path.join(args.results, "latest.md"), "w") as f:
         f.write(md)
     print(md)
 
