@@ -263,6 +263,27 @@ def memory(quick):
     return rows
 
 
+def stream_memory(quick):
+    """perf's peak RSS with S streams in flight at once (the server holds each response for 2 s
+    before its first token), for two S: the difference per extra stream is the memory one
+    in-flight stream costs."""
+    small, large = (100, 1000) if quick else (1000, 10000)
+    rows = []
+    for streams in (small, large):
+        server = Server(2000, 0, 4)
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                out = os.path.join(d, "out")
+                m = measured(client_cmd("perf", None, server.url, streams, streams, 0, 4, out), d)
+                s, _ = summary_of(out)
+                rows.append({"streams": streams, "peak_rss_mb": round(m["maxrss_kb"] / 1024, 1),
+                             "ok": s["Success Requests"] if s else 0})
+        finally:
+            server.stop()
+    per_stream_kib = (rows[1]["peak_rss_mb"] - rows[0]["peak_rss_mb"]) * 1024 / (large - small)
+    return {"rows": rows, "per_stream_kib": round(per_stream_kib, 1)}
+
+
 def markdown(results):
     lines = [f"Measured {results['date']} on {results['machine']}; command: `{results['command']}`.", ""]
     lines += ["Throughput (zero-delay simulator, 32-token streams, concurrency 64, client and server on separate cores; "
@@ -293,6 +314,13 @@ def markdown(results):
     lines += ["", "Memory (perf, zero-delay simulator, concurrency 64):", "", "| requests | peak RSS (MB) |", "|---|---|"]
     for r in results["memory"]:
         lines.append(f"| {r['requests']:,} | {r['peak_rss_mb']} |")
+    sm = results.get("stream_memory")
+    if sm:
+        lines += ["", "Memory per in-flight stream (perf; every stream held open 2 s before its first token):", "",
+                  "| streams in flight | succeeded | peak RSS (MB) |", "|---|---|---|"]
+        for r in sm["rows"]:
+            lines.append(f"| {r['streams']:,} | {r['ok']:,} | {r['peak_rss_mb']} |")
+        lines += ["", f"Each extra in-flight stream: **{sm['per_stream_kib']} KiB**."]
     return "\n".join(lines) + "\n"
 
 
@@ -352,6 +380,7 @@ def main():
         "throughput": throughput(tools, peers, args.quick, args.repeat),
         "fidelity": fidelity(tools, peers, args.quick),
         "memory": memory(args.quick),
+        "stream_memory": stream_memory(args.quick),
     }
     os.makedirs(args.results, exist_ok=True)
     with open(os.path.join(args.results, "latest.json"), "w") as f:
