@@ -11,7 +11,8 @@ Scenarios:
               CPU seconds per 1,000 requests.
   fidelity    TTFT 100 ms, 20 ms per token, 16 tokens, 1,000 concurrent streams, connections
               warmed first: reported p50/p99 TTFT against the server's own.
-  memory      perf's peak RSS for 1,000, 100,000 and 400,000 requests (zero delay, concurrency 64).
+  memory      perf's peak RSS for 1,000, 100,000 and 1,000,000 requests (zero delay, concurrency 64),
+              and per in-flight stream (1,000 and 10,000 streams held open).
 
 Usage: python3 bench/compare.py [--install-peers DIR] [--evalscope PATH] [--guidellm PATH] [--quick]
 Writes bench/results/latest.json and bench/results/latest.md. Needs target/release/perf
@@ -109,6 +110,19 @@ def server_ttft_ms(log, skip):
             if r["request"] > skip and r["chunks"]:
                 rows.append((r["chunks"][0] - r["received"]) * 1000)
     return rows
+
+
+def server_itl_ms(log, skip):
+    """The server's own inter-token gaps: between successive text chunks of each request (the
+    last stamp is the finishing chunk, usage and [DONE]), skipping the first `skip` requests."""
+    gaps = []
+    with open(log) as f:
+        for line in f:
+            r = json.loads(line)
+            text = r["chunks"][:-1]
+            if r["request"] > skip:
+                gaps += [(b - a) * 1000 for a, b in zip(text, text[1:])]
+    return gaps
 
 
 def summary_of(outputs):
@@ -239,12 +253,16 @@ def fidelity(tools, peers, quick):
                 rows.append({"tool": tool, "error": m["stderr_tail"]})
                 continue
             truth = server_ttft_ms(log, 1 + streams)
+            itl = server_itl_ms(log, 1 + streams)
             rows.append({
                 "tool": tool, "streams": streams,
                 "reported_p50_ttft_ms": p["50%"]["TTFT (ms)"], "reported_p99_ttft_ms": p["99%"]["TTFT (ms)"],
                 "server_p50_ttft_ms": round(nearest_rank(truth, 50), 2),
                 "server_p99_ttft_ms": round(nearest_rank(truth, 99), 2),
                 "reported_p50_tpot_ms": p["50%"]["TPOT (ms)"],
+                "reported_p50_itl_ms": p["50%"]["ITL (ms)"], "reported_p99_itl_ms": p["99%"]["ITL (ms)"],
+                "server_p50_itl_ms": round(nearest_rank(itl, 50), 2),
+                "server_p99_itl_ms": round(nearest_rank(itl, 99), 2),
             })
     return rows
 
@@ -253,7 +271,7 @@ def memory(quick):
     rows = []
     server = Server(0, 0, 8)
     try:
-        for n in ([1000, 100000, 400000] if not quick else [1000, 20000]):
+        for n in ([1000, 100000, 1000000] if not quick else [1000, 20000]):
             with tempfile.TemporaryDirectory() as d:
                 out = os.path.join(d, "out")
                 m = measured(client_cmd("perf", None, server.url, n, 64, 0, 8, out), d)
@@ -311,6 +329,14 @@ def markdown(results):
             err = r["reported_p99_ttft_ms"] - r["server_p99_ttft_ms"]
             lines.append(f"| {r['tool']} | {r['streams']} | {r['reported_p50_ttft_ms']:.1f} / {r['reported_p99_ttft_ms']:.1f} | "
                          f"{r['server_p50_ttft_ms']:.1f} / {r['server_p99_ttft_ms']:.1f} | {err:+.1f} | {r['reported_p50_tpot_ms']:.1f} |")
+    itl_rows = [r for r in results["fidelity"] if "reported_p99_itl_ms" in r]
+    if itl_rows:
+        lines += ["", "ITL fidelity in the same runs (server: gaps between its own chunk stamps; evalscope and perf pool every gap):", "",
+                  "| client | reported p50 / p99 ITL (ms) | server's p50 / p99 ITL (ms) | p99 error (ms) |", "|---|---|---|---|"]
+        for r in itl_rows:
+            err = r["reported_p99_itl_ms"] - r["server_p99_itl_ms"]
+            lines.append(f"| {r['tool']} | {r['reported_p50_itl_ms']:.1f} / {r['reported_p99_itl_ms']:.1f} | "
+                         f"{r['server_p50_itl_ms']:.1f} / {r['server_p99_itl_ms']:.1f} | {err:+.1f} |")
     lines += ["", "Memory (perf, zero-delay simulator, concurrency 64):", "", "| requests | peak RSS (MB) |", "|---|---|"]
     for r in results["memory"]:
         lines.append(f"| {r['requests']:,} | {r['peak_rss_mb']} |")
