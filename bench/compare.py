@@ -15,8 +15,8 @@ Scenarios:
               and per in-flight stream (1,000 and 10,000 streams held open).
 
 Usage: python3 bench/compare.py [--install-peers DIR] [--evalscope PATH] [--guidellm PATH] [--quick]
-Writes bench/results/latest.json and bench/results/latest.md. Needs target/release/perf
-(cargo build --release -p perf-host) and taskset. Peers are optional: --install-peers DIR
+Writes bench/results/latest.json and bench/results/latest.md. Builds target/release/perf when it
+is missing; pins with taskset when there is one. Peers are optional: --install-peers DIR
 creates throwaway virtualenvs under DIR with evalscope[perf]==1.14.1 and guidellm==0.8.1 from
 PyPI (a peer whose install fails is skipped with a message), or point at installed ones.
 GuideLLM needs a tokenizer for its synthetic prompts: the Qwen3 one scripts/fetch-test-assets
@@ -173,9 +173,10 @@ def guidellm_result(outputs):
             "ok": ok, "tpot_p50": tpot}
 
 
-def throughput(tools, peers, quick, repeat):
-    """Each tool `repeat` times, interleaved (perf, evalscope, perf, ...), against one server;
-    the row of each tool is its median run by requests/s, with every run's rate listed."""
+def throughput(tools, peers, quick, repeat, concurrency=64):
+    """Each tool `repeat` times, interleaved (perf, evalscope, perf, ...), against one server at
+    `concurrency`; the row of each tool is its median run by requests/s, with every run's rate
+    listed."""
     runs = {tool: [] for tool in tools}
     errors = {}
     server = Server(0, 0, 32)
@@ -184,10 +185,11 @@ def throughput(tools, peers, quick, repeat):
             for tool in tools:
                 n = {"perf": 20000 if not quick else 4000, "evalscope": 3000 if not quick else 1000,
                      "guidellm": 3000 if not quick else 1000}[tool]
+                n = max(n, 3 * concurrency)
                 with tempfile.TemporaryDirectory() as d:
                     out = os.path.join(d, "out")
                     os.makedirs(out)
-                    m = measured(client_cmd(tool, peers, server.url, n, 64, 64, 32, out), d)
+                    m = measured(client_cmd(tool, peers, server.url, n, concurrency, 64, 32, out), d)
                     if tool == "guidellm":
                         g = guidellm_result(out)
                         if not g:
@@ -219,13 +221,14 @@ def throughput(tools, peers, quick, repeat):
         ordered = sorted(runs[tool], key=lambda r: r["req_per_s"])
         row = dict(ordered[len(ordered) // 2])
         row["all_req_per_s"] = [round(r["req_per_s"]) for r in runs[tool]]
+        row["concurrency"] = concurrency
         rows.append(row)
     return rows
 
 
-def fidelity(tools, peers, quick):
+def fidelity(tools, peers, quick, streams=None):
     rows = []
-    streams = 1000 if not quick else 300
+    streams = streams or (1000 if not quick else 300)
     for tool in tools:
         with tempfile.TemporaryDirectory() as d:
             log = os.path.join(d, "server.jsonl")
@@ -304,16 +307,16 @@ def stream_memory(quick):
 
 def markdown(results):
     lines = [f"Measured {results['date']} on {results['machine']}; command: `{results['command']}`.", ""]
-    lines += ["Throughput (zero-delay simulator, 32-token streams, concurrency 64, client and server on separate cores; "
-              "median of the interleaved runs, every run's rate in brackets):", "",
-              "| client | requests/s | chunks/s | client CPU s per 1,000 requests | peak RSS (MB) |", "|---|---|---|---|---|"]
-    by_tool = {r["tool"]: r for r in results["throughput"] if "error" not in r}
+    lines += ["Throughput (zero-delay simulator, 32-token streams, client and server on separate cores; at concurrency 64 "
+              "the median of the interleaved runs, every run's rate in brackets; one run at 1,000 and 10,000):", "",
+              "| client | concurrency | requests/s | chunks/s | client CPU s per 1,000 requests | peak RSS (MB) |", "|---|---|---|---|---|---|"]
+    by_tool = {r["tool"]: r for r in results["throughput"] if "error" not in r and r.get("concurrency", 64) == 64}
     for r in results["throughput"]:
         if "error" in r:
-            lines.append(f"| {r['tool']} | failed | | | |")
+            lines.append(f"| {r['tool']} | {r.get('concurrency', 64)} | failed | | | |")
         else:
             every = ", ".join(str(x) for x in r["all_req_per_s"])
-            lines.append(f"| {r['tool']} | {r['req_per_s']:.0f} ({every}) | {r['chunks_per_s']:.0f} | {r['cpu_s_per_1000_req']:.3f} | {r['peak_rss_mb']:.0f} |")
+            lines.append(f"| {r['tool']} | {r.get('concurrency', 64):,} | {r['req_per_s']:.0f} ({every}) | {r['chunks_per_s']:.0f} | {r['cpu_s_per_1000_req']:.3f} | {r['peak_rss_mb']:.0f} |")
     for peer in ["evalscope", "guidellm"]:
         if "perf" in by_tool and peer in by_tool:
             ratio = by_tool["perf"]["req_per_s"] / by_tool[peer]["req_per_s"]
@@ -350,6 +353,21 @@ def markdown(results):
     return "\n".join(lines) + "\n"
 
 
+def high_concurrency(scenario, tools, peers, quick, levels, **kw):
+    """`scenario` at each of `levels` (full runs only); the peers only up to 1,000 streams, where
+    they already fall far behind (at 10,000 they take minutes and run out of workers)."""
+    rows = []
+    for level in ([] if quick else levels):
+        chosen = [t for t in tools if t == "perf" or level <= 1000]
+        if len(chosen) < len(tools):
+            print(f"{scenario.__name__} at {level:,} streams: perf only", file=sys.stderr)
+        if scenario is throughput:
+            rows += throughput(chosen, peers, quick, kw.get("repeat", 1), concurrency=level)
+        else:
+            rows += fidelity(chosen, peers, quick, streams=level)
+    return rows
+
+
 def install_peer(root, name, requirement):
     """The executable of `requirement` in a virtualenv under `root`, installed if missing; None
     (with a message) when the install fails."""
@@ -380,6 +398,9 @@ def main():
     global PERF
     if args.binary:
         PERF = os.path.abspath(args.binary)
+    if not os.path.exists(PERF) and not args.binary:
+        print("building target/release/perf", file=sys.stderr)
+        subprocess.run(["cargo", "build", "--release", "-p", "perf-host"], cwd=ROOT, check=False)
     if not os.path.exists(PERF):
         sys.exit(f"{PERF} is missing: cargo build --release -p perf-host")
     if args.install_peers:
@@ -394,6 +415,8 @@ def main():
         else:
             print(f"{name} not found (pass --{name} PATH or --install-peers DIR): skipping it", file=sys.stderr)
     if "guidellm" in peers and not os.path.exists(os.path.join(TOKENIZER, "tokenizer.json")):
+        subprocess.run([os.path.join(ROOT, "scripts", "fetch-test-assets")], check=False)
+    if "guidellm" in peers and not os.path.exists(os.path.join(TOKENIZER, "tokenizer.json")):
         print("GuideLLM needs the tokenizer scripts/fetch-test-assets fetches: skipping it", file=sys.stderr)
         tools.remove("guidellm")
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -403,8 +426,10 @@ def main():
         "command": "python3 bench/compare.py" + (" --evalscope " + args.evalscope if "evalscope" in tools else "")
         + (" --guidellm " + args.guidellm if "guidellm" in tools else "")
         + (" --quick" if args.quick else "") + (f" --repeat {args.repeat}" if args.repeat != 3 else ""),
-        "throughput": throughput(tools, peers, args.quick, args.repeat),
-        "fidelity": fidelity(tools, peers, args.quick),
+        "throughput": throughput(tools, peers, args.quick, args.repeat)
+        + high_concurrency(throughput, tools, peers, args.quick, [1000, 10000], repeat=1),
+        "fidelity": fidelity(tools, peers, args.quick)
+        + high_concurrency(fidelity, tools, peers, args.quick, [10000]),
         "memory": memory(args.quick),
         "stream_memory": stream_memory(args.quick),
     }
