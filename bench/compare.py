@@ -125,6 +125,28 @@ def server_itl_ms(log, skip):
     return gaps
 
 
+def matched_ttft_ms(log, outputs):
+    """perf's TTFT and the server's for the same requests, matched by the x-request-id perf
+    sends (benchmark_data.db's request_id, the server log's id): two sorted lists and the
+    per-request differences (client - server), in ms."""
+    import sqlite3
+    server = {}
+    with open(log) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("id") and r["chunks"]:
+                server[r["id"]] = (r["chunks"][0] - r["received"]) * 1000
+    dbs = glob.glob(os.path.join(outputs, "**", "benchmark_data.db"), recursive=True)
+    if not dbs:
+        return None
+    rows = sqlite3.connect(dbs[0]).execute(
+        "SELECT request_id, first_chunk_latency FROM result WHERE success = 1 AND request_id IS NOT NULL").fetchall()
+    pairs = [(ttft * 1000, server[rid]) for rid, ttft in rows if rid in server and ttft is not None]
+    if not pairs:
+        return None
+    return (sorted(c for c, _ in pairs), sorted(s for _, s in pairs), sorted(c - s for c, s in pairs))
+
+
 def summary_of(outputs):
     files = glob.glob(os.path.join(outputs, "**", "benchmark_summary.json"), recursive=True)
     if not files:
@@ -257,6 +279,11 @@ def fidelity(tools, peers, quick, streams=None):
                 continue
             truth = server_ttft_ms(log, 1 + streams)
             itl = server_itl_ms(log, 1 + streams)
+            matched = matched_ttft_ms(log, out) if tool == "perf" else None
+            if matched:
+                # The same requests on both sides, not the server's requests after the warmup
+                # by arrival order (which differ from the client's at saturation).
+                truth = matched[1]
             rows.append({
                 "tool": tool, "streams": streams,
                 "reported_p50_ttft_ms": p["50%"]["TTFT (ms)"], "reported_p99_ttft_ms": p["99%"]["TTFT (ms)"],
@@ -266,6 +293,9 @@ def fidelity(tools, peers, quick, streams=None):
                 "reported_p50_itl_ms": p["50%"]["ITL (ms)"], "reported_p99_itl_ms": p["99%"]["ITL (ms)"],
                 "server_p50_itl_ms": round(nearest_rank(itl, 50), 2),
                 "server_p99_itl_ms": round(nearest_rank(itl, 99), 2),
+                "client_saturated": s.get("Client Saturated"),
+                "matched_by_id": len(matched[1]) if matched else 0,
+                "per_request_error_p99_ms": round(nearest_rank([abs(e) for e in matched[2]], 99), 3) if matched else None,
             })
     return rows
 
@@ -323,15 +353,22 @@ def markdown(results):
             cpu = by_tool[peer]["cpu_s_per_1000_req"] / by_tool["perf"]["cpu_s_per_1000_req"]
             lines += ["", f"perf / {peer}: **{ratio:.1f}x** the request rate, **{cpu:.1f}x** less client CPU per request."]
     lines += ["", "TTFT fidelity (server TTFT 100 ms, 20 ms/token, 16 tokens; truth from the server's own timestamps):", "",
-              "| client | streams | reported p50 / p99 TTFT (ms) | server's p50 / p99 TTFT (ms) | p99 error (ms) | reported p50 TPOT (ms) |",
-              "|---|---|---|---|---|---|"]
+              "| client | streams | reported p50 / p99 TTFT (ms) | server's p50 / p99 TTFT (ms) | p99 error (ms) | reported p50 TPOT (ms) | client says saturated |",
+              "|---|---|---|---|---|---|---|"]
     for r in results["fidelity"]:
         if "error" in r:
-            lines.append(f"| {r['tool']} | failed | | | | |")
+            lines.append(f"| {r['tool']} | failed | | | | | |")
         else:
             err = r["reported_p99_ttft_ms"] - r["server_p99_ttft_ms"]
             lines.append(f"| {r['tool']} | {r['streams']} | {r['reported_p50_ttft_ms']:.1f} / {r['reported_p99_ttft_ms']:.1f} | "
-                         f"{r['server_p50_ttft_ms']:.1f} / {r['server_p99_ttft_ms']:.1f} | {err:+.1f} | {r['reported_p50_tpot_ms']:.1f} |")
+                         f"{r['server_p50_ttft_ms']:.1f} / {r['server_p99_ttft_ms']:.1f} | {err:+.1f} | {r['reported_p50_tpot_ms']:.1f} | "
+                         f"{ {True: 'yes', False: 'no'}.get(r.get('client_saturated'), 'n/a')} |")
+    ids = [r for r in results["fidelity"] if r.get("matched_by_id")]
+    if ids:
+        lines += ["", "perf's rows compare the same requests on both sides, matched by the x-request-id perf sends; "
+                  "per-request |client - server| TTFT at p99: "
+                  + ", ".join(f"{r['per_request_error_p99_ms']} ms at {r['streams']:,} streams ({r['matched_by_id']:,} requests)" for r in ids)
+                  + ". The peers send no id, so their truth is the server's requests after the warmup, by arrival order."]
     itl_rows = [r for r in results["fidelity"] if "reported_p99_itl_ms" in r]
     if itl_rows:
         lines += ["", "ITL fidelity in the same runs (server: gaps between its own chunk stamps; evalscope and perf pool every gap):", "",

@@ -993,3 +993,43 @@ fn calibrate_quick_prints_the_clients_ceiling() {
         other => panic!("exit {other:?}: {stderr}"),
     }
 }
+
+/// Every request carries an x-request-id that benchmark_data.db keeps in `request_id` and the
+/// server can log, so server-side records can be matched with perf's one by one.
+#[test]
+fn request_ids_match_the_servers_log_one_by_one() {
+    let r = perf_run(&[
+        "-n",
+        "12",
+        "--parallel",
+        "3",
+        "--mock-ttft-ms",
+        "5",
+        "--mock-tpot-ms",
+        "1",
+        "--mock-log",
+        "server.jsonl",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let db = r.db("parallel_3_number_12");
+    let ids: Vec<String> = db
+        .prepare("SELECT request_id FROM result ORDER BY request_index")
+        .expect("query")
+        .query_map([], |row| row.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("ids");
+    assert_eq!(ids.len(), 12);
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), 12, "{ids:?}");
+    assert!(ids.iter().all(|id| id.starts_with("perf-")), "{ids:?}");
+    let log = std::fs::read_to_string(r.dir.path().join("server.jsonl")).expect("server log");
+    let logged: std::collections::HashSet<String> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["id"].as_str().map(str::to_string))
+        .collect();
+    for id in &ids {
+        assert!(logged.contains(id), "{id} not in the server's log");
+    }
+}

@@ -3,8 +3,10 @@
 //! A run is marked `"Client Saturated": true` (and the console warns) when any of these holds:
 //! - perf used at least [`CPU_SATURATED`] of the cores it may run on: work queues inside the
 //!   client, so sends leave late and, on the reqwest path, latencies include the wait;
-//! - the event loop's p99 delay reached [`LOOP_SATURATED_MS`]: responses waited that long before
-//!   perf read them (see `run/probe.rs`);
+//! - the event loop's p99 delay reached [`LOOP_SATURATED_MS`] on a transport that stamps reads
+//!   when perf gets to them (reqwest: https and proxies): every latency includes that wait. On
+//!   the timed transport the kernel stamps reads on arrival, so the wait is not in the
+//!   latencies; it only delays the next sends, and counts from [`LOOP_LATE_SENDS_MS`];
 //! - in `--rate` mode without a concurrency cap, the p99 dispatch lag exceeded
 //!   [`LAG_SATURATED_MS`]: the requested arrival schedule was not met.
 
@@ -12,8 +14,12 @@ use serde_json::{json, Value};
 
 /// CPU use, as a fraction of the available cores, from which a run counts as client-bound.
 pub const CPU_SATURATED: f64 = 0.90;
-/// p99 event-loop delay, in milliseconds, from which a run counts as client-bound.
+/// p99 event-loop delay, in milliseconds, from which a run whose reads are stamped in-task
+/// counts as client-bound.
 pub const LOOP_SATURATED_MS: f64 = 5.0;
+/// p99 event-loop delay, in milliseconds, from which a run with kernel-stamped reads counts as
+/// client-bound (its sends leave that late, and the offered load drops).
+pub const LOOP_LATE_SENDS_MS: f64 = 50.0;
 /// p99 dispatch lag, in milliseconds, above which a paced run missed its schedule.
 pub const LAG_SATURATED_MS: f64 = 10.0;
 
@@ -41,6 +47,8 @@ pub struct ClientLoad {
     pub simulator_in_process: bool,
     /// The event loop's delays.
     pub loop_delay: Option<LoopDelay>,
+    /// Reads were stamped by the kernel on arrival (the timed transport), not in-task.
+    pub kernel_timestamps: bool,
 }
 
 impl ClientLoad {
@@ -90,9 +98,14 @@ impl ClientLoad {
             }
         }
         if let Some(d) = self.loop_delay {
-            if d.p99_ms >= LOOP_SATURATED_MS {
+            if !self.kernel_timestamps && d.p99_ms >= LOOP_SATURATED_MS {
                 out.push(format!(
-                    "perf's event loop ran ready work {:.1} ms late at p99 (max {:.1} ms): responses waited that long before perf read them; lower --parallel/--rate or give the client more cores",
+                    "perf's event loop ran ready work {:.1} ms late at p99 (max {:.1} ms): responses waited that long before perf read and timed them; lower --parallel/--rate or give the client more cores",
+                    d.p99_ms, d.max_ms
+                ));
+            } else if d.p99_ms >= LOOP_LATE_SENDS_MS {
+                out.push(format!(
+                    "perf's event loop ran ready work {:.1} ms late at p99 (max {:.1} ms): latencies stay exact (kernel timestamps), but requests left that late and the load offered was below the one asked for; lower --parallel/--rate or give the client more cores",
                     d.p99_ms, d.max_ms
                 ));
             }
@@ -121,6 +134,7 @@ mod tests {
                 max_ms: p99 * 2.0,
                 samples: 100,
             }),
+            kernel_timestamps: false,
         }
     }
 
@@ -133,6 +147,15 @@ mod tests {
             "92.5% of 2 cores"
         );
         assert!(load(1.0, 6.0).saturation(None)[0].contains("6.0 ms late"));
+        let kernel = |p99| ClientLoad {
+            kernel_timestamps: true,
+            ..load(1.0, p99)
+        };
+        assert!(
+            kernel(10.0).saturation(None).is_empty(),
+            "stamps exact, sends 10 ms late"
+        );
+        assert!(kernel(60.0).saturation(None)[0].contains("latencies stay exact"));
         assert!(load(1.0, 0.1).saturation(Some(10.0)).is_empty());
         assert!(load(1.0, 0.1).saturation(Some(12.0))[0].contains("dispatch lag"));
     }

@@ -47,7 +47,7 @@ CREATE TABLE result (
 );";
 
 const INSERT: &str =
-    "INSERT INTO result VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL, ?12,
+    "INSERT INTO result VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, ?27, ?12,
     ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)";
 
 /// The per-run database.
@@ -129,6 +129,7 @@ impl ResultDb {
             rec.times.first_byte.into_option(),
             rec.times.first_output.into_option(),
             rec.times.completed,
+            crate::worker::request_id(raw.index),
         ])?;
         self.pending += 1;
         if self.pending >= self.commit_every {

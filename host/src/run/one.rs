@@ -152,6 +152,11 @@ impl Session<'_> {
             cores: crate::cpu::cores(),
             simulator_in_process: plan.mock.is_some(),
             loop_delay,
+            kernel_timestamps: self
+                .exchange
+                .timed
+                .as_ref()
+                .is_some_and(|t| t.serves(&self.exchange.url)),
         };
         let outcome = self.finish(spec, index, &dir, collected, load)?;
         if let Some(e) = dataset_error {

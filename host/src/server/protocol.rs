@@ -168,6 +168,11 @@ pub(crate) async fn complete(
     chat: bool,
     received: Instant,
 ) -> Response<Body> {
+    let client_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
@@ -206,6 +211,7 @@ pub(crate) async fn complete(
     };
     let log = LogEntry {
         sequence,
+        id: client_id,
         received: shared.clock.unix_s(received),
         chunks: Vec::new(),
     };
@@ -490,12 +496,14 @@ async fn whole(
 /// One request in the timestamp log.
 pub(crate) struct LogEntry {
     sequence: u64,
+    /// The client's `x-request-id`, when it sent one.
+    id: Option<String>,
     received: f64,
     chunks: Vec<f64>,
 }
 
 /// The server's own timestamps, one JSON line per request:
-/// `{"request": n, "received": t, "chunks": [t, ...]}` (Unix seconds; for a non-streamed
+/// `{"request": n, "id": x-request-id or null, "received": t, "chunks": [t, ...]}` (Unix seconds; for a non-streamed
 /// response, `chunks` holds the time the body was sent).
 pub(crate) struct TimestampLog {
     out: Mutex<BufWriter<File>>,
@@ -509,8 +517,7 @@ impl TimestampLog {
     }
 
     fn write(&self, e: &LogEntry) {
-        let line =
-            serde_json::json!({"request": e.sequence, "received": e.received, "chunks": e.chunks});
+        let line = serde_json::json!({"request": e.sequence, "id": e.id, "received": e.received, "chunks": e.chunks});
         if let Ok(mut out) = self.out.lock() {
             let _ = writeln!(out, "{line}");
         }

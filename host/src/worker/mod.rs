@@ -316,6 +316,13 @@ fn build(ex: &Exchange, job: &Job, record: &mut RawRecord) -> Option<Prepared> {
     for (n, v) in &ex.headers {
         headers.insert(n.clone(), v.clone());
     }
+    // A request id servers can log (vLLM does), to match their logs with benchmark_data.db's
+    // request_id column; --headers can set its own.
+    if !headers.contains_key(REQUEST_ID) {
+        if let Ok(v) = HeaderValue::try_from(request_id(job.index)) {
+            headers.insert(REQUEST_ID, v);
+        }
+    }
     record.request_body = Bytes::from(request.body.into_vec());
     Some(Prepared {
         method: method(request.method),
@@ -431,6 +438,14 @@ fn error_text(body: &[u8]) -> String {
     } else {
         text.trim().to_string()
     }
+}
+
+/// The header that carries each request's id.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The id of request `index` of this process's run (`perf-<pid>-<index>`).
+pub fn request_id(index: u64) -> String {
+    format!("perf-{}-{index}", std::process::id())
 }
 
 /// The user agent of every request.
