@@ -7,7 +7,8 @@
 //!   and client CPU per request;
 //! - fidelity: time to first token 100 ms, 20 ms per token, 16 tokens, at rising concurrency —
 //!   the client's p99 TTFT against the server's own timestamps (`--mock-log`: when it received
-//!   each request and sent each chunk). The ceiling is the highest concurrency whose p99 error
+//!   each request and sent each chunk), for the same requests (matched by the `x-request-id`
+//!   perf sends). The ceiling is the highest concurrency whose p99 error
 //!   stays within 1 ms; the concurrency from which the client called itself saturated is
 //!   reported beside it.
 
@@ -94,6 +95,8 @@ fn pin(cmd: &mut Command, cores: Option<std::ops::Range<usize>>) {
 struct Report {
     summary: Value,
     percentiles: Vec<Value>,
+    /// The run's directory (its benchmark_data.db).
+    dir: PathBuf,
 }
 
 impl Report {
@@ -169,6 +172,7 @@ impl Calibration {
         Ok(Report {
             summary,
             percentiles,
+            dir,
         })
     }
 
@@ -208,9 +212,14 @@ impl Calibration {
         let report = self.client(&server.url.clone(), 2 * streams, streams, streams, 16);
         server.stop();
         let report = report?;
+        let saturated = report.summary["Client Saturated"] == true;
+        // The same requests on both sides, matched by the x-request-id perf sends.
+        if let Some((client, server)) = matched_ttft_ms(&log, &report.dir)? {
+            let p99 = |v: &[f64]| nearest_rank(v, 99.0).unwrap_or(f64::NAN);
+            return Ok((p99(&client), p99(&server), saturated));
+        }
         let truth = server_ttft_ms(&log, 1 + streams)?;
         let server_p99 = nearest_rank(&truth, 99.0).unwrap_or(f64::NAN);
-        let saturated = report.summary["Client Saturated"] == true;
         Ok((report.percentile("99%", "TTFT (ms)"), server_p99, saturated))
     }
 }
@@ -237,6 +246,44 @@ fn server_ttft_ms(log: &Path, skip: u64) -> anyhow::Result<Vec<f64>> {
     }
     out.sort_by(f64::total_cmp);
     Ok(out)
+}
+
+/// perf's TTFTs and the server's for the same requests (by `x-request-id`), each sorted, in
+/// ms; `None` when no request matched.
+fn matched_ttft_ms(log: &Path, run_dir: &Path) -> anyhow::Result<Option<(Vec<f64>, Vec<f64>)>> {
+    let text =
+        std::fs::read_to_string(log).with_context(|| format!("{} is missing", log.display()))?;
+    let mut server = std::collections::HashMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let entry: Value = serde_json::from_str(line)?;
+        let first = entry["chunks"].get(0).and_then(Value::as_f64);
+        if let (Some(id), Some(first), Some(received)) =
+            (entry["id"].as_str(), first, entry["received"].as_f64())
+        {
+            server.insert(id.to_string(), (first - received) * 1000.0);
+        }
+    }
+    let db = rusqlite::Connection::open(run_dir.join("benchmark_data.db"))?;
+    let mut stmt = db.prepare(
+        "SELECT request_id, first_chunk_latency FROM result WHERE success = 1 AND request_id IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Option<f64>>(1)?))
+    })?;
+    let (mut client, mut truth) = (Vec::new(), Vec::new());
+    for row in rows {
+        let (id, ttft) = row?;
+        if let (Some(ttft), Some(s)) = (ttft, server.get(&id)) {
+            client.push(ttft * 1000.0);
+            truth.push(*s);
+        }
+    }
+    if client.is_empty() {
+        return Ok(None);
+    }
+    client.sort_by(f64::total_cmp);
+    truth.sort_by(f64::total_cmp);
+    Ok(Some((client, truth)))
 }
 
 /// The open-file limit: each stream needs a descriptor in each process.
