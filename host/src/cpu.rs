@@ -25,3 +25,28 @@ pub fn cores() -> usize {
         .map(|n| n.get())
         .unwrap_or(1)
 }
+
+/// Confines the process `cmd` starts to `cores` (Linux: `sched_setaffinity` between fork and
+/// exec); elsewhere it runs unconfined. Used to keep a client and a server off each other's
+/// cores, and by tests to starve a client.
+pub fn confine(cmd: &mut std::process::Command, cores: std::ops::Range<usize>) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: sched_setaffinity on the child between fork and exec touches only the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                for c in cores.clone() {
+                    libc::CPU_SET(c, &mut set);
+                }
+                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (cmd, cores);
+}

@@ -64,16 +64,21 @@ fn perf_run(args: &[&str]) -> Run {
 }
 
 fn perf_run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    perf_run_with(args, |cmd| {
+        cmd.envs(env.iter().copied());
+    })
+}
+
+/// Runs perf against the simulator in a fresh directory, `configure` adjusting the command.
+fn perf_run_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut full: Vec<&str> = FAST.to_vec();
     full.extend_from_slice(&["--outputs-dir", "outputs", "--no-timestamp", "--name", "t"]);
     full.extend_from_slice(args);
-    let out = Command::new(perf_bin())
-        .args(&full)
-        .envs(env.iter().copied())
-        .current_dir(dir.path())
-        .output()
-        .expect("perf runs");
+    let mut cmd = Command::new(perf_bin());
+    cmd.args(&full).current_dir(dir.path());
+    configure(&mut cmd);
+    let out = cmd.output().expect("perf runs");
     let (stdout, stderr) = text(&out);
     Run {
         dir,
@@ -890,32 +895,7 @@ fn an_evalscope_command_line_runs_unchanged_against_a_separate_server() {
 
 /// Runs perf confined to one core (as a starved client is), in a fresh directory.
 fn perf_on_one_core(args: &[&str]) -> Run {
-    use std::os::unix::process::CommandExt;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut full: Vec<&str> = FAST.to_vec();
-    full.extend_from_slice(&["--outputs-dir", "outputs", "--no-timestamp", "--name", "t"]);
-    full.extend_from_slice(args);
-    let mut cmd = Command::new(perf_bin());
-    cmd.args(&full).current_dir(dir.path());
-    // SAFETY: sched_setaffinity on the child between fork and exec touches only the child.
-    unsafe {
-        cmd.pre_exec(|| {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(0, &mut set);
-            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let out = cmd.output().expect("perf runs");
-    let (stdout, stderr) = text(&out);
-    Run {
-        dir,
-        code: out.status.code(),
-        stdout,
-        stderr,
-    }
+    perf_run_with(args, |cmd| perf_host::cpu::confine(cmd, 0..1))
 }
 
 #[test]

@@ -68,27 +68,11 @@ impl Server {
     }
 }
 
-/// Confines `cmd`'s process to `cores` (Linux); elsewhere runs it unpinned.
+/// Confines `cmd`'s process to `cores` when given.
 fn pin(cmd: &mut Command, cores: Option<std::ops::Range<usize>>) {
-    #[cfg(target_os = "linux")]
     if let Some(cores) = cores {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: sched_setaffinity on the child between fork and exec touches only the child.
-        unsafe {
-            cmd.pre_exec(move || {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                for c in cores.clone() {
-                    libc::CPU_SET(c, &mut set);
-                }
-                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::cpu::confine(cmd, cores);
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (cmd, cores);
 }
 
 /// What one client run reported.

@@ -136,11 +136,6 @@ impl HostTokenizer {
         Self::load(&tokenizer)
     }
 
-    /// Whether a chat template came with the tokenizer.
-    pub fn has_template(&self) -> bool {
-        self.0.template.is_some()
-    }
-
     /// Tokens the server counts for a prompt: the chat template applied to it as the one user
     /// message when `chat` and there is a template, else the text with special tokens.
     pub fn prompt_tokens(&self, text: &str, chat: bool) -> Result<usize, String> {
