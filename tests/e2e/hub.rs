@@ -287,7 +287,23 @@ fn flickr8k_shards_come_from_the_hub_as_the_run_reaches_them() {
     args.extend(["--dataset", "flickr8k", "-n", "5"]);
     let (code, out) = perf_with_env(dir.path(), &args, &env);
     assert_eq!(code, Some(0), "{out}");
-    let db_path = std::fs::read_dir(dir.path().join("outputs/t"))
+    let captions: Vec<String> = image_prompts(dir.path())
+        .into_iter()
+        .map(|(text, image)| {
+            assert!(image.starts_with("data:image/jpeg;base64,/9j/"), "{image}");
+            text
+        })
+        .collect();
+    assert_eq!(
+        captions,
+        ["A dog.", "A cat.", "A bird.", "A dog.", "A cat."],
+        "cycled in order"
+    );
+}
+
+/// The (text, image URL) of every request the run `t` under `dir` sent, in order.
+fn image_prompts(dir: &Path) -> Vec<(String, String)> {
+    let db_path = std::fs::read_dir(dir.join("outputs/t"))
         .expect("outputs")
         .filter_map(Result::ok)
         .map(|e| e.path().join("benchmark_data.db"))
@@ -301,22 +317,117 @@ fn flickr8k_shards_come_from_the_hub_as_the_run_reaches_them() {
         .expect("rows")
         .collect::<Result<_, _>>()
         .expect("rows");
-    assert_eq!(bodies.len(), 5);
-    let captions: Vec<String> = bodies
+    bodies
         .iter()
         .map(|b| {
             let v: serde_json::Value = serde_json::from_str(b).expect("JSON");
             let content = &v["messages"][0]["content"];
-            assert!(content[1]["image_url"]["url"]
-                .as_str()
-                .expect("an image")
-                .starts_with("data:image/jpeg;base64,/9j/"));
-            content[0]["text"].as_str().expect("a caption").to_string()
+            (
+                content[0]["text"]
+                    .as_str()
+                    .expect("a text part")
+                    .to_string(),
+                content[1]["image_url"]["url"]
+                    .as_str()
+                    .expect("an image part")
+                    .to_string(),
+            )
         })
-        .collect();
-    assert_eq!(
-        captions,
-        ["A dog.", "A cat.", "A bird.", "A dog.", "A cat."],
-        "cycled in order"
+        .collect()
+}
+
+#[test]
+fn kontext_bench_metadata_and_images_come_from_the_hub_and_then_the_cache() {
+    let base =
+        "/api/v1/datasets/black-forest-labs/kontext-bench/repo?Revision=master&FilePath=test%2F";
+    let metadata = concat!(
+        r#"{"file_name": "images/0000.jpg", "key": "0000_00", "instruction": "Give the cat a hat", "category": "Local Editing"}"#,
+        "\n",
+        r#"{"file_name": "images/0000.jpg", "key": "0000_01", "instruction": "Turn it to night", "category": "Global Editing"}"#,
+        "\n",
+        r#"{"file_name": "images/0001.jpg", "key": "0001_00", "instruction": "Remove the car", "category": "Local Editing"}"#,
+        "\n",
     );
+    let files = HashMap::from([
+        (
+            format!("{base}metadata.jsonl"),
+            metadata.as_bytes().to_vec(),
+        ),
+        (
+            format!("{base}images%2F0000.jpg"),
+            b"\xff\xd8\xff\xe0zero".to_vec(),
+        ),
+        (
+            format!("{base}images%2F0001.jpg"),
+            b"\xff\xd8\xff\xe0one".to_vec(),
+        ),
+    ]);
+    let hub = LocalHub::start(files);
+    let dir = tempfile::tempdir().expect("tmp");
+    let env = [
+        ("MODELSCOPE_ENDPOINT", hub.url()),
+        (
+            "PERF_CACHE_DIR",
+            dir.path().join("cache").to_string_lossy().into_owned(),
+        ),
+    ];
+    let mut args = RUN.to_vec();
+    args.extend(["--dataset", "kontext_bench", "-n", "4"]);
+    for round in 0..2 {
+        let (code, out) = perf_with_env(dir.path(), &args, &env);
+        assert_eq!(code, Some(0), "round {round}: {out}");
+        let b64 = |b: &[u8]| {
+            use base64::Engine;
+            format!(
+                "data:image/jpeg;base64,{}",
+                base64::engine::general_purpose::STANDARD.encode(b)
+            )
+        };
+        let zero = b64(b"\xff\xd8\xff\xe0zero");
+        let one = b64(b"\xff\xd8\xff\xe0one");
+        assert_eq!(
+            image_prompts(dir.path()),
+            [
+                ("Give the cat a hat".to_string(), zero.clone()),
+                ("Turn it to night".to_string(), zero.clone()),
+                ("Remove the car".to_string(), one),
+                ("Give the cat a hat".to_string(), zero),
+            ],
+            "round {round}: each line with its image, cycled"
+        );
+        std::fs::remove_dir_all(dir.path().join("outputs")).expect("clean outputs");
+    }
+    // Each file once: the shared image and the second run come from the cache.
+    let mut fetched = hub.requests();
+    fetched.sort();
+    assert_eq!(
+        fetched,
+        [
+            format!("{base}images%2F0000.jpg"),
+            format!("{base}images%2F0001.jpg"),
+            format!("{base}metadata.jsonl"),
+        ]
+    );
+}
+
+#[test]
+fn kontext_bench_without_the_hub_names_the_url_and_dataset_path() {
+    let hub = LocalHub::start(HashMap::new());
+    let dir = tempfile::tempdir().expect("tmp");
+    let env = [
+        ("MODELSCOPE_ENDPOINT", hub.url()),
+        (
+            "PERF_CACHE_DIR",
+            dir.path().join("cache").to_string_lossy().into_owned(),
+        ),
+    ];
+    let mut args = RUN.to_vec();
+    args.extend(["--dataset", "kontext_bench", "-n", "2"]);
+    let (code, out) = perf_with_env(dir.path(), &args, &env);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("black-forest-labs/kontext-bench/repo?Revision=master&FilePath=test%2Fmetadata.jsonl: not found"),
+        "{out}"
+    );
+    assert!(out.contains("--dataset-path"), "{out}");
 }

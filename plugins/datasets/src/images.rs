@@ -3,7 +3,7 @@
 //! as a `data:image/png;base64,...` URL. `--image-format` is the colour mode (PIL's names).
 
 use base64::Engine;
-use perf_plugin_api::PluginError;
+use perf_plugin_api::{ChatMessage, ContentPart, DatasetItem, PluginError, PromptItem};
 use rand::rngs::StdRng;
 use rand::Rng;
 
@@ -51,6 +51,35 @@ impl Mode {
             Mode::GreyAlpha => png::ColorType::GrayscaleAlpha,
         }
     }
+}
+
+/// The MIME type of an image file's extension (lower case), for the image types data URLs carry.
+pub(crate) fn image_type(ext: &str) -> Option<&'static str> {
+    match ext {
+        "jpg" | "jpeg" => Some("image/jpeg"),
+        "png" => Some("image/png"),
+        "webp" => Some("image/webp"),
+        "gif" => Some("image/gif"),
+        _ => None,
+    }
+}
+
+/// One user message: `text`, then the image's own bytes as a data URL, the order evalscope's
+/// image datasets build.
+pub(crate) fn image_prompt(text: &str, bytes: &[u8], mime: &str) -> DatasetItem {
+    let url = format!(
+        "data:{mime};base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    );
+    let message = ChatMessage {
+        role: "user".into(),
+        content: vec![
+            ContentPart::Text(text.to_string().into()),
+            ContentPart::ImageUrl(url.into()),
+        ]
+        .into(),
+    };
+    DatasetItem::new(PromptItem::Messages(vec![message].into()))
 }
 
 /// What every image of a run looks like.

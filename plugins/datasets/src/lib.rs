@@ -8,6 +8,8 @@
 //!   hub when no `--dataset-path` is given);
 //! - `flickr8k`: image + caption pairs from WebDataset shards (`webdataset.rs`), from the hub or
 //!   `--dataset-path`;
+//! - `kontext_bench`: image-editing instructions + their images from an image-folder
+//!   `metadata.jsonl` (`imagefolder.rs`), from the hub or `--dataset-path`;
 //! - `random` / `random_vl`: prompts of an exact token length (`random.rs`), after generated
 //!   images for `random_vl` (`images.rs`).
 //!
@@ -16,6 +18,7 @@
 //! (`--tokenizer-path`), in characters without one, as evalscope measures them.
 
 mod files;
+mod imagefolder;
 mod images;
 mod random;
 mod tok;
@@ -160,4 +163,5 @@ perf_plugin_api::builtin_plugins! {
     DatasetSource: random::Random,
     DatasetSource: random::RandomVl,
     DatasetSource: webdataset::Flickr8k,
+    DatasetSource: imagefolder::KontextBench,
 }

@@ -13,11 +13,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-use base64::Engine;
 use perf_plugin_api::sdk::{DatasetConfig, DatasetSourcePlugin};
-use perf_plugin_api::{
-    ChatMessage, ContentPart, DatasetItem, PluginError, PromptItem, TokenizerRef,
-};
+use perf_plugin_api::{DatasetItem, PluginError, TokenizerRef};
+
+use crate::images::{image_prompt, image_type};
 
 const HUB_MODELSCOPE: &str = "clip-benchmark/wds_flickr8k";
 const HUB_HUGGINGFACE: &str = "clip-benchmark/wds_flickr8k";
@@ -115,16 +114,6 @@ fn hub_shards(config: &DatasetConfig) -> Result<Shards, PluginError> {
     Ok(Shards::Hub(hub, repo, n))
 }
 
-/// The MIME type of an image entry's extension.
-fn image_type(ext: &str) -> Option<&'static str> {
-    match ext {
-        "jpg" | "jpeg" => Some("image/jpeg"),
-        "png" => Some("image/png"),
-        "webp" => Some("image/webp"),
-        _ => None,
-    }
-}
-
 /// One sample being assembled from consecutive entries.
 #[derive(Default)]
 struct Sample {
@@ -136,20 +125,7 @@ struct Sample {
 impl Sample {
     fn item(self) -> Option<DatasetItem> {
         let (bytes, mime) = self.image?;
-        let caption = self.caption?;
-        let url = format!(
-            "data:{mime};base64,{}",
-            base64::engine::general_purpose::STANDARD.encode(bytes)
-        );
-        let message = ChatMessage {
-            role: "user".into(),
-            content: vec![
-                ContentPart::Text(caption.into()),
-                ContentPart::ImageUrl(url.into()),
-            ]
-            .into(),
-        };
-        Some(DatasetItem::new(PromptItem::Messages(vec![message].into())))
+        Some(image_prompt(&self.caption?, &bytes, mime))
     }
 }
 
@@ -263,6 +239,8 @@ impl DatasetSourcePlugin for Flickr8k {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use perf_plugin_api::{ContentPart, PromptItem};
 
     /// A shard holding `samples` as (key, image extension, image bytes, caption).
     pub(crate) fn shard(path: &Path, samples: &[(&str, &str, &[u8], &str)]) {
