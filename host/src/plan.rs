@@ -111,6 +111,8 @@ pub struct RunPlan {
     pub tokenizer_path: Option<String>,
     /// `--data-source`: the hub model ids and datasets come from.
     pub data_source: String,
+    /// `--image-patch-size`: pixels per image token side when perf counts image prompts.
+    pub image_patch_size: u32,
 }
 
 fn not_supported(what: &str) -> anyhow::Error {
@@ -471,6 +473,11 @@ fn prompt_plan(a: &RunArgs, chat: bool) -> anyhow::Result<PromptPlan> {
             "--min-prompt-length is larger than --max-prompt-length",
         ));
     }
+    if a.image_patch_size == 0 {
+        return Err(usage(
+            "--image-patch-size must be at least 1 (pixels per side of one image token; 28 for Qwen2-VL)",
+        ));
+    }
     Ok(match &a.prompt {
         Some(p) => PromptPlan::Fixed(at_file(p, "--prompt")?),
         None => PromptPlan::Dataset {
@@ -490,6 +497,7 @@ fn prompt_plan(a: &RunArgs, chat: bool) -> anyhow::Result<PromptPlan> {
                 image_height: a.image_height,
                 image_format: a.image_format.clone(),
                 image_num: a.image_num,
+                image_patch_size: a.image_patch_size,
                 options: optional_object(&a.dataset_args, "--dataset-args")?,
             }),
         },
@@ -567,6 +575,7 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
         args_json: masked_args(a),
         debug: a.debug,
         tokenizer_path: a.tokenizer_path.clone(),
+        image_patch_size: a.image_patch_size,
         data_source: a.data_source.clone(),
     })
 }

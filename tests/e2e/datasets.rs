@@ -424,21 +424,147 @@ fn without_usage_a_tokenizer_counts_the_output_exactly() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     let db = Connection::open(run_dir(dir.path()).join("benchmark_data.db")).expect("db");
-    let rows: Vec<(String, i64, i64)> = db
-        .prepare("SELECT response_messages, completion_tokens, tokens_estimated FROM result")
+    let rows: Vec<(String, i64, i64, i64, String)> = db
+        .prepare("SELECT response_messages, completion_tokens, tokens_estimated, prompt_tokens, token_counts FROM result")
         .expect("query")
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
         .expect("rows")
         .collect::<Result<_, _>>()
         .expect("rows");
     assert_eq!(rows.len(), 4);
     let tok = load("qwen3");
-    for (response, completion, estimated) in rows {
+    for (response, completion, estimated, prompt, source) in rows {
         let response: Value = serde_json::from_str(&response).expect("JSON");
         let content = response["content"].as_str().expect("content");
         let want = tok.encode(content, false).expect("encodes").len() as i64;
         assert_eq!(completion, want, "{content:?}");
+        assert_eq!(
+            prompt,
+            templated_tokens(&tok, "Say something") as i64,
+            "the prompt through the chat template"
+        );
         assert_eq!(estimated, 0, "counted, not estimated");
+        assert_eq!(source, "client");
+    }
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir(dir.path()).join("benchmark_summary.json"))
+            .expect("summary"),
+    )
+    .expect("JSON");
+    assert_eq!(summary["Client-Counted Token Counts"], 4, "{summary}");
+    assert_eq!(summary["Estimated Token Counts"], 0, "{summary}");
+}
+
+/// The first bytes of a PNG of `width` x `height`: the signature and the IHDR chunk, all an
+/// image-size reader needs.
+fn png_header(width: u32, height: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    png.extend(width.to_be_bytes());
+    png.extend(height.to_be_bytes());
+    png.extend([8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    png
+}
+
+#[test]
+fn without_usage_image_prompts_count_the_template_and_image_patches() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("kontext");
+    std::fs::create_dir_all(data.join("images")).expect("mkdir");
+    std::fs::write(data.join("images/a.png"), png_header(100, 56)).expect("write");
+    std::fs::write(
+        data.join("metadata.jsonl"),
+        concat!(
+            r#"{"file_name": "images/a.png", "instruction": "Make the sky green"}"#,
+            "\n"
+        ),
+    )
+    .expect("write");
+    let tokenizer = tokenizer_dir("qwen3");
+    let run = |server_usage: bool| {
+        let _ = std::fs::remove_dir_all(dir.path().join("outputs"));
+        let mut args = vec![
+            "--api",
+            "mock",
+            "--port",
+            "0",
+            "--dataset",
+            "kontext_bench",
+            "--dataset-path",
+            data.to_str().expect("utf-8"),
+            "-n",
+            "3",
+            "--max-tokens",
+            "4",
+            "--image-patch-size",
+            "14",
+            "--outputs-dir",
+            "outputs",
+            "--no-timestamp",
+            "--name",
+            "t",
+            "--tokenizer-path",
+            tokenizer.to_str().expect("utf-8"),
+        ];
+        if !server_usage {
+            args.extend([
+                "--extra-args",
+                r#"{"stream_options": {"include_usage": false}}"#,
+            ]);
+        }
+        let out = perf_in(dir.path(), &args);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        let db = Connection::open(run_dir(dir.path()).join("benchmark_data.db")).expect("db");
+        let rows: Vec<(i64, String)> = db
+            .prepare("SELECT prompt_tokens, token_counts FROM result")
+            .expect("query")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(rows.len(), 3);
+        rows
+    };
+    let tok = load("qwen3");
+    let url = format!(
+        "data:image/png;base64,{}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            png_header(100, 56)
+        )
+    );
+    let message = ChatMessage {
+        role: "user".into(),
+        content: vec![
+            ContentPart::Text("Make the sky green".into()),
+            ContentPart::ImageUrl(url.as_str().into()),
+        ]
+        .into(),
+    };
+    let item = DatasetItem::new(PromptItem::Messages(vec![message].into()));
+    // The text through the template, and 100 x 56 pixels in 14-pixel patches: 8 x 4.
+    let want = (templated_tokens(&tok, "Make the sky green") + 8 * 4) as i64;
+    assert_eq!(
+        tok.item_tokens(&item, true, 14).expect("counts"),
+        Some(want as usize)
+    );
+    let mut remote = item.clone();
+    if let PromptItem::Messages(m) = &mut remote.prompt {
+        m[0].content[1] = ContentPart::ImageUrl("https://example.com/a.png".into());
+    }
+    assert_eq!(
+        tok.item_tokens(&remote, true, 14).expect("counts"),
+        None,
+        "an image behind a URL cannot be counted here"
+    );
+    for (prompt, source) in run(false) {
+        assert_eq!(prompt, want);
+        assert_eq!(source, "client");
+    }
+    // The server's usage wins where it sends one.
+    for (prompt, source) in run(true) {
+        assert_ne!(prompt, want);
+        assert_eq!(source, "server");
     }
 }
 
@@ -475,8 +601,9 @@ fn random_vl_puts_generated_images_before_text_of_exact_length() {
         let ContentPart::Text(text) = &parts[2] else {
             panic!("text last");
         };
+        // The text is exact; each 40 x 30 image adds 2 x 2 patches of 28 pixels.
         let target = item.prompt_tokens.into_option().expect("target") as usize;
-        assert_eq!(templated_tokens(&tok, text), target);
+        assert_eq!(templated_tokens(&tok, text) + 2 * 4, target);
     }
     assert_eq!(urls.len(), 40, "every image differs");
 

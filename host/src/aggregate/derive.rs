@@ -6,10 +6,11 @@
 //! - TPOT = (latency - TTFT) / (output tokens - 1), only with more than one output token;
 //! - ITL = gaps between output events.
 //!
-//! Token counts come from the server's usage; else from token counts the API attached to its
-//! output events, or from `--tokenizer-path` (the output text counted, the prompt as the
-//! dataset measured it); else they are estimated (one token per streamed output event, or four
-//! characters per token) and marked estimated.
+//! Token counts come from the server's usage, or from token counts the API attached to its
+//! output events; else from perf (the prompt as the dataset or `--tokenizer-path` counted it,
+//! images by patch count; the output text counted with `--tokenizer-path`), marked `client`;
+//! else they are estimated (one token per streamed output event, or four characters per token)
+//! and marked `estimated`.
 
 use std::time::Instant;
 
@@ -31,26 +32,53 @@ pub struct Tokens {
     pub completion: u64,
     /// At least one of them is an estimate.
     pub estimated: bool,
+    /// At least one of them was counted by perf (the dataset or `--tokenizer-path`), not sent
+    /// by the server.
+    pub client: bool,
+}
+
+impl Tokens {
+    /// Where the counts came from: `server`, `client` (perf counted at least one, nothing
+    /// estimated) or `estimated`.
+    pub fn source(&self) -> &'static str {
+        match (self.estimated, self.client) {
+            (true, _) => "estimated",
+            (false, true) => "client",
+            (false, false) => "server",
+        }
+    }
 }
 
 /// The token counts of `raw`.
 pub fn tokens(raw: &RawRecord) -> Tokens {
     let mut estimated = false;
+    let mut client = false;
     let prompt = match (
         raw.usage.prompt_tokens.into_option(),
         raw.prompt_tokens_hint,
     ) {
-        (Some(n), _) | (None, Some(n)) => n,
+        (Some(n), _) => n,
+        (None, Some(n)) => {
+            client = true;
+            n
+        }
         (None, None) => {
             estimated = true;
             (raw.prompt_chars as u64).div_ceil(4)
         }
     };
     let from_events = raw.output_tokens_from_events.filter(|n| *n > 0);
-    let counted = from_events.or(raw.output_tokens_counted);
-    let completion = match (raw.usage.completion_tokens.into_option(), counted) {
-        (Some(n), _) | (None, Some(n)) => n,
-        (None, None) => {
+    let completion = match (
+        raw.usage.completion_tokens.into_option(),
+        from_events,
+        raw.output_tokens_counted,
+    ) {
+        (Some(n), _, _) | (None, Some(n), _) => n,
+        (None, None, Some(n)) => {
+            client = true;
+            n
+        }
+        (None, None, None) => {
             estimated = true;
             if raw.is_stream {
                 u64::from(raw.output_events)
@@ -63,6 +91,7 @@ pub fn tokens(raw: &RawRecord) -> Tokens {
         prompt,
         completion,
         estimated,
+        client,
     }
 }
 

@@ -91,6 +91,7 @@ pub struct RunStats {
     malformed: u64,
     cancelled: u64,
     estimated: u64,
+    client_counted: u64,
     retried: u64,
 }
 
@@ -126,6 +127,7 @@ impl RunStats {
             malformed: 0,
             cancelled: 0,
             estimated: 0,
+            client_counted: 0,
             retried: 0,
         }
     }
@@ -162,6 +164,8 @@ impl RunStats {
         }
         if rec.tokens_estimated {
             self.estimated += 1;
+        } else if derive::tokens(raw).client {
+            self.client_counted += 1;
         }
         if !rec.success {
             *self.failures.entry(rec.failure.as_str()).or_default() += 1;
@@ -325,6 +329,10 @@ impl RunStats {
         s.push(("Malformed Chunks".into(), json!(self.malformed)));
         s.push(("Interrupted Requests".into(), json!(self.cancelled)));
         s.push(("Estimated Token Counts".into(), json!(self.estimated)));
+        s.push((
+            "Client-Counted Token Counts".into(),
+            json!(self.client_counted),
+        ));
         s.push(("Reused-Connection Retries".into(), json!(self.retried)));
         for (kind, n) in &self.failures {
             s.push((format!("Failed: {kind}"), json!(n)));

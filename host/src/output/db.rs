@@ -43,12 +43,13 @@ CREATE TABLE result (
     sent_epoch REAL,
     first_byte_epoch REAL,
     first_token_epoch REAL,
-    completed_epoch REAL
+    completed_epoch REAL,
+    token_counts TEXT
 );";
 
 const INSERT: &str =
     "INSERT INTO result VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, ?27, ?12,
-    ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)";
+    ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?28)";
 
 /// The per-run database.
 pub struct ResultDb {
@@ -130,6 +131,7 @@ impl ResultDb {
             rec.times.first_output.into_option(),
             rec.times.completed,
             crate::worker::request_id(raw.index),
+            derive::tokens(raw).source(),
         ])?;
         self.pending += 1;
         if self.pending >= self.commit_every {

@@ -63,13 +63,17 @@ impl Prompts {
     }
 }
 
-/// Starts the feeder thread: `total` prompts into a bounded queue of about `capacity` prompts.
-/// A dataset that fails is reported through `on_error` and the run goes on with what was
-/// queued.
+/// Counts the prompt tokens of an item that came without a count (the host's tokenizer).
+pub type Counter = Box<dyn Fn(&mut DatasetItem) + Send>;
+
+/// Starts the feeder thread: `total` prompts into a bounded queue of about `capacity` prompts,
+/// each counted by `count` on the way when its dataset did not count it. A dataset that fails
+/// is reported through `on_error` and the run goes on with what was queued.
 pub fn feed(
     mut prompts: PromptFeed,
     total: u64,
     capacity: usize,
+    count: Option<Counter>,
     on_error: impl Fn(String) + Send + 'static,
 ) -> Prompts {
     let (tx, rx) = mpsc::channel::<Vec<DatasetItem>>((capacity / BATCH).max(2));
@@ -86,7 +90,12 @@ pub fn feed(
                 let item = match &mut prompts {
                     PromptFeed::Fixed(item) => item.clone(),
                     PromptFeed::Dataset { source, reopen } => match source.next_item() {
-                        Ok(Some(item)) => item,
+                        Ok(Some(mut item)) => {
+                            if let (Some(count), None) = (&count, item.prompt_tokens.as_ref().into_option()) {
+                                count(&mut item);
+                            }
+                            item
+                        }
                         Ok(None) if produced_this_pass == 0 => {
                             on_error("the dataset yielded no prompts (check --dataset-path and the --min/--max-prompt-length filters)".into());
                             break;

@@ -103,6 +103,19 @@ impl Session<'_> {
         })
     }
 
+    /// Counts prompts that datasets did not count, with the host's tokenizer (chat template,
+    /// images by patch count) on the feeder thread, when there is a tokenizer.
+    fn prompt_counter(&self) -> Option<dispatch::Counter> {
+        let tok = self.tokenizer.clone()?;
+        let chat = self.plan.api.apply_chat_template;
+        let patch = self.plan.image_patch_size;
+        Some(Box::new(move |item: &mut DatasetItem| {
+            if let Ok(Some(n)) = tok.item_tokens(item, chat, patch) {
+                item.prompt_tokens = Some(n as u64).into();
+            }
+        }))
+    }
+
     /// One run: returns its summary and percentiles.
     pub(super) fn run_one(
         &self,
@@ -186,6 +199,7 @@ impl Session<'_> {
             self.prompt_feed(offset)?,
             spec.warmup + spec.number,
             capacity,
+            self.prompt_counter(),
             move |e| {
                 log::warn(&e);
                 if let Ok(mut slot) = errors.lock() {

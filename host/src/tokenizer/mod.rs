@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use perf_plugin_api::sdk::{tokenizer_ref, TokenizerPlugin};
-use perf_plugin_api::{ChatMessage, PluginError, TokenizerRef};
+use perf_plugin_api::{
+    ChatMessage, ContentPart, DatasetItem, PluginError, PromptItem, TokenizerRef,
+};
 use serde_json::{Map, Value};
 
 pub use template::ChatTemplate;
@@ -152,10 +154,87 @@ impl HostTokenizer {
             .map_err(|e| format!("cannot tokenize the prompt: {e}"))
     }
 
+    /// Tokens the server counts for `item`'s prompt, for prompts that came without a count:
+    /// text as [`Self::prompt_tokens`]; chat messages through the template with each message's
+    /// text parts joined by newlines (all the text joined when there is no template), plus `ceil(width / patch) * ceil(height / patch)` tokens for each
+    /// image, its size read from the data URL's image header. `None` when a part cannot be
+    /// counted here (an image behind an http URL, a whole JSON body).
+    pub fn item_tokens(
+        &self,
+        item: &DatasetItem,
+        chat: bool,
+        patch: u32,
+    ) -> Result<Option<usize>, String> {
+        let messages = match &item.prompt {
+            PromptItem::Text(t) => return self.prompt_tokens(t, chat).map(Some),
+            PromptItem::TokenIds(ids) => return Ok(Some(ids.len())),
+            PromptItem::Body(_) => return Ok(None),
+            PromptItem::Messages(m) => m,
+        };
+        let mut images = 0usize;
+        for part in messages.iter().flat_map(|m| m.content.iter()) {
+            if let ContentPart::ImageUrl(url) = part {
+                match image_tokens(url, patch) {
+                    Some(n) => images += n,
+                    None => return Ok(None),
+                }
+            }
+        }
+        let text_of = |m: &ChatMessage| -> String {
+            m.content
+                .iter()
+                .filter_map(|p| match p {
+                    ContentPart::Text(t) => Some(t.as_str()),
+                    ContentPart::ImageUrl(_) => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let text = match (&self.0.template, chat) {
+            (Some(t), true) => {
+                // Each message's text parts joined into one string, as servers hand text-only
+                // templates a multimodal message; the images count by patches instead.
+                let flat: Vec<ChatMessage> = messages
+                    .iter()
+                    .map(|m| ChatMessage::text(m.role.as_str(), &text_of(m)))
+                    .collect();
+                let rendered = t.render(&flat, true)?;
+                self.0.inner.encode_fast(rendered.as_str(), false)
+            }
+            _ => {
+                let joined: Vec<String> = messages.iter().map(text_of).collect();
+                self.0.inner.encode_fast(joined.join("\n").as_str(), true)
+            }
+        }
+        .map_err(|e| format!("cannot tokenize the prompt: {e}"))?;
+        Ok(Some(text.get_ids().len() + images))
+    }
+
     /// A handle for a dataset source (the interface's tokenizer type).
     pub fn handle(&self) -> TokenizerRef {
         tokenizer_ref(self.clone())
     }
+}
+
+/// Image tokens by patch count for a `data:image/...;base64,` URL; `None` for other URLs and
+/// images whose size cannot be read.
+fn image_tokens(url: &str, patch: u32) -> Option<usize> {
+    use base64::Engine;
+    let (head, data) = url.strip_prefix("data:")?.split_once(',')?;
+    if !head.ends_with(";base64") {
+        return None;
+    }
+    let decode = |b64: &str| base64::engine::general_purpose::STANDARD.decode(b64).ok();
+    // The size sits near the start (after EXIF, at most 64 KiB, in a JPEG): decode that much
+    // first, everything only when it was not there.
+    let prefix = &data[..data.len().min(128 * 1024) / 4 * 4];
+    let size = match imagesize::blob_size(&decode(prefix)?) {
+        Ok(size) => size,
+        Err(_) if prefix.len() < data.len() => imagesize::blob_size(&decode(data)?).ok()?,
+        Err(_) => return None,
+    };
+    let patch = patch.max(1) as usize;
+    Some(size.width.div_ceil(patch) * size.height.div_ceil(patch))
 }
 
 /// `owner/name`, as hub model ids are written.

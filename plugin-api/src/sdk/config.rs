@@ -116,6 +116,9 @@ pub struct DatasetConfig {
     pub image_format: String,
     /// See `image_width`.
     pub image_num: u32,
+    /// `--image-patch-size`: an image of w x h pixels counts `ceil(w / p) * ceil(h / p)` prompt
+    /// tokens where a count includes images.
+    pub image_patch_size: u32,
     /// Plugin-specific options (`--dataset-args`).
     pub options: Value,
 }
@@ -137,6 +140,7 @@ impl Default for DatasetConfig {
             image_height: 224,
             image_format: "RGB".into(),
             image_num: 1,
+            image_patch_size: 28,
             options: Value::Null,
         }
     }

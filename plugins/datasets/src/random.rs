@@ -59,6 +59,8 @@ struct Recipe {
     seed: u64,
     /// `random_vl`: this many images of this kind before the text.
     images: Option<(ImageSpec, u32)>,
+    /// What those images count in the prompt, by `--image-patch-size` patches.
+    image_tokens: u64,
 }
 
 /// Mixes the run seed and an item index into one RNG seed (splitmix64).
@@ -124,6 +126,12 @@ impl Recipe {
             dataset_offset: config.dataset_offset,
             seed,
             images,
+            image_tokens: images.map_or(0, |(spec, count)| {
+                let patch = config.image_patch_size.max(1);
+                u64::from(count)
+                    * u64::from(spec.width.div_ceil(patch))
+                    * u64::from(spec.height.div_ceil(patch))
+            }),
         };
         if !config.tokenize_prompt {
             recipe.overhead = recipe.measure("")? as u64;
@@ -187,7 +195,7 @@ impl Recipe {
         } else {
             PromptItem::Text(RString::from(text))
         };
-        Ok(item(prompt, target))
+        Ok(item(prompt, target + self.image_tokens as usize))
     }
 
     /// `prefix` followed by text from `body`, adjusted until it measures `target` tokens.
