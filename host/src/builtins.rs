@@ -3,6 +3,7 @@
 
 extern crate perf_api_openai;
 extern crate perf_datasets;
+extern crate perf_sink_otel;
 
 /// Called by the registry so this module is never dropped as unused.
 pub(crate) fn link() {}

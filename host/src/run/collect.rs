@@ -2,18 +2,23 @@
 //! updates the statistics, writes SQLite rows in batches, feeds the sinks, moves the progress
 //! bar and logs the running summary; nothing here runs on the threads that time requests.
 
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// How often the collector drains the record channel.
 const POLL: Duration = Duration::from_millis(2);
+
+/// How often sinks get the running summary.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 
 use indicatif::ProgressBar;
 use perf_plugin_api::sdk::TokenizerPlugin;
 use perf_plugin_api::{NamedValue, RVec, RunSnapshot};
 use serde_json::Value;
 
-use super::sinks::SinkEvent;
+use super::sinks::{SinkEvent, SinkSender};
 use crate::aggregate::{derive, RunStats};
 use crate::output::{db::ResultDb, log, object};
 use crate::server::EpochClock;
@@ -30,8 +35,10 @@ pub struct Collector {
     pub stats: RunStats,
     /// The database.
     pub db: ResultDb,
-    /// The sinks, if any.
-    pub sinks: Option<Sender<SinkEvent>>,
+    /// The sinks (perhaps none).
+    pub sinks: SinkSender,
+    /// Requests sent and not finished (warmup included), for the sinks' snapshots.
+    pub in_flight: Arc<AtomicI64>,
     /// The progress bar of measured requests.
     pub bar: ProgressBar,
     /// Log the running summary every N measured requests.
@@ -73,8 +80,13 @@ impl Collector {
         let mut db_error = None;
         let mut warmup = 0;
         let mut measured = 0u64;
-        let started = std::time::Instant::now();
+        let started = Instant::now();
+        let mut last_snapshot = started;
         loop {
+            if !self.sinks.is_empty() && last_snapshot.elapsed() >= SNAPSHOT_EVERY {
+                last_snapshot = Instant::now();
+                self.snapshot(measured, started);
+            }
             let mut raw = match records.try_recv() {
                 Ok(raw) => raw,
                 Err(TryRecvError::Empty) => {
@@ -89,7 +101,10 @@ impl Collector {
             }
             measured += 1;
             self.count_output(&mut raw);
-            self.collect(&raw, measured, &mut db_error, started);
+            self.collect(&raw, measured, &mut db_error);
+        }
+        if !self.sinks.is_empty() {
+            self.snapshot(measured, started);
         }
         self.bar.finish_and_clear();
         Collected {
@@ -112,13 +127,7 @@ impl Collector {
         }
     }
 
-    fn collect(
-        &mut self,
-        raw: &RawRecord,
-        measured: u64,
-        db_error: &mut Option<String>,
-        started: std::time::Instant,
-    ) {
+    fn collect(&mut self, raw: &RawRecord, measured: u64, db_error: &mut Option<String>) {
         let rec = derive::record(raw, self.run_index, &self.clock);
         if log::debugging() {
             log::debug(debug_line(&rec, raw));
@@ -132,9 +141,7 @@ impl Collector {
                 *db_error = Some(e.to_string());
             }
         }
-        if let Some(tx) = &self.sinks {
-            let _ = tx.send(SinkEvent::Record(rec));
-        }
+        self.sinks.send(SinkEvent::Record(rec));
         self.bar.inc(1);
         if measured % self.log_every == 0 {
             let summary = self.stats.summary(None);
@@ -142,15 +149,22 @@ impl Collector {
                 "running summary after {measured} requests: {}",
                 object(&summary)
             ));
-            if let Some(tx) = &self.sinks {
-                let _ = tx.send(SinkEvent::Snapshot(RunSnapshot {
-                    run_index: self.run_index,
-                    elapsed_s: started.elapsed().as_secs_f64(),
-                    completed: measured,
-                    metrics: named(&summary),
-                }));
-            }
         }
+    }
+
+    /// The running summary for the sinks, with the requests in flight now.
+    fn snapshot(&self, measured: u64, started: Instant) {
+        let mut metrics = named(&self.stats.summary(None));
+        metrics.push(NamedValue {
+            name: "In-Flight Requests".into(),
+            value: self.in_flight.load(Ordering::Relaxed).max(0) as f64,
+        });
+        self.sinks.send(SinkEvent::Snapshot(RunSnapshot {
+            run_index: self.run_index,
+            elapsed_s: started.elapsed().as_secs_f64(),
+            completed: measured,
+            metrics,
+        }));
     }
 }
 

@@ -120,6 +120,7 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
         headers,
         read_timeout: plan.http.read_timeout,
         total_timeout: plan.http.total_timeout,
+        in_flight: Default::default(),
     });
     let interrupt = watch_signals(&rt);
     if plan.test_connection {
@@ -191,9 +192,19 @@ impl Session<'_> {
     /// Each run of the sweep, `--sleep-interval` apart, until done or interrupted.
     fn sweep(&self) -> anyhow::Result<Vec<RunOutcome>> {
         let plan = self.plan;
+        // Sinks see the model and the URL actually benchmarked (the simulator's port, the
+        // model `--api mock` defaults to), secrets still masked.
+        let mut args = plan.args_json.clone();
+        if let Some(map) = args.as_object_mut() {
+            map.insert("model".into(), plan.api.model.clone().into());
+            map.insert(
+                "url".into(),
+                crate::plan::redacted_url(self.exchange.url.as_str()).into(),
+            );
+        }
         self.hub.send(SinkEvent::Begin(SessionInfo {
             name: plan.name.as_str().into(),
-            args_json: plan.args_json.to_string().into(),
+            args_json: args.to_string().into(),
             output_dir: plan.output_dir.to_string_lossy().as_ref().into(),
             started_unix_s: EpochClock::new().unix_s(Instant::now()),
         }));

@@ -149,6 +149,7 @@ impl Session<'_> {
             stats: RunStats::new(parallel, rate),
             db,
             sinks: self.hub.sender(),
+            in_flight: self.exchange.in_flight.clone(),
             bar,
             log_every: plan.log_every_n,
             tokenizer: self.tokenizer.clone(),

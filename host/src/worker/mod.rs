@@ -184,6 +184,8 @@ pub struct Exchange {
     pub total_timeout: Duration,
     /// The timed transport, for plain http endpoints.
     pub timed: Option<TimedHttp>,
+    /// Requests sent and not yet finished.
+    pub in_flight: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// Folds decoded events into a record.
@@ -341,6 +343,8 @@ pub async fn execute(ex: &Exchange, job: Job, cancel: &CancellationToken) -> Raw
         return record;
     };
     record.sent = Instant::now();
+    ex.in_flight
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let timed = ex.timed.as_ref().filter(|t| t.serves(&prepared.url));
     tokio::select! {
         biased;
@@ -358,6 +362,8 @@ pub async fn execute(ex: &Exchange, job: Job, cancel: &CancellationToken) -> Raw
         } => {}
     }
     record.completed = Instant::now();
+    ex.in_flight
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     record
 }
 

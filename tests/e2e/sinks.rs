@@ -1,0 +1,387 @@
+//! Result sinks against real receivers: the OpenTelemetry sink against VictoriaMetrics (a real
+//! OTLP receiver, queried with PromQL, including every query of the Grafana dashboard), sinks
+//! that cannot start, and a slow sink that must not hold the run.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use perf_tests::{perf_bin, text, victoria_metrics_bin};
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// GET `target` from 127.0.0.1:`port`: (status, body).
+fn get(port: u16, target: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(stream, "GET {target} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// VictoriaMetrics on a free port with its own storage, OTLP names translated as Prometheus
+/// translates them; stopped when dropped.
+struct Receiver {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Receiver {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = free_port();
+        let child = Command::new(victoria_metrics_bin())
+            .arg(format!("-storageDataPath={}", dir.path().display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg("-search.latencyOffset=0s")
+            .arg("-opentelemetry.usePrometheusNaming")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("victoria-metrics starts");
+        let receiver = Receiver {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() && get(port, "/health").0 == 200 {
+                return receiver;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("victoria-metrics did not come up on port {port}");
+    }
+
+    fn otlp(&self) -> String {
+        format!("http://127.0.0.1:{}/opentelemetry", self.port)
+    }
+
+    /// The result vector of an instant PromQL query.
+    fn query(&self, promql: &str) -> Vec<Value> {
+        let (status, body) = get(
+            self.port,
+            &format!("/api/v1/query?query={}", encode(promql)),
+        );
+        assert_eq!(status, 200, "{promql}: {body}");
+        let v: Value = serde_json::from_str(&body).expect("JSON");
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The query's single value once it reaches `want`, waiting for fresh samples to be
+    /// searchable.
+    fn wait_for(&self, promql: &str, want: f64) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut last = f64::NAN;
+        while Instant::now() < deadline {
+            if let Some(v) = self.query(promql).first() {
+                last = v["value"][1]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(f64::NAN);
+                if last == want {
+                    return last;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        last
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn perf_env(dir: &Path, args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String) {
+    let out = Command::new(perf_bin())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env_remove("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .current_dir(dir)
+        .output()
+        .expect("perf runs");
+    let (stdout, stderr) = text(&out);
+    (out.status.code(), format!("{stdout}\n{stderr}"))
+}
+
+#[test]
+fn otel_metrics_reach_a_real_receiver_and_the_dashboard_queries_return_data() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (code, out) = perf_env(
+        dir.path(),
+        &[
+            "--api",
+            "mock",
+            "--port",
+            "0",
+            "-n",
+            "40",
+            "--parallel",
+            "4",
+            "--max-tokens",
+            "8",
+            "--mock-ttft-ms",
+            "40",
+            "--mock-tpot-ms",
+            "15",
+            "--mock-fail-every",
+            "10",
+            "--prompt",
+            "hello",
+            "--name",
+            "otel-e2e",
+            "--outputs-dir",
+            "outputs",
+            "--sink",
+            r#"otel={"interval_ms": 200}"#,
+        ],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.otlp())],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("sink 'otel'"), "no sink error: {out}");
+
+    let run = r#"perf_run_name="otel-e2e""#;
+    assert_eq!(
+        receiver.wait_for(&format!("sum(perf_requests_total{{{run}}})"), 40.0),
+        40.0,
+        "the request counter counts every request"
+    );
+    assert_eq!(
+        receiver.wait_for(
+            &format!(r#"sum(perf_requests_total{{{run},perf_outcome="failure",error_type="http_status"}})"#),
+            4.0
+        ),
+        4.0,
+        "every 10th request failed with an HTTP status"
+    );
+    let ttft = receiver.query(&format!(
+        "gen_ai_client_operation_time_to_first_chunk_seconds_count{{{run}}}"
+    ));
+    assert_eq!(ttft.len(), 1, "one series: {ttft:?}");
+    let labels = &ttft[0]["metric"];
+    assert_eq!(ttft[0]["value"][1], "36", "a TTFT per successful request");
+    for (key, want) in [
+        ("gen_ai_operation_name", "chat"),
+        ("gen_ai_provider_name", "openai"),
+        ("gen_ai_request_model", "mock"),
+        ("server_address", "127.0.0.1"),
+        ("perf_api", "mock"),
+        ("perf_concurrency", "4"),
+        ("service_name", "perf"),
+    ] {
+        assert_eq!(labels[key], want, "{key}: {labels}");
+    }
+    let text = labels.to_string();
+    assert!(
+        !text.contains("perf-") && !text.contains("hello"),
+        "no request ids or prompts in attributes: {text}"
+    );
+    // TTFT buckets resolve milliseconds: the simulator's 40 ms lands between 30 and 50 ms.
+    let below = |le: &str| -> f64 {
+        receiver.query(&format!(
+            r#"gen_ai_client_operation_time_to_first_chunk_seconds_bucket{{{run},le="{le}"}}"#
+        ))[0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("a bucket")
+    };
+    assert_eq!(below("0.03"), 0.0);
+    assert_eq!(below("0.075"), 36.0);
+
+    // Every query of the dashboard returns data from this receiver.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../plugins/sink-otel/grafana/perf-dashboard.json"),
+        )
+        .expect("the dashboard"),
+    )
+    .expect("dashboard JSON");
+    let mut queries = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"]
+                .as_str()
+                .expect("expr")
+                .replace("$run", "otel-e2e")
+                .replace("$__rate_interval", "5m");
+            let result = receiver.query(&expr);
+            assert!(
+                !result.is_empty(),
+                "panel {:?}: {expr} returned nothing",
+                panel["title"]
+            );
+            queries += 1;
+        }
+    }
+    assert!(queries >= 9, "{queries}");
+    let (_, runs) = get(receiver.port, "/api/v1/label/perf_run_name/values");
+    assert!(
+        runs.contains("otel-e2e"),
+        "the run variable's values: {runs}"
+    );
+}
+
+#[test]
+fn a_collector_that_cannot_be_reached_stops_the_run_before_traffic() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let (code, out) = perf_env(
+        dir.path(),
+        &[
+            "--api",
+            "mock",
+            "--port",
+            "0",
+            "-n",
+            "3",
+            "--prompt",
+            "hi",
+            "--otel",
+            "--outputs-dir",
+            "outputs",
+        ],
+        &[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        )],
+    );
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("otel"), "{out}");
+    assert!(out.contains("cannot be reached"), "{out}");
+    assert!(
+        !dir.path().join("outputs").exists() || {
+            // Nothing measured: no run directory with a database.
+            walk(&dir.path().join("outputs"))
+                .iter()
+                .all(|p| !p.ends_with("benchmark_data.db"))
+        }
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.filter_map(Result::ok) {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A collector that accepts the start-up check and then either never answers (`hang`) or
+/// refuses every later connection.
+fn bad_collector(hang: bool) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            if !hang {
+                // The start-up check got through; from now on nobody listens.
+                return;
+            }
+            // Read nothing, answer nothing, keep the connection open.
+            held.push(stream);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_collector_that_hangs_or_goes_away_mid_run_is_reported_once_and_the_run_ends_on_time() {
+    for hang in [true, false] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = bad_collector(hang);
+        let started = Instant::now();
+        let (code, out) = perf_env(
+            dir.path(),
+            &[
+                "--api",
+                "mock",
+                "--port",
+                "0",
+                "-n",
+                "30",
+                "--parallel",
+                "3",
+                "--max-tokens",
+                "4",
+                "--mock-ttft-ms",
+                "400",
+                "--prompt",
+                "hi",
+                "--sink",
+                r#"otel={"interval_ms": 200, "traces": true}"#,
+                "--outputs-dir",
+                "outputs",
+            ],
+            &[
+                (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    format!("http://127.0.0.1:{port}"),
+                ),
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "300".into()),
+            ],
+        );
+        let took = started.elapsed();
+        assert_eq!(code, Some(0), "hang={hang}: {out}");
+        assert!(
+            out.contains("Success Requests") || out.contains("30"),
+            "{out}"
+        );
+        // The first failure as it happens (exports retry for about 3 s, the run lasts 4 s),
+        // then the total at the end; nothing per export.
+        let reports = out.matches("sink 'otel' (built-in) failed:").count();
+        assert_eq!(reports, 1, "hang={hang}: the first failure once: {out}");
+        assert!(
+            out.contains("failed after retries") || out.contains("did not finish in time"),
+            "hang={hang}: the total at the end: {out}"
+        );
+        // The run takes 4 s; the end waits at most 3 s more for the collector.
+        assert!(took < Duration::from_secs(12), "hang={hang}: {took:?}");
+    }
+}
