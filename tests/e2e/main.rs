@@ -6,3 +6,4 @@ mod hub;
 mod keepalive;
 mod plugins;
 mod sinks;
+mod visualizers;

@@ -100,3 +100,15 @@ pub fn victoria_metrics_bin() -> PathBuf {
     );
     path
 }
+
+/// The Python of the venv holding the official wandb and swanlab clients, installed by
+/// `scripts/fetch-test-assets`.
+pub fn py_clients_python() -> PathBuf {
+    let path = test_assets().join("py-clients").join("bin").join("python");
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-test-assets (scripts/test does) before the tests",
+        path.display()
+    );
+    path
+}
