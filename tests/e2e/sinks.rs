@@ -385,3 +385,85 @@ fn a_collector_that_hangs_or_goes_away_mid_run_is_reported_once_and_the_run_ends
         assert!(took < Duration::from_secs(12), "hang={hang}: {took:?}");
     }
 }
+
+#[test]
+fn otel_spans_and_json_metrics_reach_an_otlp_http_json_receiver() {
+    let capture = crate::visualizers::Capture::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (code, out) = perf_env(
+        dir.path(),
+        &[
+            "--api",
+            "mock",
+            "--port",
+            "0",
+            "-n",
+            "12",
+            "--parallel",
+            "3",
+            "--max-tokens",
+            "4",
+            "--prompt",
+            "secret prompt text",
+            "--name",
+            "spans",
+            "--outputs-dir",
+            "outputs",
+            "--sink",
+            r#"otel={"traces": true, "trace_ratio": 1.0}"#,
+        ],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", capture.url()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json".into()),
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let requests = capture.take();
+    let bodies = |path: &str| -> Vec<Value> {
+        requests
+            .iter()
+            .filter(|r| r["path"] == path)
+            .map(|r| {
+                assert_eq!(r["headers"]["content-type"], "application/json", "{r}");
+                r["body"].clone()
+            })
+            .collect()
+    };
+    let spans: Vec<Value> = bodies("/v1/traces")
+        .iter()
+        .flat_map(|b| b["resourceSpans"].as_array().cloned().unwrap_or_default())
+        .flat_map(|rs| rs["scopeSpans"].as_array().cloned().unwrap_or_default())
+        .flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(spans.len(), 12, "a span per request at ratio 1");
+    for span in &spans {
+        assert_eq!(span["name"], "chat mock", "{span}");
+        assert_eq!(span["kind"], 3, "a client span: {span}");
+        let events = span["events"].as_array().expect("events");
+        assert_eq!(events.len(), 1, "{span}");
+        assert_eq!(events[0]["name"], "gen_ai.first_token");
+        let start: u64 = span["startTimeUnixNano"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .or_else(|| span["startTimeUnixNano"].as_u64())
+            .expect("start");
+        let first: u64 = events[0]["timeUnixNano"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .or_else(|| events[0]["timeUnixNano"].as_u64())
+            .expect("event time");
+        assert!(first > start, "{span}");
+        let attributes = span["attributes"].to_string();
+        assert!(
+            attributes.contains("gen_ai.usage.output_tokens"),
+            "{attributes}"
+        );
+    }
+    let metrics = bodies("/v1/metrics");
+    assert!(!metrics.is_empty(), "metrics over http/json too");
+    let everything = serde_json::to_string(&requests).expect("JSON");
+    assert!(
+        !everything.contains("secret prompt text") && !everything.contains("perf-"),
+        "no prompt or request id leaves in telemetry"
+    );
+}

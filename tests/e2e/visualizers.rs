@@ -19,7 +19,7 @@ fn fixtures() -> PathBuf {
 }
 
 /// The capturing server on a free port; stopped when dropped.
-struct Capture {
+pub(crate) struct Capture {
     child: Child,
     port: u16,
     log: PathBuf,
@@ -27,7 +27,7 @@ struct Capture {
 }
 
 impl Capture {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let port = TcpListener::bind("127.0.0.1:0")
             .expect("bind")
@@ -59,12 +59,12 @@ impl Capture {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// Every request so far, and forget them.
-    fn take(&self) -> Vec<Value> {
+    pub(crate) fn take(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let _ = std::fs::remove_file(&self.log);
         text.lines()
@@ -505,4 +505,34 @@ fn a_rejected_key_an_unreachable_host_or_swanlab_local_mode_stop_before_traffic(
             "{args:?}: nothing ran: {out}"
         );
     }
+}
+
+#[test]
+fn several_sinks_run_at_once() {
+    let capture = Capture::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let swanlab = format!(
+        r#"swanlab={{"api_key": "{SWANLAB_KEY}", "host": "{}"}}"#,
+        capture.url()
+    );
+    let (code, out) = perf_run(
+        dir.path(),
+        &["--visualizer", "wandb", "--sink", &swanlab],
+        &[
+            ("WANDB_BASE_URL", capture.url()),
+            ("WANDB_API_KEY", WANDB_KEY.to_string()),
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let requests = capture.take();
+    let wandb_done = requests
+        .iter()
+        .filter_map(wandb_kind)
+        .any(|k| k == "POST file_stream (complete)");
+    let swanlab_done = requests
+        .iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/state")))
+        .any(|r| r["body"]["state"] == "FINISHED");
+    assert!(wandb_done && swanlab_done, "both finished: {requests:?}");
+    assert_secret_absent(&dir.path().join("outputs"), &out, SWANLAB_KEY);
 }
