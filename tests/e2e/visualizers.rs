@@ -473,7 +473,7 @@ fn a_rejected_key_an_unreachable_host_or_swanlab_local_mode_stop_before_traffic(
                 ("WANDB_BASE_URL", capture.url()),
                 ("WANDB_API_KEY", "key-rejected".into()),
             ],
-            "wandb: http://127.0.0.1",
+            "rejected the API key",
         ),
         (
             vec!["--wandb-api-key", "x"],

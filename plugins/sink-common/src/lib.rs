@@ -106,6 +106,38 @@ impl Http {
         result
     }
 
+    /// The first request to a service, sent before any traffic so that a wrong key or host
+    /// stops the run: no answer, 401/403 or any other failure becomes a configuration error
+    /// that says what to check (`key_hint`, `host_hint`).
+    pub fn check_access(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        key_hint: &str,
+        host_hint: &str,
+    ) -> Result<Answer, PluginError> {
+        let service = self.service;
+        let answer = self.send("POST", url, headers, body).map_err(|e| {
+            PluginError::config(format!(
+                "{service}: {url} cannot be reached ({}); check {host_hint}",
+                e.0
+            ))
+        })?;
+        match answer.status {
+            401 | 403 => Err(PluginError::config(format!(
+                "{service}: {url} rejected the API key (HTTP {}); check {key_hint}",
+                answer.status
+            ))),
+            _ if !answer.ok() => Err(PluginError::config(format!(
+                "{service}: {url} answered HTTP {}: {}",
+                answer.status,
+                snippet(&answer.body)
+            ))),
+            _ => Ok(answer),
+        }
+    }
+
     /// POSTs JSON; an error names the service, the URL and the status, never a credential.
     pub fn post_json(
         &self,

@@ -151,11 +151,7 @@ impl ResultSinkPlugin for OtelSink {
         "OpenTelemetry metrics (GenAI conventions) and optional spans over OTLP/HTTP (OTEL_EXPORTER_OTLP_* environment)";
 
     fn new(config: &SinkConfig) -> Result<Self, PluginError> {
-        let options: Options = if config.options.is_null() {
-            Options::default()
-        } else {
-            config.options()?
-        };
+        let options: Options = config.options()?;
         if let Some(r) = options.trace_ratio {
             if !(0.0..=1.0).contains(&r) {
                 return Err(PluginError::config(format!(

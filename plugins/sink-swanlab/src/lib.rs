@@ -234,37 +234,19 @@ impl ResultSinkPlugin for SwanlabSink {
         "a SwanLab experiment: running summary, final summary and percentiles (SWANLAB_API_KEY, --swanlab-host)";
 
     fn new(config: &SinkConfig) -> Result<Self, PluginError> {
-        let options: Options = if config.options.is_null() {
-            Options::default()
-        } else {
-            config.options()?
-        };
+        let options: Options = config.options()?;
         let key = api_key(options.api_key, env("SWANLAB_API_KEY"))?;
         let api = api_base(options.host);
         let http = Http::new("swanlab");
         let url = format!("{api}/login/api_key");
         // Fail before any traffic when the key or the host is wrong.
-        let answer = http
-            .send("POST", &url, &[("authorization", key.as_str())], None)
-            .map_err(|e| {
-                PluginError::config(format!(
-                    "swanlab: {url} cannot be reached ({}); check --swanlab-host / SWANLAB_HOST",
-                    e.0
-                ))
-            })?;
-        if answer.status == 401 || answer.status == 403 {
-            return Err(PluginError::config(format!(
-                "swanlab: {api} rejected the API key (HTTP {}); check SWANLAB_API_KEY",
-                answer.status
-            )));
-        }
-        if !answer.ok() {
-            return Err(PluginError::config(format!(
-                "swanlab: {url} answered HTTP {}: {}",
-                answer.status,
-                snippet(&answer.body)
-            )));
-        }
+        let answer = http.check_access(
+            &url,
+            &[("authorization", key.as_str())],
+            None,
+            "SWANLAB_API_KEY",
+            "--swanlab-host / SWANLAB_HOST",
+        )?;
         let login = answer.json();
         let sid = login["sid"].as_str().ok_or_else(|| {
             PluginError::config(format!("swanlab: {url} answered without a session id"))

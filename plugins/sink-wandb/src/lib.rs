@@ -246,11 +246,7 @@ impl ResultSinkPlugin for WandbSink {
         "a Weights & Biases run: running summary, final summary and percentiles (WANDB_API_KEY, WANDB_BASE_URL)";
 
     fn new(config: &SinkConfig) -> Result<Self, PluginError> {
-        let options: Options = if config.options.is_null() {
-            Options::default()
-        } else {
-            config.options()?
-        };
+        let options: Options = config.options()?;
         let key = api_key(options.api_key, env("WANDB_API_KEY"))?;
         let base = options
             .base_url
@@ -283,40 +279,17 @@ impl ResultSinkPlugin for WandbSink {
         };
         // Fail before any traffic when the key or the server is wrong.
         let url = format!("{}/graphql", sink.base);
-        let answer = sink
-            .http
-            .send(
-                "POST",
-                &url,
-                &[
-                    ("authorization", sink.auth.as_str()),
-                    ("content-type", "application/json"),
-                ],
-                Some(
-                    json!({"query": VIEWER, "variables": null})
-                        .to_string()
-                        .as_bytes(),
-                ),
-            )
-            .map_err(|e| {
-                PluginError::config(format!(
-                    "wandb: {url} cannot be reached ({}); check WANDB_BASE_URL",
-                    e.0
-                ))
-            })?;
-        if answer.status == 401 || answer.status == 403 {
-            return Err(PluginError::config(format!(
-                "wandb: {} rejected the API key (HTTP {}); check WANDB_API_KEY",
-                sink.base, answer.status
-            )));
-        }
-        if !answer.ok() {
-            return Err(PluginError::config(format!(
-                "wandb: {url} answered HTTP {}: {}",
-                answer.status,
-                snippet(&answer.body)
-            )));
-        }
+        let viewer = json!({"query": VIEWER, "variables": null}).to_string();
+        let answer = sink.http.check_access(
+            &url,
+            &[
+                ("authorization", sink.auth.as_str()),
+                ("content-type", "application/json"),
+            ],
+            Some(viewer.as_bytes()),
+            "WANDB_API_KEY",
+            "WANDB_BASE_URL",
+        )?;
         let viewer = &answer.json()["data"]["viewer"];
         if viewer.is_null() {
             return Err(PluginError::config(format!(
