@@ -1,6 +1,7 @@
 //! The built-in plugin crates. Each is referenced here so the linker keeps it, and with it its
 //! `inventory` registration (STYLE.md rule 8).
 
+extern crate perf_api_dashscope;
 extern crate perf_api_openai;
 extern crate perf_datasets;
 extern crate perf_sink_otel;

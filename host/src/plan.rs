@@ -69,7 +69,8 @@ pub enum PromptPlan {
 /// A validated invocation.
 #[derive(Debug, Clone)]
 pub struct RunPlan {
-    /// The API adapter's id (`mock`, `local`, `local_vllm` resolve to `openai`).
+    /// The API adapter's id (`mock`, `local`, `local_vllm` resolve to `openai`, `responses` to
+    /// `openai_responses`).
     pub api_id: String,
     /// What the user passed to `--api`.
     pub api_flag: String,
@@ -416,9 +417,11 @@ fn apply_chat_template(a: &RunArgs, url: &str) -> bool {
     } else if a.no_apply_chat_template {
         false
     } else {
-        url_path(url)
-            .trim_end_matches('/')
-            .ends_with("chat/completions")
+        // Endpoints that take chat messages: the server applies the template.
+        let path = url_path(url).trim_end_matches('/');
+        path.ends_with("chat/completions")
+            || path.ends_with("/responses")
+            || path.contains("/services/aigc/")
     }
 }
 
@@ -629,7 +632,11 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
     };
     let mock = a.api == "mock";
     Ok(RunPlan {
-        api_id: if mock { "openai".into() } else { a.api.clone() },
+        api_id: match a.api.as_str() {
+            "mock" => "openai".into(),
+            "responses" => "openai_responses".into(),
+            other => other.into(),
+        },
         api_flag: a.api.clone(),
         api,
         http: http_plan(a, url)?,

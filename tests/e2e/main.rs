@@ -1,5 +1,6 @@
 //! perf's end-to-end tests: one binary, one module per area.
 
+mod apis;
 mod datasets;
 mod engine;
 mod hub;

@@ -1,5 +1,8 @@
 //! A local OpenAI-compatible HTTP server: `/v1/chat/completions` and `/v1/completions`
-//! (streamed as server-sent events or not, with usage), `/v1/models` and `/health`.
+//! (streamed as server-sent events or not, with usage), `/v1/models` and `/health`; also the
+//! Responses API (`/v1/responses`, `responses.rs`) and DashScope's native generation endpoints
+//! (`/api/v1/services/aigc/{text,multimodal}-generation/generation`, `dashscope.rs`), each a
+//! [`protocol::Protocol`] over the same backends.
 //!
 //! The protocol lives here; what generates the tokens is a [`Backend`]. The simulator
 //! (`mock.rs`, `--api mock` and `perf serve-mock`) is one backend; `--api local` plugs in a
@@ -7,8 +10,10 @@
 //! started, every chunk handed to the connection) so a client's numbers can be checked
 //! against the server's.
 
+mod dashscope;
 pub mod mock;
 mod protocol;
+mod responses;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -154,10 +159,21 @@ async fn route(
             full(StatusCode::OK, "application/json", body.to_string())
         }
         (&Method::POST, "/v1/chat/completions") => {
-            protocol::complete(req, &shared, true, received).await
+            protocol::generate(req, &shared, &protocol::OpenAi { chat: true }, received).await
         }
         (&Method::POST, "/v1/completions") => {
-            protocol::complete(req, &shared, false, received).await
+            protocol::generate(req, &shared, &protocol::OpenAi { chat: false }, received).await
+        }
+        (&Method::POST, "/v1/responses") => {
+            protocol::generate(req, &shared, &responses::Responses, received).await
+        }
+        (&Method::POST, "/api/v1/services/aigc/text-generation/generation") => {
+            let protocol = dashscope::DashScope { multimodal: false };
+            protocol::generate(req, &shared, &protocol, received).await
+        }
+        (&Method::POST, "/api/v1/services/aigc/multimodal-generation/generation") => {
+            let protocol = dashscope::DashScope { multimodal: true };
+            protocol::generate(req, &shared, &protocol, received).await
         }
         _ => protocol::error_response(StatusCode::NOT_FOUND, &format!("no route for {path}")),
     };

@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::{Request, Response, StatusCode};
+use hyper::{HeaderMap, Request, Response, StatusCode};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -162,10 +162,77 @@ pub(crate) fn error_response(status: StatusCode, message: &str) -> Response<Body
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
-pub(crate) async fn complete(
+/// What a writer needs to know about a started generation.
+pub(crate) struct WireContext {
+    /// The server's request counter.
+    pub sequence: u64,
+    /// The model to report.
+    pub model: String,
+    /// When the request arrived, in Unix seconds.
+    pub created: u64,
+    /// Prompt tokens, as the backend counted them.
+    pub prompt_tokens: u64,
+    /// Cached prompt tokens, when the backend has a prefix cache.
+    pub cached_tokens: Option<u64>,
+}
+
+/// A parsed request: what the backend needs, and how to write its answer.
+pub(crate) struct Parsed {
+    pub request: CompletionRequest,
+    pub writer: Box<dyn FnOnce(WireContext) -> Box<dyn Wire> + Send>,
+}
+
+/// One wire format the server speaks: how it reads a request and writes errors.
+pub(crate) trait Protocol: Sync {
+    /// Parses a request (`sequence` is the server's counter).
+    fn parse(&self, headers: &HeaderMap, body: &[u8], sequence: u64) -> Result<Parsed, String>;
+    /// The format's error response.
+    fn error(&self, status: StatusCode, message: &str) -> Response<Body>;
+}
+
+/// OpenAI chat completions (`chat`) or completions.
+pub(crate) struct OpenAi {
+    pub chat: bool,
+}
+
+impl Protocol for OpenAi {
+    fn parse(&self, _headers: &HeaderMap, body: &[u8], sequence: u64) -> Result<Parsed, String> {
+        let request = CompletionRequest::parse(body, self.chat, sequence)?;
+        let (chat, include_usage) = (self.chat, request.include_usage);
+        Ok(Parsed {
+            request,
+            writer: Box::new(move |c: WireContext| {
+                let id = format!(
+                    "{}-perf-{}",
+                    if chat { "chatcmpl" } else { "cmpl" },
+                    c.sequence
+                );
+                Box::new(ChunkWriter {
+                    chat,
+                    include_usage,
+                    head: ChunkWriter::make_head(chat, &id, c.created, &c.model),
+                    id,
+                    model: c.model,
+                    created: c.created,
+                    prompt_tokens: c.prompt_tokens,
+                    cached_tokens: c.cached_tokens,
+                    completion_tokens: 0,
+                    first: true,
+                })
+            }),
+        })
+    }
+
+    fn error(&self, status: StatusCode, message: &str) -> Response<Body> {
+        error_response(status, message)
+    }
+}
+
+/// Serves one generation request in `protocol`'s wire format.
+pub(crate) async fn generate(
     req: Request<Incoming>,
     shared: &std::sync::Arc<Shared>,
-    chat: bool,
+    protocol: &dyn Protocol,
     received: Instant,
 ) -> Response<Body> {
     let client_id = req
@@ -173,42 +240,38 @@ pub(crate) async fn complete(
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let headers = req.headers().clone();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            return error_response(
+            return protocol.error(
                 StatusCode::BAD_REQUEST,
                 &format!("cannot read the body: {e}"),
             )
         }
     };
     let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed) + 1;
-    let request = match CompletionRequest::parse(&body, chat, sequence) {
+    let parsed = match protocol.parse(&headers, &body, sequence) {
         Ok(r) => r,
-        Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
+        Err(message) => return protocol.error(StatusCode::BAD_REQUEST, &message),
     };
+    let request = parsed.request;
     let generation = match shared.backend.start(&request) {
         Ok(g) => g,
-        Err(rejection) => return error_response(rejection.status, &rejection.message),
+        Err(rejection) => return protocol.error(rejection.status, &rejection.message),
     };
-    let id = format!("{}-perf-{sequence}", if chat { "chatcmpl" } else { "cmpl" });
     let model = if request.model.is_empty() {
         shared.backend.model().to_string()
     } else {
         request.model.clone()
     };
-    let created = shared.clock.unix_s(received) as u64;
-    let writer = ChunkWriter {
-        chat,
-        head: ChunkWriter::make_head(chat, &id, created, &model),
-        id,
+    let writer = (parsed.writer)(WireContext {
+        sequence,
         model,
-        created,
+        created: shared.clock.unix_s(received) as u64,
         prompt_tokens: generation.prompt_tokens,
         cached_tokens: generation.cached_tokens,
-        completion_tokens: 0,
-        first: true,
-    };
+    });
     let log = LogEntry {
         sequence,
         id: client_id,
@@ -216,20 +279,16 @@ pub(crate) async fn complete(
         chunks: Vec::new(),
     };
     if request.stream {
-        stream(
-            writer,
-            generation,
-            request.include_usage,
-            shared.clone(),
-            log,
-        )
+        stream(writer, generation, shared.clone(), log)
     } else {
-        whole(writer, generation, shared, log).await
+        let error = |status, message: &str| protocol.error(status, message);
+        whole(writer, generation, shared, log, &error).await
     }
 }
 
-struct ChunkWriter {
+pub(crate) struct ChunkWriter {
     chat: bool,
+    include_usage: bool,
     id: String,
     model: String,
     created: u64,
@@ -249,6 +308,66 @@ fn json_str(s: &str) -> String {
 fn push_json_str(out: &mut Vec<u8>, s: &str) {
     if serde_json::to_writer(&mut *out, s).is_err() {
         out.extend_from_slice(b"\"\"");
+    }
+}
+
+/// How one wire format writes a generation: streamed chunks and their end, or one whole body.
+/// The OpenAI formats are [`ChunkWriter`]; DashScope and the Responses API have their own.
+pub(crate) trait Wire: Send + 'static {
+    /// Appends one streamed piece of `tokens` tokens.
+    fn text_chunk(&mut self, out: &mut Vec<u8>, text: &str, tokens: u32);
+    /// Appends an event that is not valid JSON (fault injection).
+    fn malformed(&self, out: &mut Vec<u8>);
+    /// Appends the end of the stream.
+    fn tail(&mut self, out: &mut Vec<u8>, finish_reason: &str);
+    /// Counts the tokens of a piece of a non-streamed generation.
+    fn count(&mut self, tokens: u32);
+    /// The body of a non-streamed generation.
+    fn whole(&self, text: &str, finish_reason: &str) -> String;
+}
+
+impl Wire for ChunkWriter {
+    fn text_chunk(&mut self, out: &mut Vec<u8>, text: &str, tokens: u32) {
+        ChunkWriter::text_chunk(self, out, text, tokens);
+    }
+
+    fn malformed(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"data: {\"choices\":[{\"delta\":{\"content\":\"trunc\n\n");
+    }
+
+    fn tail(&mut self, out: &mut Vec<u8>, finish_reason: &str) {
+        ChunkWriter::tail(self, out, finish_reason);
+    }
+
+    fn count(&mut self, tokens: u32) {
+        self.completion_tokens += u64::from(tokens);
+    }
+
+    fn whole(&self, text: &str, finish: &str) -> String {
+        let (object, choice) = if self.chat {
+            (
+                "chat.completion",
+                format!(
+                    r#"{{"index":0,"message":{{"role":"assistant","content":{}}},"finish_reason":"{finish}"}}"#,
+                    json_str(text)
+                ),
+            )
+        } else {
+            (
+                "text_completion",
+                format!(
+                    r#"{{"index":0,"text":{},"finish_reason":"{finish}"}}"#,
+                    json_str(text)
+                ),
+            )
+        };
+        format!(
+            r#"{{"id":"{}","object":"{object}","created":{},"model":{},"choices":[{choice}],"usage":{}}}"#,
+            self.id,
+            self.created,
+            json_str(&self.model),
+            self.usage()
+        )
     }
 }
 
@@ -301,7 +420,8 @@ impl ChunkWriter {
     }
 
     /// Appends the finishing chunk, the usage chunk when asked for, and `[DONE]`.
-    fn tail(&self, out: &mut Vec<u8>, finish_reason: &str, include_usage: bool) {
+    fn tail(&self, out: &mut Vec<u8>, finish_reason: &str) {
+        let include_usage = self.include_usage;
         let choice = if self.chat {
             format!(r#"{{"index":0,"delta":{{}},"finish_reason":"{finish_reason}"}}"#)
         } else {
@@ -318,11 +438,10 @@ impl ChunkWriter {
 }
 
 struct StreamState {
-    writer: ChunkWriter,
+    writer: Box<dyn Wire>,
     pieces: mpsc::Receiver<Piece>,
     /// A piece taken while coalescing that must start the next frame.
     pending: Option<Piece>,
-    include_usage: bool,
     done: bool,
     shared: std::sync::Arc<Shared>,
     log: LogEntry,
@@ -364,8 +483,7 @@ impl StreamState {
         loop {
             match piece {
                 Piece::Text { text, tokens } => self.writer.text_chunk(&mut out, &text, tokens),
-                Piece::Malformed => out
-                    .extend_from_slice(b"data: {\"choices\":[{\"delta\":{\"content\":\"trunc\n\n"),
+                Piece::Malformed => self.writer.malformed(&mut out),
                 Piece::Drop if out.is_empty() => {
                     self.done = true;
                     self.finish_log();
@@ -379,8 +497,7 @@ impl StreamState {
                     break;
                 }
                 Piece::End { finish_reason } => {
-                    self.writer
-                        .tail(&mut out, finish_reason, self.include_usage);
+                    self.writer.tail(&mut out, finish_reason);
                     self.done = true;
                 }
             }
@@ -398,10 +515,9 @@ impl StreamState {
     }
 }
 
-fn stream(
-    writer: ChunkWriter,
+pub(crate) fn stream(
+    writer: Box<dyn Wire>,
     pieces: Generation,
-    include_usage: bool,
     shared: std::sync::Arc<Shared>,
     log: LogEntry,
 ) -> Response<Body> {
@@ -409,7 +525,6 @@ fn stream(
         writer,
         pieces: pieces.pieces,
         pending: None,
-        include_usage,
         done: false,
         shared,
         log,
@@ -438,11 +553,13 @@ fn stream(
     resp
 }
 
-async fn whole(
-    mut writer: ChunkWriter,
+/// Collects a non-streamed generation into one body; `error` writes the protocol's error.
+pub(crate) async fn whole(
+    mut writer: Box<dyn Wire>,
     mut generation: Generation,
     shared: &std::sync::Arc<Shared>,
     mut log: LogEntry,
+    error: &(dyn Fn(StatusCode, &str) -> Response<Body> + Sync),
 ) -> Response<Body> {
     let mut text = String::new();
     let mut finish = "stop";
@@ -450,42 +567,17 @@ async fn whole(
         match piece {
             Piece::Text { text: t, tokens } => {
                 text.push_str(&t);
-                writer.completion_tokens += u64::from(tokens);
+                writer.count(tokens);
             }
             Piece::Malformed => {}
-            Piece::Drop => {
-                return error_response(StatusCode::INTERNAL_SERVER_ERROR, "generation aborted")
-            }
+            Piece::Drop => return error(StatusCode::INTERNAL_SERVER_ERROR, "generation aborted"),
             Piece::End { finish_reason } => {
                 finish = finish_reason;
                 break;
             }
         }
     }
-    let (object, choice) = if writer.chat {
-        (
-            "chat.completion",
-            format!(
-                r#"{{"index":0,"message":{{"role":"assistant","content":{}}},"finish_reason":"{finish}"}}"#,
-                json_str(&text)
-            ),
-        )
-    } else {
-        (
-            "text_completion",
-            format!(
-                r#"{{"index":0,"text":{},"finish_reason":"{finish}"}}"#,
-                json_str(&text)
-            ),
-        )
-    };
-    let body = format!(
-        r#"{{"id":"{}","object":"{object}","created":{},"model":{},"choices":[{choice}],"usage":{}}}"#,
-        writer.id,
-        writer.created,
-        json_str(&writer.model),
-        writer.usage()
-    );
+    let body = writer.whole(&text, finish);
     if let Some(l) = &shared.log {
         log.chunks.push(shared.clock.unix_s(Instant::now()));
         l.write(&log);

@@ -1,5 +1,6 @@
 //! The `openai` API adapter: OpenAI-compatible `/v1/chat/completions` and `/v1/completions`,
-//! streamed (server-sent events) or not. `--api local`, `--api local_vllm` and the simulator
+//! streamed (server-sent events) or not; and `openai_responses`, the Responses API
+//! (`responses.rs`). `--api local`, `--api local_vllm` and the simulator
 //! (`--api mock`) speak the same protocol and use this adapter too.
 //!
 //! Request bodies follow evalscope perf 1.14.1 (see `body.rs`); decoding recognises content,
@@ -9,6 +10,7 @@
 mod body;
 mod decode;
 mod frame;
+mod responses;
 mod scan;
 
 use perf_plugin_api::sdk::{ApiAdapterPlugin, ApiConfig};
@@ -17,6 +19,7 @@ use perf_plugin_api::{
 };
 
 pub use decode::OpenAiDecoder;
+pub use responses::{ResponsesAdapter, ResponsesDecoder};
 
 /// The adapter; one per run, shared by every worker.
 pub struct OpenAiAdapter {
@@ -67,4 +70,5 @@ impl ApiAdapterPlugin for OpenAiAdapter {
 
 perf_plugin_api::builtin_plugins! {
     ApiAdapter: OpenAiAdapter,
+    ApiAdapter: ResponsesAdapter,
 }

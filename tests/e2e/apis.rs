@@ -1,0 +1,315 @@
+//! The other APIs end to end: DashScope (text and multimodal) and the Responses API, each
+//! against perf's simulator (`perf serve-mock`) with perf's adapter, and with the official
+//! `dashscope` and `openai` Python clients to show the simulator speaks the real protocols.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use perf_tests::{perf_bin, py_clients_python, text};
+use rusqlite::Connection;
+use serde_json::Value;
+
+/// `perf serve-mock` on a free port (TTFT 40 ms, 10 ms a token); stopped when dropped.
+struct Simulator {
+    child: Child,
+    port: u16,
+}
+
+impl Simulator {
+    fn start(extra: &[&str]) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new(perf_bin())
+            .args(["serve-mock", "--port", &port.to_string()])
+            .args(["--mock-ttft-ms", "40", "--mock-tpot-ms", "10"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve-mock starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "serve-mock did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Simulator { child, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const DASHSCOPE_TEXT: &str = "/api/v1/services/aigc/text-generation/generation";
+const DASHSCOPE_MULTIMODAL: &str = "/api/v1/services/aigc/multimodal-generation/generation";
+
+/// Runs perf in `dir` and returns (exit code, console, the run's summary, its database).
+fn run(dir: &Path, args: &[&str]) -> (Option<i32>, String, Value, Connection) {
+    let mut all = vec![
+        "--outputs-dir",
+        "outputs",
+        "--no-timestamp",
+        "--name",
+        "t",
+        "--api-key",
+        "sk-secret-dashscope",
+    ];
+    all.extend_from_slice(args);
+    let out = Command::new(perf_bin())
+        .args(&all)
+        .current_dir(dir)
+        .output()
+        .expect("perf runs");
+    let (stdout, stderr) = text(&out);
+    let console = format!("{stdout}\n{stderr}");
+    let run_dir = std::fs::read_dir(dir.join("outputs/t"))
+        .expect("outputs")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| panic!("no run directory: {console}"));
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("benchmark_summary.json")).expect("summary"),
+    )
+    .expect("JSON");
+    let db = Connection::open(run_dir.join("benchmark_data.db")).expect("db");
+    (out.status.code(), console, summary, db)
+}
+
+fn f(summary: &Value, key: &str) -> f64 {
+    summary[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} in {summary}"))
+}
+
+/// N requests, N successes, the server's token counts, and TTFT / TPOT near the simulator's
+/// 40 ms and 10 ms (loose upper bounds absorb a busy machine).
+fn assert_faithful(summary: &Value, db: &Connection, n: f64, output_tokens: f64, streamed: bool) {
+    assert_eq!(f(summary, "Total Requests"), n, "{summary}");
+    assert_eq!(f(summary, "Success Requests"), n, "{summary}");
+    assert_eq!(f(summary, "Avg Output Tokens"), output_tokens, "{summary}");
+    assert_eq!(f(summary, "Estimated Token Counts"), 0.0, "{summary}");
+    let sources: Vec<String> = db
+        .prepare("SELECT DISTINCT token_counts FROM result")
+        .expect("query")
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(sources, ["server"], "usage came from the server");
+    let ttft = f(summary, "Avg TTFT (ms)");
+    if streamed {
+        assert!((40.0..80.0).contains(&ttft), "TTFT {ttft}");
+        let tpot = f(summary, "Avg TPOT (ms)");
+        assert!((9.5..20.0).contains(&tpot), "TPOT {tpot}");
+    } else {
+        // Not streamed: TTFT is the whole latency, 40 ms + 7 x 10 ms.
+        assert!((110.0..170.0).contains(&ttft), "latency {ttft}");
+    }
+}
+
+#[test]
+fn dashscope_streamed_and_not_matches_the_simulator() {
+    let sim = Simulator::start(&[]);
+    let dir = tempfile::tempdir().expect("tmp");
+    for streamed in [true, false] {
+        let _ = std::fs::remove_dir_all(dir.path().join("outputs"));
+        let url = sim.url(DASHSCOPE_TEXT);
+        let mut args = vec![
+            "--api",
+            "dashscope",
+            "--url",
+            &url,
+            "--model",
+            "qwen-plus",
+            "-n",
+            "20",
+            "--parallel",
+            "4",
+            "--max-tokens",
+            "8",
+            "--prompt",
+            "hello",
+        ];
+        if !streamed {
+            args.push("--no-stream");
+        }
+        let (code, console, summary, db) = run(dir.path(), &args);
+        assert_eq!(code, Some(0), "{console}");
+        assert_faithful(&summary, &db, 20.0, 8.0, streamed);
+        let body: String = db
+            .query_row("SELECT request FROM result LIMIT 1", [], |r| r.get(0))
+            .expect("a request");
+        let body: Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(body["input"]["messages"][0]["content"], "hello");
+        assert_eq!(body["parameters"]["result_format"], "message");
+        assert!(!console.contains("sk-secret-dashscope"));
+    }
+}
+
+#[test]
+fn dashscope_multimodal_prompts_and_server_errors() {
+    let sim = Simulator::start(&["--mock-fail-every", "4"]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let prompts = dir.path().join("prompts.jsonl");
+    std::fs::write(
+        &prompts,
+        r#"[{"role": "user", "content": [{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]
+"#,
+    )
+    .expect("write");
+    let url = sim.url(DASHSCOPE_MULTIMODAL);
+    let (code, console, summary, db) = run(
+        dir.path(),
+        &[
+            "--api",
+            "dashscope",
+            "--url",
+            &url,
+            "--model",
+            "qwen-vl-plus",
+            "-n",
+            "12",
+            "--max-tokens",
+            "4",
+            "--dataset",
+            "line_by_line",
+            "--dataset-path",
+            prompts.to_str().expect("utf-8"),
+            "--no-test-connection",
+        ],
+    );
+    assert_eq!(code, Some(0), "{console}");
+    assert_eq!(f(&summary, "Success Requests"), 9.0, "{summary}");
+    assert_eq!(
+        f(&summary, "Failed Requests"),
+        3.0,
+        "every 4th fails: {summary}"
+    );
+    let body: String = db
+        .query_row(
+            "SELECT request FROM result WHERE success = 1 LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .expect("a request");
+    let body: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        body["input"]["messages"][0]["content"],
+        serde_json::json!([{"text": "what is this?"}, {"image": "data:image/png;base64,iVBORw0KGgo="}])
+    );
+    let errors: Vec<(String, String)> = db
+        .prepare("SELECT error_kind, error FROM result WHERE success = 0")
+        .expect("query")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(errors.len(), 3);
+    for (kind, message) in errors {
+        assert_eq!(kind, "http_status");
+        assert!(message.contains("InternalError"), "{message}");
+    }
+}
+
+#[test]
+fn the_responses_api_streamed_and_not_matches_the_simulator() {
+    let sim = Simulator::start(&[]);
+    let dir = tempfile::tempdir().expect("tmp");
+    for streamed in [true, false] {
+        let _ = std::fs::remove_dir_all(dir.path().join("outputs"));
+        let url = sim.url("/v1/responses");
+        let mut args = vec![
+            "--api",
+            "responses",
+            "--url",
+            &url,
+            "--model",
+            "m",
+            "-n",
+            "20",
+            "--parallel",
+            "4",
+            "--max-tokens",
+            "8",
+            "--prompt",
+            "hello",
+        ];
+        if !streamed {
+            args.push("--no-stream");
+        }
+        let (code, console, summary, db) = run(dir.path(), &args);
+        assert_eq!(code, Some(0), "{console}");
+        assert_faithful(&summary, &db, 20.0, 8.0, streamed);
+        let body: String = db
+            .query_row("SELECT request FROM result LIMIT 1", [], |r| r.get(0))
+            .expect("a request");
+        let body: Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(body["input"], "hello");
+        assert_eq!(body["max_output_tokens"], 8);
+    }
+}
+
+#[test]
+fn the_official_dashscope_and_openai_clients_work_against_the_simulator() {
+    let sim = Simulator::start(&[]);
+    let out = Command::new(py_clients_python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("py/api_clients.py"))
+        .arg(sim.url(""))
+        .output()
+        .expect("the clients run");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let results: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let call = |name: &str| -> &Value {
+        results
+            .iter()
+            .find(|r| r["call"] == name)
+            .unwrap_or_else(|| panic!("{name} in {stdout}"))
+    };
+    for name in ["dashscope text", "dashscope stream", "dashscope multimodal"] {
+        assert_eq!(call(name)["status"], 200, "{name}");
+    }
+    assert_eq!(call("dashscope text")["output_tokens"], 8);
+    let stream = call("dashscope stream");
+    let pieces = stream["pieces"].as_array().expect("pieces");
+    assert_eq!(
+        pieces.len(),
+        7,
+        "six pieces and the closing event: {stream}"
+    );
+    assert_eq!(stream["finish"], "length");
+    assert_eq!(stream["output_tokens"], 6);
+    assert!(!call("dashscope multimodal")["text"]
+        .as_str()
+        .expect("text")
+        .is_empty());
+    assert_eq!(call("responses")["status"], "incomplete", "cut at 6 tokens");
+    assert_eq!(call("responses")["output_tokens"], 6);
+    let stream = call("responses stream");
+    assert_eq!(stream["status"], "completed");
+    let events: Vec<&str> = stream["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(events.first(), Some(&"response.created"));
+    assert_eq!(events.last(), Some(&"response.completed"));
+    assert!(events.contains(&"response.output_text.delta"));
+}
