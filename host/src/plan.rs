@@ -114,6 +114,8 @@ pub struct RunPlan {
     pub data_source: String,
     /// `--image-patch-size`: pixels per image token side when perf counts image prompts.
     pub image_patch_size: u32,
+    /// Embeddings or rerank: requests that produce no text, summarised by their input.
+    pub input_only: bool,
 }
 
 fn not_supported(what: &str) -> anyhow::Error {
@@ -425,14 +427,41 @@ fn apply_chat_template(a: &RunArgs, url: &str) -> bool {
     }
 }
 
-/// As evalscope does for the OpenAI API: a URL whose path does not end in an endpoint
-/// (`http://host:8000/v1`) gets `chat/completions` appended.
-fn with_endpoint(url: &str) -> String {
+/// The endpoint an OpenAI-family API appends to a URL that names none.
+fn default_endpoint(api: &str) -> Option<&'static str> {
+    match api {
+        "openai" => Some("chat/completions"),
+        "openai_responses" | "openai_response" | "responses" => Some("responses"),
+        "openai_embedding" | "embedding" => Some("embeddings"),
+        "openai_rerank" | "rerank" => Some("reranks"),
+        _ => None,
+    }
+}
+
+/// As evalscope does for the OpenAI family: a URL whose path does not end in an endpoint
+/// (`http://host:8000/v1`) gets the API's endpoint appended, and the Responses API given a
+/// `.../chat/completions` URL goes to `.../responses`.
+fn with_endpoint(url: &str, endpoint: &str) -> String {
     let path = url_path(url).trim_end_matches('/');
-    if path.ends_with("chat/completions") || path.ends_with("/completions") {
+    let base = url.trim_end_matches('/');
+    if endpoint == "responses" && path.ends_with("/chat/completions") {
+        return format!(
+            "{}/responses",
+            &base[..base.len() - "/chat/completions".len()]
+        );
+    }
+    let known = [
+        "chat/completions",
+        "/completions",
+        "/responses",
+        "/embeddings",
+        "/reranks",
+        "/rerank",
+    ];
+    if known.iter().any(|k| path.ends_with(k)) {
         url.to_string()
     } else {
-        format!("{}/chat/completions", url.trim_end_matches('/'))
+        format!("{base}/{endpoint}")
     }
 }
 
@@ -460,8 +489,8 @@ fn endpoint(a: &RunArgs) -> anyhow::Result<(String, bool)> {
             "/v1/completions"
         };
         format!("http://127.0.0.1:{}{path}", a.port)
-    } else if a.api == "openai" {
-        with_endpoint(&a.url)
+    } else if let Some(endpoint) = default_endpoint(&a.api) {
+        with_endpoint(&a.url, endpoint)
     } else {
         a.url.clone()
     };
@@ -558,7 +587,10 @@ fn prompt_plan(a: &RunArgs, chat: bool) -> anyhow::Result<PromptPlan> {
     Ok(match &a.prompt {
         Some(p) => PromptPlan::Fixed(at_file(p, "--prompt")?),
         None => PromptPlan::Dataset {
-            id: a.dataset.clone(),
+            id: match a.dataset.as_str() {
+                "embed" => "embedding".into(),
+                other => other.into(),
+            },
             config: Box::new(DatasetConfig {
                 dataset_path: a.dataset_path.clone(),
                 data_source: a.data_source.clone(),
@@ -579,6 +611,30 @@ fn prompt_plan(a: &RunArgs, chat: bool) -> anyhow::Result<PromptPlan> {
             }),
         },
     })
+}
+
+/// The knobs evalscope's embedding and rerank datasets read from `--extra-args` (where they
+/// also end up in every request body): perf moves them to the dataset's options, out of the
+/// body. `--dataset-args` wins when both set one.
+fn move_dataset_knobs(api: &mut ApiConfig, prompts: &mut PromptPlan) {
+    let PromptPlan::Dataset { id, config } = prompts else {
+        return;
+    };
+    let knobs: &[&str] = match id.as_str() {
+        "embedding_batch" | "random_embedding_batch" => &["batch_size"],
+        "random_rerank" => &["num_documents", "document_length_ratio"],
+        _ => return,
+    };
+    for knob in knobs {
+        if let Some(v) = api.extra_args.remove(*knob) {
+            if !config.options.is_object() {
+                config.options = Value::Object(Map::new());
+            }
+            if let Some(o) = config.options.as_object_mut() {
+                o.entry(knob.to_string()).or_insert(v);
+            }
+        }
+    }
 }
 
 /// The run name and `<outputs-dir>/<time>/<name or model basename>`.
@@ -622,8 +678,9 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
     let model = model(a)?;
     let (url, chat) = endpoint(a)?;
     let max_tokens = max_tokens(a)?;
-    let api = api_config(a, &url, &model, chat, max_tokens)?;
-    let prompts = prompt_plan(a, chat)?;
+    let mut api = api_config(a, &url, &model, chat, max_tokens)?;
+    let mut prompts = prompt_plan(a, chat)?;
+    move_dataset_knobs(&mut api, &mut prompts);
     let (name, output_dir) = output_location(a, &model);
     let duration = match a.duration {
         Some(d) if d > 0.0 => Some(seconds(d, "--duration")?),
@@ -634,7 +691,9 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
     Ok(RunPlan {
         api_id: match a.api.as_str() {
             "mock" => "openai".into(),
-            "responses" => "openai_responses".into(),
+            "responses" | "openai_response" => "openai_responses".into(),
+            "embedding" => "openai_embedding".into(),
+            "rerank" => "openai_rerank".into(),
             other => other.into(),
         },
         api_flag: a.api.clone(),
@@ -657,6 +716,10 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
         debug: a.debug,
         tokenizer_path: a.tokenizer_path.clone(),
         image_patch_size: a.image_patch_size,
+        input_only: matches!(
+            a.api.as_str(),
+            "openai_embedding" | "embedding" | "openai_rerank" | "rerank"
+        ),
         data_source: a.data_source.clone(),
     })
 }
@@ -806,6 +869,54 @@ mod tests {
         let p = plan(&args("--model m --url http://h:8000/v1/completions")).expect("plan");
         assert_eq!(p.http.url, "http://h:8000/v1/completions");
         assert!(!p.api.apply_chat_template);
+    }
+
+    #[test]
+    fn evalscopes_dataset_knobs_in_extra_args_go_to_the_dataset_not_the_body() {
+        let p = plan(&args(
+            r#"--model m --api embedding --dataset random_embedding_batch --extra-args {"batch_size":4,"truncate":true}"#,
+        ))
+        .expect("plan");
+        assert_eq!(p.api.extra_args.get("batch_size"), None);
+        assert_eq!(p.api.extra_args.get("truncate"), Some(&json!(true)));
+        let PromptPlan::Dataset { id, config } = &p.prompts else {
+            panic!("a dataset");
+        };
+        assert_eq!(id, "random_embedding_batch");
+        assert_eq!(config.options, json!({"batch_size": 4}));
+        let p = plan(&args("--model m --api embedding --dataset embed")).expect("plan");
+        let PromptPlan::Dataset { id, .. } = &p.prompts else {
+            panic!("a dataset");
+        };
+        assert_eq!(id, "embedding", "embed is embedding's alias");
+    }
+
+    #[test]
+    fn each_openai_family_api_appends_its_endpoint_and_aliases_resolve() {
+        let url_and_id = |line: &str| {
+            let p = plan(&args(line)).expect("plan");
+            (p.http.url, p.api_id)
+        };
+        for (api, url, id) in [
+            ("responses", "http://h/v1/responses", "openai_responses"),
+            ("embedding", "http://h/v1/embeddings", "openai_embedding"),
+            ("rerank", "http://h/v1/reranks", "openai_rerank"),
+            ("openai_rerank", "http://h/v1/reranks", "openai_rerank"),
+        ] {
+            assert_eq!(
+                url_and_id(&format!("--model m --api {api} --url http://h/v1")),
+                (url.to_string(), id.to_string()),
+                "{api}"
+            );
+        }
+        assert_eq!(
+            url_and_id("--model m --api responses --url http://h/v1/chat/completions").0,
+            "http://h/v1/responses"
+        );
+        assert_eq!(
+            url_and_id("--model m --api rerank --url http://h/v1/rerank").0,
+            "http://h/v1/rerank"
+        );
     }
 
     #[test]

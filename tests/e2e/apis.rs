@@ -312,4 +312,216 @@ fn the_official_dashscope_and_openai_clients_work_against_the_simulator() {
     assert_eq!(events.first(), Some(&"response.created"));
     assert_eq!(events.last(), Some(&"response.completed"));
     assert!(events.contains(&"response.output_text.delta"));
+    // The client asks for base64 vectors and decodes them.
+    let embeddings = call("embeddings");
+    assert_eq!(embeddings["count"], 2);
+    assert_eq!(embeddings["dimensions"], 64);
+    assert!(embeddings["prompt_tokens"].as_u64().expect("tokens") > 0);
+}
+
+fn column_names(dir: &Path) -> Vec<String> {
+    let run_dir = std::fs::read_dir(dir.join("outputs/t"))
+        .expect("outputs")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("a run directory");
+    let rows: Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("benchmark_percentile.json")).expect("percentiles"),
+    )
+    .expect("JSON");
+    rows[0]
+        .as_object()
+        .expect("a row")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn embeddings_report_input_throughput_over_wall_time_and_evalscopes_figure_beside_it() {
+    let sim = Simulator::start(&[]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let tokenizer = perf_tests::tokenizer_dir("qwen3");
+    let url = sim.url("/v1");
+    let (code, console, summary, db) = run(
+        dir.path(),
+        &[
+            "--api",
+            "embedding",
+            "--url",
+            &url,
+            "--model",
+            "bge",
+            "-n",
+            "24",
+            "--parallel",
+            "4",
+            "--dataset",
+            "random_embedding",
+            "--tokenizer-path",
+            tokenizer.to_str().expect("utf-8"),
+            "--min-prompt-length",
+            "20",
+            "--max-prompt-length",
+            "40",
+        ],
+    );
+    assert_eq!(code, Some(0), "{console}");
+    assert_eq!(f(&summary, "Success Requests"), 24.0, "{summary}");
+    assert_eq!(f(&summary, "Avg Output Tokens"), 0.0);
+    let prompt: f64 = db
+        .query_row("SELECT SUM(prompt_tokens) FROM result", [], |r| r.get(0))
+        .expect("sum");
+    let latency: f64 = db
+        .query_row("SELECT SUM(latency) FROM result", [], |r| r.get(0))
+        .expect("sum");
+    let wall = f(&summary, "Test Duration (s)");
+    let honest = f(&summary, "Input Throughput (tok/s)");
+    let evalscope = f(&summary, "Input Throughput per Stream (evalscope) (tok/s)");
+    assert!(
+        (honest - prompt / wall).abs() / honest < 0.01,
+        "{honest} vs {}",
+        prompt / wall
+    );
+    assert!(
+        (evalscope - prompt / latency).abs() / evalscope < 0.01,
+        "{evalscope}"
+    );
+    // Four streams at once: the wall-time figure is about four times the per-stream one.
+    assert!(
+        (2.5..5.0).contains(&(honest / evalscope)),
+        "{honest} / {evalscope}"
+    );
+    assert_eq!(
+        column_names(dir.path()),
+        [
+            "Percentiles",
+            "Latency (s)",
+            "Input tokens",
+            "Input (tok/s)"
+        ]
+    );
+    let body: String = db
+        .query_row("SELECT request FROM result LIMIT 1", [], |r| r.get(0))
+        .expect("a request");
+    let body: Value = serde_json::from_str(&body).expect("JSON");
+    assert!(body["input"].is_string(), "{body}");
+    assert!(
+        console.contains("Input tok/s"),
+        "the overview table: {console}"
+    );
+}
+
+#[test]
+fn embedding_batches_and_rerank_pairs_from_files_and_random() {
+    let sim = Simulator::start(&[]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let texts = dir.path().join("texts.txt");
+    std::fs::write(&texts, "one\ntwo\nthree\nfour\nfive\nsix\n").expect("write");
+    let url = sim.url("/v1");
+    // evalscope's way to set the batch size: in --extra-args (perf keeps it out of the body).
+    let (code, console, summary, db) = run(
+        dir.path(),
+        &[
+            "--api",
+            "embedding",
+            "--url",
+            &url,
+            "--model",
+            "bge",
+            "-n",
+            "4",
+            "--dataset",
+            "embedding_batch",
+            "--dataset-path",
+            texts.to_str().expect("utf-8"),
+            "--extra-args",
+            r#"{"batch_size": 3}"#,
+        ],
+    );
+    assert_eq!(code, Some(0), "{console}");
+    assert_eq!(f(&summary, "Success Requests"), 4.0);
+    let body: String = db
+        .query_row(
+            "SELECT request FROM result ORDER BY request_index LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .expect("a request");
+    let body: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        body,
+        serde_json::json!({"input": ["one", "two", "three"], "model": "bge"})
+    );
+
+    let _ = std::fs::remove_dir_all(dir.path().join("outputs"));
+    let pairs = dir.path().join("pairs.jsonl");
+    std::fs::write(
+        &pairs,
+        "{\"query\": \"what is perf\", \"documents\": [\"a benchmark\", \"a fish\"]}\n",
+    )
+    .expect("write");
+    let rerank = sim.url("/v1/rerank");
+    let (code, console, summary, db) = run(
+        dir.path(),
+        &[
+            "--api",
+            "rerank",
+            "--url",
+            &rerank,
+            "--model",
+            "reranker",
+            "-n",
+            "3",
+            "--dataset",
+            "rerank",
+            "--dataset-path",
+            pairs.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(code, Some(0), "{console}");
+    assert_eq!(f(&summary, "Success Requests"), 3.0);
+    let body: String = db
+        .query_row("SELECT request FROM result LIMIT 1", [], |r| r.get(0))
+        .expect("a request");
+    let body: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        body["documents"],
+        serde_json::json!(["a benchmark", "a fish"])
+    );
+
+    let _ = std::fs::remove_dir_all(dir.path().join("outputs"));
+    let tokenizer = perf_tests::tokenizer_dir("qwen3");
+    let (code, console, summary, db) = run(
+        dir.path(),
+        &[
+            "--api",
+            "rerank",
+            "--url",
+            &rerank,
+            "--model",
+            "reranker",
+            "-n",
+            "4",
+            "--dataset",
+            "random_rerank",
+            "--tokenizer-path",
+            tokenizer.to_str().expect("utf-8"),
+            "--min-prompt-length",
+            "8",
+            "--max-prompt-length",
+            "16",
+            "--dataset-args",
+            r#"{"num_documents": 3, "document_length_ratio": 2}"#,
+        ],
+    );
+    assert_eq!(code, Some(0), "{console}");
+    assert_eq!(f(&summary, "Success Requests"), 4.0);
+    let body: String = db
+        .query_row("SELECT request FROM result LIMIT 1", [], |r| r.get(0))
+        .expect("a request");
+    let body: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(body["documents"].as_array().expect("documents").len(), 3);
+    assert!(body["query"].as_str().is_some_and(|q| !q.is_empty()));
 }

@@ -45,5 +45,9 @@ with client.responses.stream(model="m", input="hi", max_output_tokens=500) as s:
 results.append({"call": "responses stream", "status": final.status, "text": final.output_text,
                 "events": types, "output_tokens": final.usage.output_tokens})
 
+r = client.embeddings.create(model="e", input=["first text", "second text"])
+results.append({"call": "embeddings", "count": len(r.data), "dimensions": len(r.data[0].embedding),
+                "prompt_tokens": r.usage.prompt_tokens})
+
 for r in results:
     print(json.dumps(r))

@@ -63,6 +63,8 @@ fn mean(sum: f64, n: u64) -> f64 {
 
 /// Running statistics of one run's measured requests.
 pub struct RunStats {
+    /// Embeddings or rerank: requests that produce no text.
+    input_only: bool,
     parallel: i64,
     rate: f64,
     total: u64,
@@ -99,6 +101,7 @@ impl RunStats {
     /// Empty statistics for a run at `parallel` (-1 open loop) and `rate` (-1 unpaced).
     pub fn new(parallel: i64, rate: f64) -> Self {
         RunStats {
+            input_only: false,
             parallel,
             rate,
             total: 0,
@@ -222,6 +225,13 @@ impl RunStats {
         }
     }
 
+    /// For embeddings and rerank, whose requests produce no text: the summary adds the input
+    /// throughput and the percentiles are latency, input tokens and input tokens per second.
+    pub fn input_only(mut self, yes: bool) -> Self {
+        self.input_only = yes;
+        self
+    }
+
     /// `benchmark_summary.json`: evalscope's keys in evalscope's order, then perf's extras.
     pub fn summary(&self, load: Option<ClientLoad>) -> Vec<(String, Value)> {
         let w = self.wall_s();
@@ -277,6 +287,25 @@ impl RunStats {
                 json!(round(mean(sum_completion, self.ok), 4)),
             ),
         ];
+        if self.input_only {
+            // evalscope divides by the summed latencies, which under concurrency is a
+            // per-stream speed; the honest figure divides by the run's wall time.
+            s.push((
+                "Input Throughput (tok/s)".into(),
+                json!(round(per_s(sum_prompt), 4)),
+            ));
+            s.push((
+                "Input Throughput per Stream (evalscope) (tok/s)".into(),
+                json!(round(
+                    if self.latency.sum > 0.0 {
+                        sum_prompt / self.latency.sum
+                    } else {
+                        0.0
+                    },
+                    4
+                )),
+            ));
+        }
         if self.cache_reported && self.cached_prompt_tokens > 0 {
             let rate = 100.0 * self.cached_tokens as f64 / self.cached_prompt_tokens as f64;
             s.push(("KV Cache Hit Rate (%)".into(), json!(round(rate, 4))));
@@ -352,7 +381,16 @@ impl RunStats {
         };
         let tpot_rows = "success = 1 AND time_per_output_token > 0";
         let rate_rows = "success = 1 AND latency > 0";
-        let columns = [
+        let input_columns = [
+            ("Latency (s)", "COALESCE(latency, 0)", ok),
+            ("Input tokens", "COALESCE(prompt_tokens, 0) * 1.0", ok),
+            (
+                "Input (tok/s)",
+                "COALESCE(prompt_tokens, 0) / latency",
+                rate_rows,
+            ),
+        ];
+        let generation_columns = [
             ("Latency (s)", "COALESCE(latency, 0)", ok),
             ("TTFT (ms)", "first_chunk_latency * 1000.0", ttft_rows),
             ("TPOT (ms)", "time_per_output_token * 1000.0", tpot_rows),
@@ -370,8 +408,13 @@ impl RunStats {
             ),
             ("Decode (tok/s)", "1.0 / time_per_output_token", tpot_rows),
         ];
+        let columns: &[(&str, &str, &str)] = if self.input_only {
+            &input_columns
+        } else {
+            &generation_columns
+        };
         let mut values = Vec::with_capacity(columns.len());
-        for (name, expr, rows) in columns {
+        for &(name, expr, rows) in columns {
             values.push((name, db.nearest_ranks(expr, rows, &ps)?));
         }
         let cell = |v: Option<f64>| v.map_or(Value::Null, |x| json!(round(x, 4)));
@@ -390,7 +433,7 @@ impl RunStats {
                 let mut row = vec![("Percentiles".to_string(), json!(label))];
                 for (name, v) in &values {
                     row.push((name.to_string(), cell(v[i])));
-                    if *name == "TTFT (ms)" {
+                    if *name == "TTFT (ms)" && !self.input_only {
                         row.push(("ITL (ms)".into(), cell(itl)));
                     }
                 }

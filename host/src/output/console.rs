@@ -122,6 +122,65 @@ pub fn sweep_report(
     ] {
         info.add_row(vec![k.to_string(), v]);
     }
+    let input_only = runs
+        .first()
+        .is_some_and(|r| !get(&r.summary, "Input Throughput (tok/s)").is_null());
+    let perf = if input_only {
+        input_overview(runs)
+    } else {
+        generation_overview(runs)
+    };
+    format!("Performance Test Summary Report\n{info}\nPerformance Overview:\n{perf}")
+}
+
+fn success_rate(s: &[(String, Value)]) -> String {
+    let total = get(s, "Total Requests").as_f64().unwrap_or(0.0);
+    let ok = get(s, "Success Requests").as_f64().unwrap_or(0.0);
+    if total > 0.0 {
+        format!("{:.1}%", 100.0 * ok / total)
+    } else {
+        "-".into()
+    }
+}
+
+/// Embeddings and rerank: latency and input throughput (the run's, over wall time; the p99 of
+/// each request's own).
+fn input_overview(runs: &[RunOutcome]) -> comfy_table::Table {
+    let mut perf = table(vec![
+        "Conc.",
+        "Rate",
+        "Num",
+        "RPS",
+        "Success",
+        "Avg Lat(s)",
+        "P99 Lat(s)",
+        "Input tok/s",
+        "P99 Req Input tok/s",
+        "Avg Input Tokens",
+        "Client CPU%",
+        "P99 Lag(ms)",
+    ]);
+    for r in runs {
+        let s = &r.summary;
+        perf.add_row(vec![
+            number(get(s, "Concurrency")),
+            number(get(s, "Request Rate (req/s)")),
+            r.spec.number.to_string(),
+            number(get(s, "Req Throughput (req/s)")),
+            success_rate(s),
+            number(get(s, "Avg Latency (s)")),
+            number(pct(&r.percentiles, "99%", "Latency (s)")),
+            number(get(s, "Input Throughput (tok/s)")),
+            number(pct(&r.percentiles, "99%", "Input (tok/s)")),
+            number(get(s, "Avg Input Tokens")),
+            number(get(s, "Client CPU Util (%)")),
+            number(get(s, "P99 Dispatch Lag (ms)")),
+        ]);
+    }
+    perf
+}
+
+fn generation_overview(runs: &[RunOutcome]) -> comfy_table::Table {
     let mut perf = table(vec![
         "Conc.",
         "Rate",
@@ -140,13 +199,7 @@ pub fn sweep_report(
     ]);
     for r in runs {
         let s = &r.summary;
-        let total = get(s, "Total Requests").as_f64().unwrap_or(0.0);
-        let ok = get(s, "Success Requests").as_f64().unwrap_or(0.0);
-        let success = if total > 0.0 {
-            format!("{:.1}%", 100.0 * ok / total)
-        } else {
-            "-".into()
-        };
+        let success = success_rate(s);
         perf.add_row(vec![
             number(get(s, "Concurrency")),
             number(get(s, "Request Rate (req/s)")),
@@ -164,5 +217,5 @@ pub fn sweep_report(
             number(get(s, "P99 Dispatch Lag (ms)")),
         ]);
     }
-    format!("Performance Test Summary Report\n{info}\nPerformance Overview:\n{perf}")
+    perf
 }

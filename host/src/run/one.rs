@@ -146,7 +146,7 @@ impl Session<'_> {
         let collector = Collector {
             run_index: index as u32,
             clock,
-            stats: RunStats::new(parallel, rate),
+            stats: RunStats::new(parallel, rate).input_only(plan.input_only),
             db,
             sinks: self.hub.sender(),
             in_flight: self.exchange.in_flight.clone(),

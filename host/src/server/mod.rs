@@ -2,7 +2,7 @@
 //! (streamed as server-sent events or not, with usage), `/v1/models` and `/health`; also the
 //! Responses API (`/v1/responses`, `responses.rs`) and DashScope's native generation endpoints
 //! (`/api/v1/services/aigc/{text,multimodal}-generation/generation`, `dashscope.rs`), each a
-//! [`protocol::Protocol`] over the same backends.
+//! [`protocol::Protocol`] over the same backends; and embeddings and rerank (`embeddings.rs`).
 //!
 //! The protocol lives here; what generates the tokens is a [`Backend`]. The simulator
 //! (`mock.rs`, `--api mock` and `perf serve-mock`) is one backend; `--api local` plugs in a
@@ -11,6 +11,7 @@
 //! against the server's.
 
 mod dashscope;
+mod embeddings;
 pub mod mock;
 mod protocol;
 mod responses;
@@ -163,6 +164,10 @@ async fn route(
         }
         (&Method::POST, "/v1/completions") => {
             protocol::generate(req, &shared, &protocol::OpenAi { chat: false }, received).await
+        }
+        (&Method::POST, "/v1/embeddings") => embeddings::embeddings(req, &shared).await,
+        (&Method::POST, "/v1/rerank" | "/v1/reranks" | "/rerank") => {
+            embeddings::rerank(req, &shared).await
         }
         (&Method::POST, "/v1/responses") => {
             protocol::generate(req, &shared, &responses::Responses, received).await

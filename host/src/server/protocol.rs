@@ -162,6 +162,11 @@ pub(crate) fn error_response(status: StatusCode, message: &str) -> Response<Body
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
+/// The server's next request number (1-based), for deterministic fault injection.
+pub(crate) fn next_sequence() -> u64 {
+    SEQUENCE.fetch_add(1, Ordering::Relaxed) + 1
+}
+
 /// What a writer needs to know about a started generation.
 pub(crate) struct WireContext {
     /// The server's request counter.
@@ -250,7 +255,7 @@ pub(crate) async fn generate(
             )
         }
     };
-    let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed) + 1;
+    let sequence = next_sequence();
     let parsed = match protocol.parse(&headers, &body, sequence) {
         Ok(r) => r,
         Err(message) => return protocol.error(StatusCode::BAD_REQUEST, &message),

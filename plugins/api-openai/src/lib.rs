@@ -1,6 +1,6 @@
 //! The `openai` API adapter: OpenAI-compatible `/v1/chat/completions` and `/v1/completions`,
-//! streamed (server-sent events) or not; and `openai_responses`, the Responses API
-//! (`responses.rs`). `--api local`, `--api local_vllm` and the simulator
+//! streamed (server-sent events) or not; `openai_responses`, the Responses API
+//! (`responses.rs`); `openai_embedding` and `openai_rerank` (`embeddings.rs`). `--api local`, `--api local_vllm` and the simulator
 //! (`--api mock`) speak the same protocol and use this adapter too.
 //!
 //! Request bodies follow evalscope perf 1.14.1 (see `body.rs`); decoding recognises content,
@@ -9,6 +9,7 @@
 
 mod body;
 mod decode;
+mod embeddings;
 mod frame;
 mod responses;
 mod scan;
@@ -19,6 +20,7 @@ use perf_plugin_api::{
 };
 
 pub use decode::OpenAiDecoder;
+pub use embeddings::{EmbeddingAdapter, InputOnlyDecoder, RerankAdapter};
 pub use responses::{ResponsesAdapter, ResponsesDecoder};
 
 /// The adapter; one per run, shared by every worker.
@@ -71,4 +73,6 @@ impl ApiAdapterPlugin for OpenAiAdapter {
 perf_plugin_api::builtin_plugins! {
     ApiAdapter: OpenAiAdapter,
     ApiAdapter: ResponsesAdapter,
+    ApiAdapter: EmbeddingAdapter,
+    ApiAdapter: RerankAdapter,
 }

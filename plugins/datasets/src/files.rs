@@ -13,7 +13,7 @@ use crate::tok::Tok;
 use serde::Deserialize;
 use serde_json::Value;
 
-fn open(path: &str) -> Result<Lines<BufReader<File>>, PluginError> {
+pub(crate) fn open(path: &str) -> Result<Lines<BufReader<File>>, PluginError> {
     let file = File::open(path)
         .map_err(|e| PluginError::config(format!("cannot open --dataset-path {path}: {e}")))?;
     Ok(BufReader::new(file).lines())
@@ -41,7 +41,7 @@ impl LengthFilter {
 
     /// `None` when `text` is filtered out; else the item, with its token count when a
     /// tokenizer measured it.
-    fn item(&self, text: &str) -> Result<Option<DatasetItem>, PluginError> {
+    pub(crate) fn item(&self, text: &str) -> Result<Option<DatasetItem>, PluginError> {
         if text.trim().is_empty() {
             return Ok(None);
         }
@@ -60,7 +60,7 @@ impl LengthFilter {
 }
 
 /// A line of `path`, or an error naming the file and line.
-fn line_text(
+pub(crate) fn line_text(
     line: std::io::Result<String>,
     path: &str,
     line_no: u64,
@@ -170,7 +170,8 @@ impl PromptLines {
 /// One string field of JSON records: JSON lines read lazily, or a JSON list.
 pub struct FieldLines {
     records: Records,
-    field: &'static str,
+    /// The record's text is the first of these fields it has.
+    fields: &'static [&'static str],
     filter: LengthFilter,
     path: String,
     /// Records read so far (the line number for JSON lines).
@@ -225,10 +226,10 @@ fn stream_list(path: &str) -> Result<Receiver<Result<Value, PluginError>>, Plugi
 }
 
 impl FieldLines {
-    /// Opens `path` and reads `field` from each record.
+    /// Opens `path` and reads the first of `fields` each record has.
     pub fn open(
         path: &str,
-        field: &'static str,
+        fields: &'static [&'static str],
         filter: LengthFilter,
     ) -> Result<Self, PluginError> {
         let mut lines = open(path)?;
@@ -249,14 +250,14 @@ impl FieldLines {
         };
         Ok(FieldLines {
             records,
-            field,
+            fields,
             filter,
             path: path.to_string(),
             record_no: 0,
         })
     }
 
-    fn next_record(&mut self) -> Result<Option<Value>, PluginError> {
+    pub(crate) fn next_record(&mut self) -> Result<Option<Value>, PluginError> {
         match &mut self.records {
             Records::List(rx) => {
                 self.record_no += 1;
@@ -281,7 +282,7 @@ impl FieldLines {
     }
 
     /// Where the current record is, for errors.
-    fn place(&self) -> String {
+    pub(crate) fn place(&self) -> String {
         match self.records {
             Records::Lines(..) => format!("{}:{}", self.path, self.record_no),
             Records::List(_) => format!("{}: record {}", self.path, self.record_no),
@@ -291,11 +292,15 @@ impl FieldLines {
     /// The next prompt.
     pub fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
         while let Some(record) = self.next_record()? {
-            let Some(text) = record.get(self.field).and_then(Value::as_str) else {
+            let text = self
+                .fields
+                .iter()
+                .find_map(|f| record.get(*f).and_then(Value::as_str));
+            let Some(text) = text else {
                 return Err(PluginError::invalid(format!(
                     "{}: no `{}` text in this record",
                     self.place(),
-                    self.field
+                    self.fields.join("` / `")
                 )));
             };
             if let Some(item) = self.filter.item(text)? {
@@ -354,7 +359,7 @@ mod tests {
             "{\"question\":\"q1\"}\n\n{\"question\":\"q2\"}\n{\"other\":1}\n",
         )
         .expect("write");
-        let mut src = FieldLines::open(lines.to_str().expect("utf-8"), "question", no_filter())
+        let mut src = FieldLines::open(lines.to_str().expect("utf-8"), &["question"], no_filter())
             .expect("open");
         assert_eq!(
             src.next_item().expect("q1").map(|i| i.prompt),
@@ -377,8 +382,9 @@ mod tests {
             "[\n{\"instruction\":\"long one\"},{\"instruction\":\"two\"}]",
         )
         .expect("write");
-        let mut src = FieldLines::open(list.to_str().expect("utf-8"), "instruction", no_filter())
-            .expect("open");
+        let mut src =
+            FieldLines::open(list.to_str().expect("utf-8"), &["instruction"], no_filter())
+                .expect("open");
         assert_eq!(drain(|| src.next_item()).len(), 2);
     }
 
@@ -392,15 +398,16 @@ mod tests {
             })
             .collect();
         std::fs::write(&path, format!("[\n{}\n]", records.join(",\n"))).expect("write");
-        let mut src = FieldLines::open(path.to_str().expect("utf-8"), "instruction", no_filter())
-            .expect("open");
+        let mut src =
+            FieldLines::open(path.to_str().expect("utf-8"), &["instruction"], no_filter())
+                .expect("open");
         let items = drain(|| src.next_item());
         assert_eq!(items.len(), 5000);
         assert_eq!(items[4999], PromptItem::Text("task 4999".into()));
 
         let bad = dir.path().join("bad.json");
         std::fs::write(&bad, "[{\"instruction\": \"a\"},\n{\"instruction\": }]").expect("write");
-        let mut src = FieldLines::open(bad.to_str().expect("utf-8"), "instruction", no_filter())
+        let mut src = FieldLines::open(bad.to_str().expect("utf-8"), &["instruction"], no_filter())
             .expect("open");
         assert!(src.next_item().expect("first").is_some());
         let err = src.next_item().expect_err("broken second record");
@@ -422,8 +429,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("bad.jsonl");
         std::fs::write(&path, "{\"question\":\"ok\"}\n{\"question\": oops}\n").expect("write");
-        let mut src =
-            FieldLines::open(path.to_str().expect("utf-8"), "question", no_filter()).expect("open");
+        let mut src = FieldLines::open(path.to_str().expect("utf-8"), &["question"], no_filter())
+            .expect("open");
         assert!(src.next_item().expect("first").is_some());
         let err = src.next_item().expect_err("invalid JSON");
         assert!(

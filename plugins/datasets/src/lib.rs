@@ -11,7 +11,10 @@
 //! - `kontext_bench`: image-editing instructions + their images from an image-folder
 //!   `metadata.jsonl` (`imagefolder.rs`), from the hub or `--dataset-path`;
 //! - `random` / `random_vl`: prompts of an exact token length (`random.rs`), after generated
-//!   images for `random_vl` (`images.rs`).
+//!   images for `random_vl` (`images.rs`);
+//! - for embedding and rerank servers: `random_embedding`, `random_embedding_batch`,
+//!   `random_rerank` (`random.rs`), and `embedding`, `embedding_batch`, `rerank` from files
+//!   (`inputs.rs`).
 //!
 //! Every source reads lazily. Plain-text prompts outside `--min-prompt-length` /
 //! `--max-prompt-length` are skipped: lengths in tokens with the host's tokenizer
@@ -20,6 +23,7 @@
 mod files;
 mod imagefolder;
 mod images;
+mod inputs;
 mod random;
 mod tok;
 mod webdataset;
@@ -114,7 +118,7 @@ impl DatasetSourcePlugin for OpenQa {
         )?;
         Ok(OpenQa(FieldLines::open(
             &path,
-            "question",
+            &["question"],
             LengthFilter::new(config, tokenizer),
         )?))
     }
@@ -146,7 +150,7 @@ impl DatasetSourcePlugin for LongAlpaca {
         )?;
         Ok(LongAlpaca(FieldLines::open(
             &path,
-            "instruction",
+            &["instruction"],
             LengthFilter::new(config, tokenizer),
         )?))
     }
@@ -164,4 +168,10 @@ perf_plugin_api::builtin_plugins! {
     DatasetSource: random::RandomVl,
     DatasetSource: webdataset::Flickr8k,
     DatasetSource: imagefolder::KontextBench,
+    DatasetSource: random::RandomEmbedding,
+    DatasetSource: random::RandomEmbeddingBatch,
+    DatasetSource: random::RandomRerank,
+    DatasetSource: inputs::Embedding,
+    DatasetSource: inputs::EmbeddingBatch,
+    DatasetSource: inputs::Rerank,
 }

@@ -41,8 +41,20 @@ const RESTARTS: usize = 8;
 /// Items each worker builds ahead.
 const AHEAD: usize = 4;
 
+/// What one item holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Shape {
+    /// One prompt (`random`, `random_vl`, `random_embedding`).
+    One,
+    /// This many texts as one embeddings body (`random_embedding_batch`).
+    Batch(usize),
+    /// A query and `documents` documents `ratio` times its length (`random_rerank`).
+    Rerank { documents: usize, ratio: f64 },
+}
+
 /// What every prompt is built from.
 struct Recipe {
+    shape: Shape,
     tok: Tok,
     allowed: Vec<u32>,
     prefixes: Vec<Vec<u32>>,
@@ -114,6 +126,7 @@ impl Recipe {
             .collect::<Result<_, _>>()?;
         let chat = config.apply_chat_template && !config.tokenize_prompt;
         let mut recipe = Recipe {
+            shape: Shape::One,
             tok,
             allowed,
             prefixes,
@@ -160,8 +173,62 @@ impl Recipe {
         picks.into_iter().map(|k| self.allowed[k])
     }
 
+    /// Text of exactly `len` tokens past the overhead, from consecutive allowed tokens at a
+    /// random offset: (text, its count).
+    fn text(
+        &self,
+        rng: &mut StdRng,
+        index: u64,
+        len: usize,
+    ) -> Result<(String, usize), PluginError> {
+        let v = self.allowed.len();
+        let offset = (rng.gen_range(0..v) + self.dataset_offset as usize) % v;
+        let body: Vec<u32> = (0..len.max(1))
+            .map(|k| self.allowed[(offset + index as usize + k) % v])
+            .collect();
+        let target = self.overhead as usize + len.max(1);
+        Ok((self.exact("", body, target, rng)?, target))
+    }
+
+    /// An embeddings batch or a rerank query with its documents, as one complete body.
+    fn build_body(&self, index: u64, rng: &mut StdRng) -> Result<DatasetItem, PluginError> {
+        let (body, tokens) = match self.shape {
+            Shape::Batch(n) => {
+                let mut texts = Vec::with_capacity(n);
+                let mut tokens = 0;
+                for k in 0..n {
+                    let len = rng.gen_range(self.lo..=self.hi) as usize;
+                    let (t, count) = self.text(rng, index * n as u64 + k as u64, len)?;
+                    texts.push(t);
+                    tokens += count;
+                }
+                (serde_json::json!({ "input": texts }), tokens)
+            }
+            Shape::Rerank { documents, ratio } => {
+                let len = rng.gen_range(self.lo..=self.hi) as usize;
+                let (query, mut tokens) = self.text(rng, index, len)?;
+                let doc_len = ((len as f64 * ratio).round() as usize).max(1);
+                let mut docs = Vec::with_capacity(documents);
+                for k in 0..documents {
+                    let (d, count) = self.text(rng, index + 1 + k as u64, doc_len)?;
+                    docs.push(d);
+                    tokens += count;
+                }
+                (
+                    serde_json::json!({"query": query, "documents": docs}),
+                    tokens,
+                )
+            }
+            Shape::One => unreachable!("single prompts are built by `build`"),
+        };
+        Ok(item(PromptItem::Body(body.to_string().into()), tokens))
+    }
+
     fn build(&self, index: u64) -> Result<DatasetItem, PluginError> {
         let mut rng = StdRng::seed_from_u64(item_seed(self.seed, index));
+        if self.shape != Shape::One {
+            return self.build_body(index, &mut rng);
+        }
         let body_len = rng.gen_range(self.lo..=self.hi) as usize;
         let v = self.allowed.len();
         let offset = (rng.gen_range(0..v) + self.dataset_offset as usize) % v;
@@ -272,17 +339,29 @@ impl Random {
         tokenizer: Option<TokenizerRef>,
         images: Option<(ImageSpec, u32)>,
     ) -> Result<Self, PluginError> {
-        let id = if images.is_some() {
-            "random_vl"
-        } else {
-            "random"
+        Random::start_shaped(config, tokenizer, images, Shape::One)
+    }
+
+    fn start_shaped(
+        config: &DatasetConfig,
+        tokenizer: Option<TokenizerRef>,
+        images: Option<(ImageSpec, u32)>,
+        shape: Shape,
+    ) -> Result<Self, PluginError> {
+        let id = match (images.is_some(), shape) {
+            (true, _) => "random_vl",
+            (false, Shape::One) => "random",
+            (false, Shape::Batch(_)) => "random_embedding_batch",
+            (false, Shape::Rerank { .. }) => "random_rerank",
         };
         let tokenizer = tokenizer.ok_or_else(|| {
             PluginError::config(format!(
                 "the {id} dataset needs --tokenizer-path (a tokenizer.json or a directory holding one)"
             ))
         })?;
-        let recipe = Arc::new(Recipe::new(config, Tok(tokenizer), images)?);
+        let mut recipe = Recipe::new(config, Tok(tokenizer), images)?;
+        recipe.shape = shape;
+        let recipe = Arc::new(recipe);
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, 8);
@@ -336,6 +415,117 @@ impl DatasetSourcePlugin for RandomVl {
             mode: Mode::parse(&config.image_format)?,
         };
         Random::start(config, tokenizer, Some((spec, config.image_num))).map(RandomVl)
+    }
+
+    fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
+        self.0.next_item()
+    }
+}
+
+/// Plain text for embedding and rerank servers: no chat template, no token ids.
+fn plain(config: &DatasetConfig) -> DatasetConfig {
+    DatasetConfig {
+        apply_chat_template: false,
+        tokenize_prompt: false,
+        ..config.clone()
+    }
+}
+
+/// `--dataset-args` knobs of the embedding and rerank datasets.
+#[derive(serde::Deserialize)]
+#[serde(default)]
+pub(crate) struct InputKnobs {
+    pub batch_size: usize,
+    pub num_documents: usize,
+    pub document_length_ratio: f64,
+}
+
+impl Default for InputKnobs {
+    fn default() -> Self {
+        InputKnobs {
+            batch_size: 8,
+            num_documents: 10,
+            document_length_ratio: 5.0,
+        }
+    }
+}
+
+/// `batch_size`, `num_documents`, `document_length_ratio` from `--dataset-args`.
+pub(crate) fn knobs(config: &DatasetConfig) -> Result<InputKnobs, PluginError> {
+    let knobs: InputKnobs = match &config.options {
+        serde_json::Value::Object(o) => {
+            // Other datasets' options may be there too; take only these.
+            let mine: serde_json::Map<String, serde_json::Value> = o
+                .iter()
+                .filter(|(k, _)| {
+                    ["batch_size", "num_documents", "document_length_ratio"].contains(&k.as_str())
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            serde_json::from_value(serde_json::Value::Object(mine))
+                .map_err(|e| PluginError::config(format!("--dataset-args: {e}")))?
+        }
+        _ => InputKnobs::default(),
+    };
+    if knobs.batch_size == 0 || knobs.num_documents == 0 || knobs.document_length_ratio <= 0.0 {
+        return Err(PluginError::config(
+            "batch_size and num_documents must be at least 1 and document_length_ratio above 0",
+        ));
+    }
+    Ok(knobs)
+}
+
+/// `random_embedding`: `random` text for an embedding server (no template).
+pub struct RandomEmbedding(Random);
+
+impl DatasetSourcePlugin for RandomEmbedding {
+    const ID: &'static str = "random_embedding";
+    const DESCRIPTION: &'static str =
+        "random texts of an exact token length in [--min-prompt-length, --max-prompt-length] for embeddings";
+
+    fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
+        Random::start(&plain(config), tokenizer, None).map(RandomEmbedding)
+    }
+
+    fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
+        self.0.next_item()
+    }
+}
+
+/// `random_embedding_batch`: `batch_size` random texts per request.
+pub struct RandomEmbeddingBatch(Random);
+
+impl DatasetSourcePlugin for RandomEmbeddingBatch {
+    const ID: &'static str = "random_embedding_batch";
+    const DESCRIPTION: &'static str =
+        "batches of random texts (batch_size, default 8) as one embeddings request each";
+
+    fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
+        let shape = Shape::Batch(knobs(config)?.batch_size);
+        Random::start_shaped(&plain(config), tokenizer, None, shape).map(RandomEmbeddingBatch)
+    }
+
+    fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
+        self.0.next_item()
+    }
+}
+
+/// `random_rerank`: a random query and `num_documents` documents `document_length_ratio`
+/// times its length.
+pub struct RandomRerank(Random);
+
+impl DatasetSourcePlugin for RandomRerank {
+    const ID: &'static str = "random_rerank";
+    const DESCRIPTION: &'static str =
+        "a random query and num_documents (10) documents document_length_ratio (5) times as long, per rerank request";
+
+    fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
+        let k = knobs(config)?;
+        let shape = Shape::Rerank {
+            documents: k.num_documents,
+            ratio: k.document_length_ratio,
+        };
+        Random::start_shaped(&plain(config), tokenizer, None, shape).map(RandomRerank)
     }
 
     fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
