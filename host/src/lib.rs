@@ -14,6 +14,7 @@ pub mod commands;
 pub mod cpu;
 pub mod error;
 pub mod framing;
+pub mod local_vllm;
 pub mod output;
 pub mod plan;
 pub mod plugin_host;

@@ -96,6 +96,8 @@ pub struct RunPlan {
     pub sinks: Vec<(String, SinkConfig)>,
     /// The simulator, for `--api mock`.
     pub mock: Option<MockArgs>,
+    /// `--api local_vllm`: the port vLLM's server is started on.
+    pub local_vllm: Option<u16>,
     /// Run name (visualisers) and output directory name.
     pub name: String,
     /// `<outputs-dir>/<time>/<name>`.
@@ -159,10 +161,7 @@ fn check_unsupported(a: &RunArgs) -> anyhow::Result<()> {
         (a.enable_pd_metrics, "--enable-pd-metrics"),
         (a.enable_progress_tracker, "--enable-progress-tracker"),
         (a.attn_implementation.is_some(), "--attn-implementation"),
-        (
-            a.api == "local" || a.api == "local_vllm",
-            "--api local / local_vllm",
-        ),
+        (a.api == "local", "--api local"),
     ];
     match unsupported.iter().find(|(set, _)| *set) {
         Some((_, what)) => Err(not_supported(what)),
@@ -482,7 +481,7 @@ fn model(a: &RunArgs) -> anyhow::Result<String> {
 
 /// The endpoint and whether prompts are chat messages.
 fn endpoint(a: &RunArgs) -> anyhow::Result<(String, bool)> {
-    let url = if a.api == "mock" {
+    let url = if a.api == "mock" || a.api == "local_vllm" {
         let path = if apply_chat_template(a, &a.url) && !a.tokenize_prompt {
             "/v1/chat/completions"
         } else {
@@ -690,7 +689,7 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
     let mock = a.api == "mock";
     Ok(RunPlan {
         api_id: match a.api.as_str() {
-            "mock" => "openai".into(),
+            "mock" | "local_vllm" => "openai".into(),
             "responses" | "openai_response" => "openai_responses".into(),
             "embedding" => "openai_embedding".into(),
             "rerank" => "openai_rerank".into(),
@@ -708,6 +707,7 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
         prompts,
         sinks: sinks(a)?,
         mock: mock.then(|| a.mock.clone()),
+        local_vllm: (a.api == "local_vllm").then_some(a.port),
         name,
         output_dir,
         log_every_n: a.log_every_n_query.max(1),

@@ -5,6 +5,7 @@ mod datasets;
 mod engine;
 mod hub;
 mod keepalive;
+mod local_vllm;
 mod plugins;
 mod sinks;
 mod visualizers;

@@ -55,6 +55,7 @@ fn watch_signals(rt: &tokio::runtime::Runtime) -> Interrupt {
             a2.cancel();
         });
         crate::signals::first_signal().await;
+        crate::local_vllm::kill_all();
         log::flush();
         std::process::exit(INTERRUPTED);
     });
@@ -104,6 +105,16 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
     let headers = http::headers(&plan)?;
     let client = http::client(&plan)?;
     open_output(&plan)?;
+    // Stopped when dropped: on success, on any error below, after a Ctrl-C.
+    let _vllm = match &plan.local_vllm {
+        Some(port) => Some(crate::local_vllm::VllmServer::start(
+            &plan.api.model,
+            *port,
+            plan.data_source == "modelscope",
+            &plan.output_dir,
+        )?),
+        None => None,
+    };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
