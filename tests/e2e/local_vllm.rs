@@ -178,7 +178,7 @@ fn a_missing_vllm_or_one_that_never_becomes_healthy_is_a_clear_error_and_is_stop
 #[test]
 fn ctrl_c_writes_the_results_so_far_and_stops_vllm() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut child = command(
+    let child = command(
         dir.path(),
         "serve",
         free_port(),
