@@ -14,6 +14,7 @@ pub mod commands;
 pub mod cpu;
 pub mod error;
 pub mod framing;
+pub mod local_model;
 pub mod local_vllm;
 pub mod output;
 pub mod plan;
@@ -53,7 +54,16 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
 
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
-    let registry = PluginRegistry::load(&cli.plugins)?;
+    let mut plugins = cli.plugins.clone();
+    // `--api local` finds its backend beside the binary unless --plugin names one.
+    if cli.command.is_none() && cli.run.api == "local" {
+        if let Some(lib) = local_model::beside_binary() {
+            if !plugins.contains(&lib) {
+                plugins.push(lib);
+            }
+        }
+    }
+    let registry = PluginRegistry::load(&plugins)?;
     match cli.command {
         Some(Command::Plugins) => {
             println!("{}", commands::plugins::render(&registry));

@@ -98,6 +98,9 @@ pub struct RunPlan {
     pub mock: Option<MockArgs>,
     /// `--api local_vllm`: the port vLLM's server is started on.
     pub local_vllm: Option<u16>,
+    /// `--api local`: the model server's port and the backend's options (`--api-args`
+    /// `device`, `dtype`, `max_batch`; `--attn-implementation`).
+    pub local: Option<(u16, Value)>,
     /// Run name (visualisers) and output directory name.
     pub name: String,
     /// `<outputs-dir>/<time>/<name>`.
@@ -154,14 +157,16 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
 }
 
 fn check_unsupported(a: &RunArgs) -> anyhow::Result<()> {
-    let unsupported: [(bool, &str); 7] = [
+    let unsupported: [(bool, &str); 6] = [
         (a.scenario.is_some(), "--scenario (AgentX via AIPerf)"),
         (a.sla_auto_tune, "--sla-auto-tune"),
         (a.multi_turn || a.multi_turn_args.is_some(), "--multi-turn"),
         (a.enable_pd_metrics, "--enable-pd-metrics"),
         (a.enable_progress_tracker, "--enable-progress-tracker"),
-        (a.attn_implementation.is_some(), "--attn-implementation"),
-        (a.api == "local", "--api local"),
+        (
+            a.attn_implementation.is_some() && a.api != "local",
+            "--attn-implementation without --api local",
+        ),
     ];
     match unsupported.iter().find(|(set, _)| *set) {
         Some((_, what)) => Err(not_supported(what)),
@@ -481,7 +486,7 @@ fn model(a: &RunArgs) -> anyhow::Result<String> {
 
 /// The endpoint and whether prompts are chat messages.
 fn endpoint(a: &RunArgs) -> anyhow::Result<(String, bool)> {
-    let url = if a.api == "mock" || a.api == "local_vllm" {
+    let url = if matches!(a.api.as_str(), "mock" | "local" | "local_vllm") {
         let path = if apply_chat_template(a, &a.url) && !a.tokenize_prompt {
             "/v1/chat/completions"
         } else {
@@ -636,6 +641,18 @@ fn move_dataset_knobs(api: &mut ApiConfig, prompts: &mut PromptPlan) {
     }
 }
 
+/// The local model backend's options: `--api-args` and `--attn-implementation`.
+fn local_options(a: &RunArgs) -> anyhow::Result<Value> {
+    let mut options = match optional_object(&a.api_args, "--api-args")? {
+        Value::Object(o) => o,
+        _ => Map::new(),
+    };
+    if let Some(attn) = &a.attn_implementation {
+        options.insert("attn_implementation".into(), json!(attn));
+    }
+    Ok(Value::Object(options))
+}
+
 /// The run name and `<outputs-dir>/<time>/<name or model basename>`.
 fn output_location(a: &RunArgs, model: &str) -> (String, PathBuf) {
     let model_id = model
@@ -689,7 +706,7 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
     let mock = a.api == "mock";
     Ok(RunPlan {
         api_id: match a.api.as_str() {
-            "mock" | "local_vllm" => "openai".into(),
+            "mock" | "local_vllm" | "local" => "openai".into(),
             "responses" | "openai_response" => "openai_responses".into(),
             "embedding" => "openai_embedding".into(),
             "rerank" => "openai_rerank".into(),
@@ -708,6 +725,10 @@ pub fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
         sinks: sinks(a)?,
         mock: mock.then(|| a.mock.clone()),
         local_vllm: (a.api == "local_vllm").then_some(a.port),
+        local: (a.api == "local")
+            .then(|| local_options(a))
+            .transpose()?
+            .map(|o| (a.port, o)),
         name,
         output_dir,
         log_every_n: a.log_every_n_query.max(1),

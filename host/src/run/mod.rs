@@ -122,6 +122,7 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
         .build()
         .context("cannot start the async runtime")?;
     let (url, _simulator) = start_simulator(&plan, url)?;
+    let (url, _local) = start_local(&plan, &registry, url)?;
     let exchange = Arc::new(Exchange {
         timed: crate::transport::TimedHttp::for_url(&url, plan.http.connect_timeout),
         client,
@@ -195,6 +196,50 @@ fn start_simulator(
         ))
     })?;
     log::info(format!("simulator listening on http://{}", handle.addr));
+    let _ = url.set_port(Some(handle.addr.port()));
+    Ok((url, Some(handle)))
+}
+
+/// `--api local`: the model from its backend plugin, served on `--port`.
+fn start_local(
+    plan: &RunPlan,
+    registry: &PluginRegistry,
+    mut url: reqwest::Url,
+) -> anyhow::Result<(reqwest::Url, Option<server::ServerHandle>)> {
+    let Some((port, options)) = &plan.local else {
+        return Ok((url, None));
+    };
+    let Some(entry) = registry
+        .find(perf_plugin_api::PluginKind::LocalModel, "tch")
+        .or_else(|| {
+            registry
+                .entries()
+                .iter()
+                .find(|e| e.info.kind == perf_plugin_api::PluginKind::LocalModel)
+        })
+    else {
+        return Err(usage(crate::local_model::missing_backend_message()));
+    };
+    let id = entry.info.id.to_string();
+    let dir = crate::local_model::model_dir(&plan.api.model, &plan.data_source).map_err(usage)?;
+    let tokenizer = HostTokenizer::load(&dir).map_err(usage)?;
+    log::info(format!("loading {} with the '{id}' backend", dir.display()));
+    let config = perf_plugin_api::sdk::ModelConfig {
+        options: options.clone(),
+    };
+    let model = registry
+        .local_model(&id, &dir.to_string_lossy(), &config)
+        .map_err(|e| usage(e.to_string()))?;
+    let backend = crate::local_model::LocalBackend::new(model, tokenizer, plan.api.model.clone());
+    let handle = server::spawn("127.0.0.1", *port, Arc::new(backend), None, 2).map_err(|e| {
+        usage(format!(
+            "cannot start the local model server on 127.0.0.1:{port}: {e}; pick a free port with --port"
+        ))
+    })?;
+    log::info(format!(
+        "local model server listening on http://{}",
+        handle.addr
+    ));
     let _ = url.set_port(Some(handle.addr.port()));
     Ok((url, Some(handle)))
 }

@@ -37,6 +37,14 @@ pub struct CompletionRequest {
     pub min_tokens: Option<u32>,
     /// `ignore_eos`.
     pub ignore_eos: bool,
+    /// `temperature` (0 or absent: greedy for a model backend).
+    pub temperature: Option<f32>,
+    /// `top_p`.
+    pub top_p: Option<f32>,
+    /// `top_k`.
+    pub top_k: Option<i64>,
+    /// `seed`.
+    pub seed: Option<u64>,
     /// Chat messages as (role, text) pairs; image parts are not kept.
     pub messages: Vec<(String, String)>,
     /// The completions prompt, as text.
@@ -61,6 +69,14 @@ struct RawBody<'a> {
     min_tokens: Option<u32>,
     #[serde(default)]
     ignore_eos: Option<bool>,
+    #[serde(default)]
+    temperature: Option<f32>,
+    #[serde(default)]
+    top_p: Option<f32>,
+    #[serde(default)]
+    top_k: Option<i64>,
+    #[serde(default)]
+    seed: Option<u64>,
     #[serde(borrow, default)]
     messages: Option<Vec<RawMessage<'a>>>,
     #[serde(borrow, default)]
@@ -147,6 +163,10 @@ impl CompletionRequest {
             max_tokens: raw.max_tokens.or(raw.max_completion_tokens),
             min_tokens: raw.min_tokens,
             ignore_eos: raw.ignore_eos.unwrap_or(false),
+            temperature: raw.temperature,
+            top_p: raw.top_p,
+            top_k: raw.top_k,
+            seed: raw.seed,
             messages,
             prompt,
             prompt_ids,

@@ -210,6 +210,31 @@ impl HostTokenizer {
         Ok(Some(text.get_ids().len() + images))
     }
 
+    /// Token ids of `messages` through the chat template (generation prompt included); without
+    /// a template, their text joined, with special tokens.
+    pub fn chat_ids(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, String> {
+        let encoding = match &self.0.template {
+            Some(t) => {
+                let rendered = t.render(messages, true)?;
+                self.0.inner.encode_fast(rendered.as_str(), false)
+            }
+            None => {
+                let joined: Vec<String> = messages
+                    .iter()
+                    .flat_map(|m| m.content.iter())
+                    .filter_map(|p| match p {
+                        ContentPart::Text(t) => Some(t.to_string()),
+                        ContentPart::ImageUrl(_) => None,
+                    })
+                    .collect();
+                self.0.inner.encode_fast(joined.join("\n").as_str(), true)
+            }
+        };
+        encoding
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| format!("cannot tokenize the prompt: {e}"))
+    }
+
     /// A handle for a dataset source (the interface's tokenizer type).
     pub fn handle(&self) -> TokenizerRef {
         tokenizer_ref(self.clone())
