@@ -1,4 +1,4 @@
-//! `--api local_vllm` with a stand-in for vLLM's server (`tests/py/fake_vllm.py`: slow start,
+//! `--api local` without its backend library, and `--api local_vllm` with a stand-in for vLLM's server (`tests/py/fake_vllm.py`: slow start,
 //! `/health`, the OpenAI API): it is started with evalscope's command line, waited for,
 //! benchmarked, and stopped on every way out: success, a failed start, a server that never
 //! becomes healthy, and Ctrl-C.
@@ -208,4 +208,30 @@ fn ctrl_c_writes_the_results_so_far_and_stops_vllm() {
         "results written: {console}"
     );
     assert_stopped(dir.path());
+}
+
+#[test]
+fn api_local_without_its_backend_says_how_to_build_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = Command::new(perf_bin())
+        .args([
+            "--api",
+            "local",
+            "--model",
+            "/nonexistent/model",
+            "--prompt",
+            "hi",
+            "-n",
+            "1",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("perf runs");
+    let console = output(&out);
+    assert_eq!(out.status.code(), Some(2), "{console}");
+    assert!(
+        console.contains("plugins/model-tch/scripts/check"),
+        "{console}"
+    );
+    assert!(console.contains("libperf_model_tch"), "{console}");
 }
