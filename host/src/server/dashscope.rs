@@ -17,7 +17,7 @@ use hyper::{HeaderMap, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::protocol::{CompletionRequest, Parsed, Protocol, Wire, WireContext};
+use super::protocol::{text_of, CompletionRequest, Parsed, Protocol, Wire, WireContext};
 use super::{full, Body};
 
 /// DashScope text (`multimodal: false`) or multimodal generation.
@@ -59,19 +59,6 @@ struct RawParameters {
     incremental_output: Option<bool>,
     #[serde(default)]
     result_format: Option<String>,
-}
-
-/// A message's text: a string, or the `text` of each part of a list.
-fn text_of(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
 }
 
 fn streaming(headers: &HeaderMap) -> bool {

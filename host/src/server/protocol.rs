@@ -187,6 +187,21 @@ pub(crate) fn next_sequence() -> u64 {
     SEQUENCE.fetch_add(1, Ordering::Relaxed) + 1
 }
 
+/// A message's text: a string, or the `text` of each part of a list, joined by newlines
+/// (DashScope's and the Responses API's content shapes).
+pub(crate) fn text_of(content: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
 /// What a writer needs to know about a started generation.
 pub(crate) struct WireContext {
     /// The server's request counter.

@@ -17,7 +17,9 @@ use hyper::{HeaderMap, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::protocol::{error_response, CompletionRequest, Parsed, Protocol, Wire, WireContext};
+use super::protocol::{
+    error_response, text_of, CompletionRequest, Parsed, Protocol, Wire, WireContext,
+};
 use super::Body;
 
 /// `/v1/responses`.
@@ -35,19 +37,6 @@ struct RawBody {
     max_output_tokens: Option<u32>,
     #[serde(default)]
     stream: Option<bool>,
-}
-
-/// The text of a message's `content`: a string, or the `text` of its parts.
-fn text_of(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
 }
 
 impl Protocol for Responses {
