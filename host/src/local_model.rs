@@ -54,7 +54,11 @@ pub fn model_dir(spec: &str, data_source: &str) -> Result<PathBuf, String> {
     let source = perf_hub::Source::parse(data_source).map_err(|e| {
         format!("--model {spec}: no such directory, and {e}; pass a local model directory")
     })?;
-    let hub = perf_hub::Hub::from_env(source);
+    fetch_model(spec, &perf_hub::Hub::from_env(source))
+}
+
+/// The model's files fetched from `hub` (cached): its directory in the cache.
+fn fetch_model(spec: &str, hub: &perf_hub::Hub) -> Result<PathBuf, String> {
     let kind = perf_hub::Kind::Model;
     let fail = |e: perf_hub::HubError| {
         format!("--model {spec}: no such directory, and fetching it as a model id failed: {e}; pass a local model directory")
@@ -155,7 +159,7 @@ impl Backend for LocalBackend {
             } else {
                 r.min_tokens.unwrap_or(0)
             },
-            stop_token_ids: Vec::new().into(),
+            stop_token_ids: r.stop_token_ids.clone().into(),
             sampling: SamplingParams {
                 temperature: r.temperature.unwrap_or(0.0),
                 top_p: r.top_p.into(),
@@ -213,5 +217,79 @@ impl Backend for LocalBackend {
             cached_tokens: None,
             pieces: rx,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::io::{BufRead, BufReader, Write};
+
+    /// A hub on 127.0.0.1 answering like ModelScope: `files` by request target, 404 otherwise.
+    fn hub(files: HashMap<String, Vec<u8>>) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok() && header.trim() != "" {
+                    header.clear();
+                }
+                let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let (status, body) = match files.get(&target) {
+                    Some(b) => ("200 OK", b.clone()),
+                    None => ("404 Not Found", b"{}".to_vec()),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            }
+        });
+        format!("http://127.0.0.1:{port}")
+    }
+
+    #[test]
+    fn a_model_id_is_fetched_with_its_shards_into_the_cache() {
+        let base = "/api/v1/models/org/tiny/repo?Revision=master&FilePath=";
+        let index = br#"{"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}"#;
+        let files: HashMap<String, Vec<u8>> = [
+            ("config.json", b"{}".to_vec()),
+            ("tokenizer.json", b"{}".to_vec()),
+            ("model.safetensors.index.json", index.to_vec()),
+            ("model-00001-of-00002.safetensors", b"one".to_vec()),
+            ("model-00002-of-00002.safetensors", b"two".to_vec()),
+        ]
+        .into_iter()
+        .map(|(f, b)| (format!("{base}{f}"), b))
+        .collect();
+        let cache = tempfile::tempdir().expect("tmp");
+        let hub = perf_hub::Hub::new(
+            perf_hub::Source::ModelScope,
+            &hub(files),
+            cache.path().to_path_buf(),
+            None,
+        );
+        let dir = fetch_model("org/tiny", &hub).expect("fetched");
+        for f in [
+            "config.json",
+            "tokenizer.json",
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+        ] {
+            assert!(dir.join(f).is_file(), "{f} in {}", dir.display());
+        }
+        let err = fetch_model("org/absent", &hub).expect_err("absent");
+        assert!(
+            err.contains("org/absent") && err.contains("local model directory"),
+            "{err}"
+        );
     }
 }

@@ -45,6 +45,8 @@ pub struct CompletionRequest {
     pub top_k: Option<i64>,
     /// `seed`.
     pub seed: Option<u64>,
+    /// `stop_token_ids` (vLLM's extension).
+    pub stop_token_ids: Vec<u32>,
     /// Chat messages as (role, text) pairs; image parts are not kept.
     pub messages: Vec<(String, String)>,
     /// The completions prompt, as text.
@@ -77,6 +79,8 @@ struct RawBody<'a> {
     top_k: Option<i64>,
     #[serde(default)]
     seed: Option<u64>,
+    #[serde(default)]
+    stop_token_ids: Option<Vec<u32>>,
     #[serde(borrow, default)]
     messages: Option<Vec<RawMessage<'a>>>,
     #[serde(borrow, default)]
@@ -167,6 +171,7 @@ impl CompletionRequest {
             top_p: raw.top_p,
             top_k: raw.top_k,
             seed: raw.seed,
+            stop_token_ids: raw.stop_token_ids.unwrap_or_default(),
             messages,
             prompt,
             prompt_ids,
