@@ -247,6 +247,25 @@ pub struct HttpRequest {
     pub framing: Framing,
 }
 
+impl HttpRequest {
+    /// A POST of a JSON `body` to the run's `--url` with `content-type: application/json`,
+    /// its answer framed as server-sent events when `stream`, else whole. Push more headers
+    /// onto `headers` where the API needs them.
+    pub fn json_post(body: Vec<u8>, stream: bool) -> Self {
+        HttpRequest {
+            method: HttpMethod::Post,
+            url: "".into(),
+            headers: vec![Header {
+                name: "content-type".into(),
+                value: "application/json".into(),
+            }]
+            .into(),
+            body: body.into(),
+            framing: if stream { Framing::Sse } else { Framing::None },
+        }
+    }
+}
+
 /// Per-request values the host chooses (it owns the random number generator, so runs are
 /// reproducible from `--seed`).
 #[repr(C)]

@@ -19,8 +19,8 @@
 
 use perf_plugin_api::sdk::{ApiAdapterPlugin, ApiConfig, ResponseDecoderPlugin};
 use perf_plugin_api::{
-    ChatMessage, ContentPart, Framing, Header, HttpMethod, HttpRequest, OutputKind, PluginError,
-    PromptItem, RVec, RequestContext, ResponseEvent, Usage,
+    ChatMessage, ContentPart, Header, HttpRequest, OutputKind, PluginError, PromptItem, RVec,
+    RequestContext, ResponseEvent, Usage,
 };
 use serde_json::{json, Map, Value};
 
@@ -166,22 +166,12 @@ impl ApiAdapterPlugin for DashScopeAdapter {
         ctx: &RequestContext,
     ) -> Result<HttpRequest, PluginError> {
         let body = self.body(item, ctx)?;
-        let mut headers = vec![header("content-type", "application/json")];
+        let mut request = HttpRequest::json_post(body.to_string().into_bytes(), self.stream);
         if self.stream {
-            headers.push(header("x-dashscope-sse", "enable"));
-            headers.push(header("accept", "text/event-stream"));
+            request.headers.push(header("x-dashscope-sse", "enable"));
+            request.headers.push(header("accept", "text/event-stream"));
         }
-        Ok(HttpRequest {
-            method: HttpMethod::Post,
-            url: "".into(),
-            headers: headers.into(),
-            body: body.to_string().into_bytes().into(),
-            framing: if self.stream {
-                Framing::Sse
-            } else {
-                Framing::None
-            },
-        })
+        Ok(request)
     }
 
     fn new_decoder(&self) -> DashScopeDecoder {

@@ -12,8 +12,8 @@
 
 use perf_plugin_api::sdk::{ApiAdapterPlugin, ApiConfig, ResponseDecoderPlugin};
 use perf_plugin_api::{
-    ChatMessage, ContentPart, Framing, Header, HttpMethod, HttpRequest, OutputKind, PluginError,
-    PromptItem, RVec, RequestContext, ResponseEvent, Usage,
+    ChatMessage, ContentPart, HttpRequest, OutputKind, PluginError, PromptItem, RVec,
+    RequestContext, ResponseEvent, Usage,
 };
 use serde_json::{json, Map, Value};
 
@@ -50,17 +50,7 @@ fn complete_body(json_body: &str, constants: &Map<String, Value>) -> Result<Valu
 }
 
 fn request(body: Value) -> HttpRequest {
-    HttpRequest {
-        method: HttpMethod::Post,
-        url: "".into(),
-        headers: vec![Header {
-            name: "content-type".into(),
-            value: "application/json".into(),
-        }]
-        .into(),
-        body: body.to_string().into_bytes().into(),
-        framing: Framing::None,
-    }
+    HttpRequest::json_post(body.to_string().into_bytes(), false)
 }
 
 /// Embeddings.

@@ -15,9 +15,7 @@ mod responses;
 mod scan;
 
 use perf_plugin_api::sdk::{ApiAdapterPlugin, ApiConfig};
-use perf_plugin_api::{
-    Framing, Header, HttpMethod, HttpRequest, PluginError, PromptItem, RequestContext,
-};
+use perf_plugin_api::{HttpRequest, PluginError, PromptItem, RequestContext};
 
 pub use decode::OpenAiDecoder;
 pub use embeddings::{EmbeddingAdapter, InputOnlyDecoder, RerankAdapter};
@@ -26,7 +24,7 @@ pub use responses::{ResponsesAdapter, ResponsesDecoder};
 /// The adapter; one per run, shared by every worker.
 pub struct OpenAiAdapter {
     body: body::BodyBuilder,
-    framing: Framing,
+    stream: bool,
 }
 
 impl ApiAdapterPlugin for OpenAiAdapter {
@@ -38,11 +36,7 @@ impl ApiAdapterPlugin for OpenAiAdapter {
     fn new(config: &ApiConfig) -> Result<Self, PluginError> {
         Ok(OpenAiAdapter {
             body: body::BodyBuilder::new(config)?,
-            framing: if config.stream {
-                Framing::Sse
-            } else {
-                Framing::None
-            },
+            stream: config.stream,
         })
     }
 
@@ -52,17 +46,7 @@ impl ApiAdapterPlugin for OpenAiAdapter {
         ctx: &RequestContext,
     ) -> Result<HttpRequest, PluginError> {
         let body = self.body.build(item, ctx)?;
-        Ok(HttpRequest {
-            method: HttpMethod::Post,
-            url: "".into(),
-            headers: vec![Header {
-                name: "content-type".into(),
-                value: "application/json".into(),
-            }]
-            .into(),
-            body: body.into(),
-            framing: self.framing,
-        })
+        Ok(HttpRequest::json_post(body, self.stream))
     }
 
     fn new_decoder(&self) -> OpenAiDecoder {

@@ -14,8 +14,8 @@
 
 use perf_plugin_api::sdk::{ApiAdapterPlugin, ApiConfig, ResponseDecoderPlugin};
 use perf_plugin_api::{
-    ChatMessage, ContentPart, Framing, Header, HttpMethod, HttpRequest, OutputKind, PluginError,
-    PromptItem, RVec, RequestContext, ResponseEvent, Usage,
+    ChatMessage, ContentPart, HttpRequest, OutputKind, PluginError, PromptItem, RVec,
+    RequestContext, ResponseEvent, Usage,
 };
 use serde_json::{json, Map, Value};
 
@@ -114,21 +114,10 @@ impl ApiAdapterPlugin for ResponsesAdapter {
         ctx: &RequestContext,
     ) -> Result<HttpRequest, PluginError> {
         let body = self.body(item, ctx)?;
-        Ok(HttpRequest {
-            method: HttpMethod::Post,
-            url: "".into(),
-            headers: vec![Header {
-                name: "content-type".into(),
-                value: "application/json".into(),
-            }]
-            .into(),
-            body: body.to_string().into_bytes().into(),
-            framing: if self.stream {
-                Framing::Sse
-            } else {
-                Framing::None
-            },
-        })
+        Ok(HttpRequest::json_post(
+            body.to_string().into_bytes(),
+            self.stream,
+        ))
     }
 
     fn new_decoder(&self) -> ResponsesDecoder {
