@@ -33,8 +33,6 @@ static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 /// A running vLLM server; stopped when dropped.
 pub struct VllmServer {
     child: Child,
-    /// Whether the server said it is ready.
-    pub ready: bool,
 }
 
 /// GPUs vLLM will see: `CUDA_VISIBLE_DEVICES`, else `nvidia-smi -L`, at least 1.
@@ -179,10 +177,7 @@ impl VllmServer {
                 }
             });
         }
-        let mut server = VllmServer {
-            child,
-            ready: false,
-        };
+        let mut server = VllmServer { child };
         let deadline = Instant::now() + ready_timeout();
         let last_lines = || tail.lock().map(|t| t.join("\n")).unwrap_or_default();
         loop {
@@ -214,7 +209,6 @@ impl VllmServer {
             std::thread::sleep(Duration::from_millis(250));
         }
         echo.store(false, std::sync::atomic::Ordering::Relaxed);
-        server.ready = true;
         log::info(format!(
             "vLLM is ready on http://127.0.0.1:{port}; its log goes on in vllm.log"
         ));

@@ -88,6 +88,18 @@ fn run(dir: &Path, args: &[&str]) -> (Option<i32>, String, Value, Connection) {
     (out.status.code(), console, summary, db)
 }
 
+/// The JSON body of the first request row matching `condition`.
+fn request_body(db: &Connection, condition: &str) -> Value {
+    let body: String = db
+        .query_row(
+            &format!("SELECT request FROM result WHERE {condition} LIMIT 1"),
+            [],
+            |r| r.get(0),
+        )
+        .expect("a request");
+    serde_json::from_str(&body).expect("JSON")
+}
+
 fn f(summary: &Value, key: &str) -> f64 {
     summary[key]
         .as_f64()
@@ -149,10 +161,7 @@ fn dashscope_streamed_and_not_matches_the_simulator() {
         let (code, console, summary, db) = run(dir.path(), &args);
         assert_eq!(code, Some(0), "{console}");
         assert_faithful(&summary, &db, 20.0, 8.0, streamed);
-        let body: String = db
-            .query_row("SELECT request FROM result LIMIT 1", [], |r| r.get(0))
-            .expect("a request");
-        let body: Value = serde_json::from_str(&body).expect("JSON");
+        let body = request_body(&db, "1 = 1");
         assert_eq!(body["input"]["messages"][0]["content"], "hello");
         assert_eq!(body["parameters"]["result_format"], "message");
         assert!(!console.contains("sk-secret-dashscope"));
@@ -198,14 +207,7 @@ fn dashscope_multimodal_prompts_and_server_errors() {
         3.0,
         "every 4th fails: {summary}"
     );
-    let body: String = db
-        .query_row(
-            "SELECT request FROM result WHERE success = 1 LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .expect("a request");
-    let body: Value = serde_json::from_str(&body).expect("JSON");
+    let body = request_body(&db, "success = 1");
     assert_eq!(
         body["input"]["messages"][0]["content"],
         serde_json::json!([{"text": "what is this?"}, {"image": "data:image/png;base64,iVBORw0KGgo="}])
@@ -253,10 +255,7 @@ fn the_responses_api_streamed_and_not_matches_the_simulator() {
         let (code, console, summary, db) = run(dir.path(), &args);
         assert_eq!(code, Some(0), "{console}");
         assert_faithful(&summary, &db, 20.0, 8.0, streamed);
-        let body: String = db
-            .query_row("SELECT request FROM result LIMIT 1", [], |r| r.get(0))
-            .expect("a request");
-        let body: Value = serde_json::from_str(&body).expect("JSON");
+        let body = request_body(&db, "1 = 1");
         assert_eq!(body["input"], "hello");
         assert_eq!(body["max_output_tokens"], 8);
     }
@@ -402,10 +401,7 @@ fn embeddings_report_input_throughput_over_wall_time_and_evalscopes_figure_besid
             "Input (tok/s)"
         ]
     );
-    let body: String = db
-        .query_row("SELECT request FROM result LIMIT 1", [], |r| r.get(0))
-        .expect("a request");
-    let body: Value = serde_json::from_str(&body).expect("JSON");
+    let body = request_body(&db, "1 = 1");
     assert!(body["input"].is_string(), "{body}");
     assert!(
         console.contains("Input tok/s"),
@@ -442,14 +438,7 @@ fn embedding_batches_and_rerank_pairs_from_files_and_random() {
     );
     assert_eq!(code, Some(0), "{console}");
     assert_eq!(f(&summary, "Success Requests"), 4.0);
-    let body: String = db
-        .query_row(
-            "SELECT request FROM result ORDER BY request_index LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .expect("a request");
-    let body: Value = serde_json::from_str(&body).expect("JSON");
+    let body = request_body(&db, "1 = 1 ORDER BY request_index");
     assert_eq!(
         body,
         serde_json::json!({"input": ["one", "two", "three"], "model": "bge"})
@@ -482,10 +471,7 @@ fn embedding_batches_and_rerank_pairs_from_files_and_random() {
     );
     assert_eq!(code, Some(0), "{console}");
     assert_eq!(f(&summary, "Success Requests"), 3.0);
-    let body: String = db
-        .query_row("SELECT request FROM result LIMIT 1", [], |r| r.get(0))
-        .expect("a request");
-    let body: Value = serde_json::from_str(&body).expect("JSON");
+    let body = request_body(&db, "1 = 1");
     assert_eq!(
         body["documents"],
         serde_json::json!(["a benchmark", "a fish"])
@@ -518,10 +504,7 @@ fn embedding_batches_and_rerank_pairs_from_files_and_random() {
     );
     assert_eq!(code, Some(0), "{console}");
     assert_eq!(f(&summary, "Success Requests"), 4.0);
-    let body: String = db
-        .query_row("SELECT request FROM result LIMIT 1", [], |r| r.get(0))
-        .expect("a request");
-    let body: Value = serde_json::from_str(&body).expect("JSON");
+    let body = request_body(&db, "1 = 1");
     assert_eq!(body["documents"].as_array().expect("documents").len(), 3);
     assert!(body["query"].as_str().is_some_and(|q| !q.is_empty()));
 }

@@ -20,15 +20,44 @@ use super::{full, Body, Piece, Shared};
 /// Dimensions of the simulated embeddings.
 const DIMENSIONS: usize = 64;
 
-/// Text of one embedding input or document: a string, token ids, or `{"text": ...}`.
-fn text_of(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Array(ids) if ids.iter().all(Value::is_u64) => {
-            Some(ids.iter().map(|_| "tok ").collect())
+/// One embedding input or rerank document.
+enum Input {
+    Text(String),
+    Ids(Vec<u32>),
+}
+
+impl Input {
+    /// A string, token ids, or `{"text": ...}`.
+    fn of(v: &Value) -> Option<Self> {
+        match v {
+            Value::String(s) => Some(Input::Text(s.clone())),
+            Value::Array(ids) => ids
+                .iter()
+                .map(|i| i.as_u64().and_then(|i| u32::try_from(i).ok()))
+                .collect::<Option<_>>()
+                .map(Input::Ids),
+            Value::Object(o) => o
+                .get("text")
+                .and_then(Value::as_str)
+                .map(|t| Input::Text(t.to_string())),
+            _ => None,
         }
-        Value::Object(o) => o.get("text").and_then(Value::as_str).map(str::to_string),
-        _ => None,
+    }
+
+    /// The text of a string or `{"text"}` (rerank takes only text).
+    fn text(v: &Value) -> Option<String> {
+        match Input::of(v)? {
+            Input::Text(t) => Some(t),
+            Input::Ids(_) => None,
+        }
+    }
+
+    /// What the simulated vector is derived from.
+    fn key(&self) -> String {
+        match self {
+            Input::Text(t) => t.clone(),
+            Input::Ids(ids) => format!("{ids:?}"),
+        }
     }
 }
 
@@ -76,20 +105,35 @@ async fn json_body(req: Request<Incoming>) -> Result<Value, Response<Body>> {
     })
 }
 
-/// Runs `texts` through the backend as one request: (the server's sequence number, prompt
-/// tokens), or the error to send.
+/// Runs `inputs` through the backend as one request (texts as one prompt, token ids as the
+/// prompt's ids): (the server's sequence number, prompt tokens), or the error to send.
 async fn process(
     shared: &Shared,
     model: &str,
-    texts: &[String],
+    inputs: &[Input],
 ) -> Result<(u64, u64), Response<Body>> {
     let sequence = next_sequence();
+    let texts: Vec<&str> = inputs
+        .iter()
+        .filter_map(|i| match i {
+            Input::Text(t) => Some(t.as_str()),
+            Input::Ids(_) => None,
+        })
+        .collect();
+    let ids: Vec<u32> = inputs
+        .iter()
+        .flat_map(|i| match i {
+            Input::Ids(ids) => ids.clone(),
+            Input::Text(_) => Vec::new(),
+        })
+        .collect();
     let request = CompletionRequest {
         sequence,
         chat: false,
         model: model.to_string(),
         max_tokens: Some(1),
         prompt: Some(texts.join(" ")),
+        prompt_ids: (!ids.is_empty()).then_some(ids),
         ..CompletionRequest::default()
     };
     let mut generation = shared
@@ -125,11 +169,11 @@ pub(crate) async fn embeddings(req: Request<Incoming>, shared: &Shared) -> Respo
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let inputs: Vec<String> = match body.get("input") {
-        Some(Value::Array(items)) if items.iter().all(Value::is_u64) => {
-            text_of(&body["input"]).into_iter().collect()
+    let inputs: Vec<Input> = match body.get("input") {
+        Some(v @ Value::Array(items)) if items.iter().all(Value::is_u64) => {
+            Input::of(v).into_iter().collect()
         }
-        Some(Value::Array(items)) => match items.iter().map(text_of).collect::<Option<_>>() {
+        Some(Value::Array(items)) => match items.iter().map(Input::of).collect::<Option<_>>() {
             Some(t) => t,
             None => {
                 return error_response(
@@ -138,7 +182,7 @@ pub(crate) async fn embeddings(req: Request<Incoming>, shared: &Shared) -> Respo
                 )
             }
         },
-        Some(v) => match text_of(v) {
+        Some(v) => match Input::of(v) {
             Some(t) => vec![t],
             None => return error_response(StatusCode::BAD_REQUEST, "`input` is not text"),
         },
@@ -160,8 +204,8 @@ pub(crate) async fn embeddings(req: Request<Incoming>, shared: &Shared) -> Respo
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
-        .map(|(i, text)| {
-            let v = vector(text, dims);
+        .map(|(i, input)| {
+            let v = vector(&input.key(), dims);
             let embedding = if base64 {
                 let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
                 json!(base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -184,11 +228,11 @@ pub(crate) async fn rerank(req: Request<Incoming>, shared: &Shared) -> Response<
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let Some(query) = body.get("query").and_then(text_of) else {
+    let Some(query) = body.get("query").and_then(Input::text) else {
         return error_response(StatusCode::BAD_REQUEST, "the body needs a `query`");
     };
     let documents: Vec<String> = match body.get("documents").and_then(Value::as_array) {
-        Some(docs) => match docs.iter().map(text_of).collect::<Option<_>>() {
+        Some(docs) => match docs.iter().map(Input::text).collect::<Option<_>>() {
             Some(d) => d,
             None => {
                 return error_response(
@@ -200,8 +244,10 @@ pub(crate) async fn rerank(req: Request<Incoming>, shared: &Shared) -> Response<
         None => return error_response(StatusCode::BAD_REQUEST, "the body needs `documents`"),
     };
     let model = model_of(&body, shared);
-    let mut all = vec![query.clone()];
-    all.extend(documents.iter().cloned());
+    let all: Vec<Input> = std::iter::once(&query)
+        .chain(&documents)
+        .map(|t| Input::Text(t.clone()))
+        .collect();
     let (sequence, tokens) = match process(shared, &model, &all).await {
         Ok(t) => t,
         Err(resp) => return resp,
@@ -236,6 +282,15 @@ pub(crate) async fn rerank(req: Request<Incoming>, shared: &Shared) -> Response<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inputs_are_text_token_ids_or_text_objects() {
+        let ids = Input::of(&json!([1, 2, 3])).expect("ids");
+        assert!(matches!(&ids, Input::Ids(v) if v == &[1, 2, 3]));
+        assert!(matches!(Input::of(&json!({"text": "t"})), Some(Input::Text(t)) if t == "t"));
+        assert!(Input::of(&json!([1, "x"])).is_none());
+        assert_eq!(Input::text(&json!([1, 2])), None, "rerank takes text only");
+    }
 
     #[test]
     fn vectors_are_deterministic_unit_vectors() {

@@ -264,10 +264,6 @@ impl ResultSinkPlugin for OtelSink {
         self.state.new_failure()
     }
 
-    fn flush(&mut self) -> Result<(), PluginError> {
-        Ok(())
-    }
-
     fn close(&mut self) -> Result<(), PluginError> {
         self.state.closing();
         let meters = self.meters.clone();
@@ -299,7 +295,6 @@ mod tests {
 
     #[test]
     fn endpoints_follow_the_otlp_environment_rules() {
-        let none = Options::default();
         // Only the option here: the environment is the process's own and shared by tests.
         let with = Options {
             endpoint: Some("http://c:4318/".into()),
@@ -309,7 +304,6 @@ mod tests {
             signal_endpoint(&with, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "/v1/metrics"),
             "http://c:4318/v1/metrics"
         );
-        let _ = none;
         assert_eq!(
             host_port("http://c:4318/v1/metrics").as_deref(),
             Some("c:4318")
