@@ -10,7 +10,6 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "perf",
     version,
-    args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     after_help = "Metric definitions: see the README, section \"Metrics\"."
 )]
@@ -32,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List every available plugin: kind, id, version, origin and description.
-    Plugins,
+    Plugins(PluginsArgs),
     /// Serve the built-in OpenAI-compatible simulator until interrupted (for benchmarks of
     /// perf itself and of other clients).
     ServeMock(ServeMockArgs),
@@ -40,6 +39,15 @@ pub enum Command {
     /// per request, and the concurrency up to which reported TTFT stays within 1 ms of the
     /// server's own.
     Calibrate(CalibrateArgs),
+}
+
+/// Flags of `perf plugins`.
+#[derive(Debug, Clone, Args)]
+pub struct PluginsArgs {
+    /// Also show what each plugin declares: aliases, endpoints, prompt form, the options it
+    /// takes with an example, and its library's interface version.
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 /// Flags of `perf calibrate`.

@@ -105,13 +105,12 @@ impl Framer {
 
     fn line_complete(&mut self, line: &[u8], on_event: &mut dyn FnMut(Event<'_>)) {
         match self.framing {
-            Framing::NdJson => {
-                if !line.iter().all(u8::is_ascii_whitespace) {
-                    on_event(Event::Data(line));
-                }
+            Framing::NdJson if !line.iter().all(u8::is_ascii_whitespace) => {
+                on_event(Event::Data(line));
             }
             Framing::Sse => self.sse_line(line, on_event),
-            Framing::None => {}
+            // `None`, and framings the worker refuses before sending.
+            _ => {}
         }
     }
 

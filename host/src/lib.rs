@@ -16,6 +16,7 @@ pub mod error;
 pub mod framing;
 pub mod local_model;
 pub mod local_vllm;
+pub mod modes;
 pub mod output;
 pub mod plan;
 pub mod plugin_host;
@@ -29,14 +30,35 @@ pub mod worker;
 
 use std::ffi::OsString;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use cli::{Cli, Command};
 use plugin_host::PluginRegistry;
 
+/// Parses the command line. Global options (`--plugin`) go before or after a subcommand; a
+/// benchmark flag given with a subcommand is an error rather than silently ignored.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Error> {
+    let mut command = Cli::command();
+    let matches = command.try_get_matches_from_mut(args)?;
+    if let Some((name, _)) = matches.subcommand() {
+        let stray = matches.ids().find(|id| {
+            id.as_str() != "plugins"
+                && matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine)
+        });
+        if let Some(id) = stray {
+            let flag = format!("--{}", id.as_str().replace('_', "-"));
+            return Err(command.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("{flag} is a benchmark flag; `perf {name}` does not take it (give it to `perf` without a subcommand)"),
+            ));
+        }
+    }
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
+}
+
 /// Parses `args` and runs `perf`; returns the process exit code.
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match parse(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -56,7 +78,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let mut plugins = cli.plugins.clone();
     // `--api local` finds its backend beside the binary unless --plugin names one.
-    if cli.command.is_none() && cli.run.api == "local" {
+    if cli.command.is_none()
+        && modes::ServerMode::from_api(&cli.run.api) == Some(modes::ServerMode::LocalModel)
+    {
         if let Some(lib) = local_model::beside_binary() {
             if !plugins.contains(&lib) {
                 plugins.push(lib);
@@ -65,14 +89,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     let registry = PluginRegistry::load(&plugins)?;
     match cli.command {
-        Some(Command::Plugins) => {
-            println!("{}", commands::plugins::render(&registry));
+        Some(Command::Plugins(args)) => {
+            println!("{}", commands::plugins::render(&registry, args.verbose));
             Ok(0)
         }
         Some(Command::ServeMock(args)) => commands::serve_mock::run(&args),
         Some(Command::Calibrate(args)) => commands::calibrate::run(&args),
         None => {
-            let plan = plan::plan(&cli.run)?;
+            let plan = plan::plan(&cli.run, &registry)?;
             run::run(plan, std::sync::Arc::new(registry))
         }
     }

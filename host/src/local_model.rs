@@ -168,6 +168,7 @@ impl Backend for LocalBackend {
                 frequency_penalty: None.into(),
                 seed: r.seed.into(),
             },
+            ext: Default::default(),
         };
         let (tx, rx) = mpsc::channel(64);
         let model = self.model.clone();
@@ -197,7 +198,8 @@ impl Backend for LocalBackend {
                 let finish = match model.generate(&request, &mut on_token) {
                     Ok(outcome) => match outcome.finish {
                         FinishReason::Length => "length",
-                        FinishReason::Stop | FinishReason::Cancelled => "stop",
+                        // Stop, Cancelled, and reasons of a newer interface.
+                        _ => "stop",
                     },
                     Err(_) => {
                         let _ = tx.blocking_send(Piece::Drop);

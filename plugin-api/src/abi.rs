@@ -21,13 +21,14 @@ use abi_stable::{
 
 use crate::types::{
     ChatMessage, DatasetItem, GenerateOutcome, GenerateRequest, HttpRequest, PluginError,
-    PluginInfo, PromptItem, RequestContext, RequestRecord, ResponseEvent, RunInfo, RunSnapshot,
-    RunSummary, SessionInfo,
+    PluginInfo, PromptItem_NE, RequestContext, RequestRecord, ResponseEvent_NE, RunInfo,
+    RunSnapshot, RunSummary, SessionInfo,
 };
 
-/// The interface version: `major.minor.0` of this crate. Libraries load when their interface
-/// version has the same major and minor as the host's (see the crate docs, "Versioning").
-pub const INTERFACE_VERSION: &str = "0.1.0";
+/// The interface version: this crate's version, which a library records in its header. A
+/// library loads into a host of the same `major.minor` whose version is at least the
+/// library's (see the crate docs, "Versioning").
+pub const INTERFACE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The root module's base name, which tells a perf plugin apart from other abi_stable libraries.
 pub const ROOT_MODULE_NAME: &str = "perf_plugin";
@@ -41,30 +42,33 @@ pub trait ApiAdapter: Send + Sync {
     /// Turns a prompt into the request to send. An error fails this request (kind `Plugin`).
     fn build_request(
         &self,
-        item: &PromptItem,
-        ctx: RequestContext,
+        item: &PromptItem_NE,
+        ctx: &RequestContext,
     ) -> RResult<HttpRequest, PluginError>;
 
-    /// A fresh decoder for one response.
+    /// A fresh decoder for one response. An error fails this request (kind `Plugin`).
     #[sabi(last_prefix_field)]
-    fn new_decoder(&self) -> ResponseDecoderBox;
+    fn new_decoder(&self) -> RResult<ResponseDecoderBox, PluginError>;
 }
 
 /// Decodes the events of one response, in order. Owned by one worker at a time.
 #[sabi_trait]
 pub trait ResponseDecoder: Send {
     /// Decodes one framed event (an SSE event's data, an NDJSON line, or a whole non-streamed
-    /// body) and appends what it carried to `out`. An `Err` means this event could not be
-    /// decoded: the host counts it as a malformed chunk and goes on with the stream.
+    /// body) and appends what it carried to `out`. An `Err` of kind `Invalid` means this event
+    /// could not be decoded: in a stream the host counts a malformed chunk and goes on; a
+    /// whole body fails the request as `decode`. Any other kind (a panic included) fails the
+    /// request as `plugin`, and the decoder is not called again.
     fn decode(
         &mut self,
         event: RSlice<'_, u8>,
-        out: &mut RVec<ResponseEvent>,
+        out: &mut RVec<ResponseEvent_NE>,
     ) -> RResult<(), PluginError>;
 
-    /// Called once after the last event, for decoders that hold back output.
+    /// Called once after the last event, for decoders that hold back output. An error fails
+    /// the request as `plugin`.
     #[sabi(last_prefix_field)]
-    fn finish(&mut self, out: &mut RVec<ResponseEvent>) -> RResult<(), PluginError>;
+    fn finish(&mut self, out: &mut RVec<ResponseEvent_NE>) -> RResult<(), PluginError>;
 }
 
 /// A tokenizer supplied by the host to dataset sources, or by a local model to the host.
@@ -107,26 +111,45 @@ pub trait DatasetSource: Send {
     fn next_item(&mut self) -> RResult<ROption<DatasetItem>, PluginError>;
 }
 
-/// Receives what a benchmark measures. Called on its own thread, in this order:
-/// `begin`, then per run `run_start`, `record`/`snapshot` interleaved, `run_end`; `flush` at any
-/// time; `close` once at the end. An error is reported once and the run goes on.
-#[sabi_trait]
-pub trait ResultSink: Send {
-    /// Once per invocation, before the first run.
-    fn begin(&mut self, session: &SessionInfo) -> RResult<(), PluginError>;
-    /// At the start of each run of a sweep.
-    fn run_start(&mut self, run: &RunInfo) -> RResult<(), PluginError>;
-    /// Each measured request, in completion order.
-    fn record(&mut self, record: &RequestRecord) -> RResult<(), PluginError>;
-    /// The running summary, periodically.
-    fn snapshot(&mut self, snapshot: &RunSnapshot) -> RResult<(), PluginError>;
-    /// The final summary and percentiles of a run.
-    fn run_end(&mut self, summary: &RunSummary) -> RResult<(), PluginError>;
-    /// Write out anything buffered.
-    fn flush(&mut self) -> RResult<(), PluginError>;
-    /// The last call; release resources.
-    #[sabi(last_prefix_field)]
-    fn close(&mut self) -> RResult<(), PluginError>;
+// `#[sabi_trait]` does not carry `#[cfg]` on methods, so the test-only method of the pretend
+// next interface version is spliced in by this macro.
+macro_rules! result_sink_trait {
+    ($($next:tt)*) => {
+        /// Receives what a benchmark measures. Called on its own thread, in this order:
+        /// `begin`, then per run `run_start`, `record`/`snapshot` interleaved, `run_end`;
+        /// `flush` at any time; `close` once at the end. An error is reported once and the run
+        /// goes on.
+        #[sabi_trait]
+        pub trait ResultSink: Send {
+            /// Once per invocation, before the first run.
+            fn begin(&mut self, session: &SessionInfo) -> RResult<(), PluginError>;
+            /// At the start of each run of a sweep.
+            fn run_start(&mut self, run: &RunInfo) -> RResult<(), PluginError>;
+            /// Each measured request, in completion order.
+            fn record(&mut self, record: &RequestRecord) -> RResult<(), PluginError>;
+            /// The running summary, periodically.
+            fn snapshot(&mut self, snapshot: &RunSnapshot) -> RResult<(), PluginError>;
+            /// The final summary and percentiles of a run.
+            fn run_end(&mut self, summary: &RunSummary) -> RResult<(), PluginError>;
+            /// Write out anything buffered.
+            fn flush(&mut self) -> RResult<(), PluginError>;
+            /// The last call; release resources.
+            #[sabi(last_prefix_field)]
+            fn close(&mut self) -> RResult<(), PluginError>;
+
+            $($next)*
+        }
+    };
+}
+
+#[cfg(not(feature = "next-interface-check"))]
+result_sink_trait! {}
+
+#[cfg(feature = "next-interface-check")]
+result_sink_trait! {
+    /// Test only (`next-interface-check`): a method of the pretend next interface version.
+    /// Hosts call it only on libraries whose interface version has it.
+    fn next_interface_check(&self) -> u64;
 }
 
 /// Receives generated tokens from a local model.
@@ -170,10 +193,13 @@ pub type LocalModelBox = LocalModel_TO<'static, RBox<()>>;
 /// The root module: what one plugin library exports. Every factory takes the plugin id (one
 /// library may carry several plugins of each kind) and its configuration as JSON text, and
 /// validates the configuration before it returns.
+///
+/// A prefix type: fields added in later 0.2 versions go after `load_local_model`, and a host
+/// reads them as `None` from a library that predates them.
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginLibraryRef)))]
-#[sabi(missing_field(panic))]
+#[sabi(missing_field(option))]
 pub struct PluginLibrary {
     /// The plugins this library provides.
     pub plugins: extern "C" fn() -> RVec<PluginInfo>,
@@ -196,6 +222,9 @@ pub struct PluginLibrary {
         model_path: RStr<'_>,
         config: RStr<'_>,
     ) -> RResult<LocalModelBox, PluginError>,
+    /// Test only (`next-interface-check`): an entry of the pretend next interface version.
+    #[cfg(feature = "next-interface-check")]
+    pub next_interface_check: extern "C" fn() -> u64,
 }
 
 impl RootModule for PluginLibraryRef {
@@ -216,15 +245,3 @@ pub struct BuiltinLibrary {
 }
 
 inventory::collect!(BuiltinLibrary);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interface_version_is_the_crate_major_minor() {
-        let crate_version = env!("CARGO_PKG_VERSION");
-        let mm: Vec<&str> = crate_version.split('.').take(2).collect();
-        assert_eq!(INTERFACE_VERSION, format!("{}.{}.0", mm[0], mm[1]));
-    }
-}

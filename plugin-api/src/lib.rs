@@ -26,7 +26,9 @@
 //! 4. `cargo build --release` and run `perf --plugin target/release/libmy_plugin.so plugins`
 //!    to see it listed, then use it by id (`--api my-vendor`).
 //!
-//! The crate `sdk-examples/` of the perf repository holds three complete examples.
+//! The folder `sdk-examples/` of the perf repository holds three complete examples; each builds
+//! on its own when copied out of the repository (point its `perf-plugin-api` dependency at
+//! this crate). [`sdk`] says what an adapter must emit.
 //!
 //! # The codec model of API adapters
 //!
@@ -37,7 +39,9 @@
 //! host sends it, timestamps every byte as it arrives, cuts the body into events by the framing,
 //! and hands each event to a per-response decoder, which turns it into
 //! [`types::ResponseEvent`]s: output (text, optional token count, content/reasoning/tool call),
-//! an empty chunk, usage, an in-band error, done. The host derives every metric (time to first
+//! an empty chunk, usage, an in-band error, done. A decoder that fails (an error other than
+//! "this event is invalid", or a panic) fails its request as `plugin`, with its message in the
+//! results. The host derives every metric (time to first
 //! token, inter-token latency, ...) from its own timestamps of those events, so an adapter cannot
 //! distort the numbers, and a slow adapter shows up as client overhead, not as server latency.
 //!
@@ -72,24 +76,45 @@
 //!
 //! # Versioning
 //!
-//! The crate version is the interface version. A library loads into a host when both were
-//! built against the same `major.minor` of this crate (`0.1.x` with `0.1.y`); the patch number
-//! never matters, because patch releases do not change the interface. On top of that version
-//! check, abi_stable compares the recorded layout of every type in the root module and refuses a
-//! library whose layout differs.
+//! This crate's version is the interface version, independent of perf's own version. A
+//! library records the version it was built against; a host loads it when both have the same
+//! `major.minor` (`0.2` while the major is 0) and the host's version is at least the library's.
+//! A library built against a newer patch than the host is refused with a message to upgrade
+//! perf. On top of that, abi_stable compares the recorded layout of every type reachable from
+//! the root module, with the library's layout as the expected one and the host's as the
+//! provider, so that the host may be newer in exactly the ways listed below, and in no other.
 //!
-//! A breaking change, which bumps the minor version while the major is 0 (the major version
-//! from 1.0 on) and is listed in `CHANGELOG.md`, is any change to:
-//! - a type in [`types`]: a field added, removed, reordered or retyped, a variant added;
-//! - a method of a trait in [`abi`] before its `#[sabi(last_prefix_field)]` marker, or a field of
-//!   [`abi::PluginLibrary`];
-//! - the meaning of a call (for example what an `Err` from `decode` makes the host do).
+//! Additive (a patch release, `0.2.x`; older libraries keep loading and working):
+//! - a new constant of an open enum ([`PluginKind`], [`ErrorKind`], [`Framing`],
+//!   [`HttpMethod`], [`OutputKind`], [`FailureKind`], [`FinishReason`], [`PromptForm`],
+//!   [`ResultKind`]): a `u8` whose unknown values every side must tolerate (each type says
+//!   what its receiver does with one);
+//! - a new variant of a non-exhaustive enum ([`PromptItem`], [`ContentPart`],
+//!   [`ResponseEvent`]) that fits its storage: the `_NE` form's `as_enum()` fails for it on a
+//!   side that does not know it, which then refuses it (an adapter given an unknown prompt) or
+//!   skips it (a host given an unknown event);
+//! - a new extension field of a struct that ends in [`Extensions`]: a new [`FieldId`] with a
+//!   documented [`FieldValue`] type and typed accessors; an older side never reads it;
+//! - a new field of the root module [`PluginLibrary`] after `load_local_model`: a host reads
+//!   it as `None` from an older library;
+//! - a new method of a trait in [`abi`] after its `#[sabi(last_prefix_field)]` method: a host
+//!   calls it only on a library whose interface version has it (`host::Library::has`), and the
+//!   SDK gives it a default so plugin sources keep compiling;
+//! - new fields in the JSON configuration, new SDK helpers and constants, documentation.
 //!
-//! Not breaking: new fields in the JSON configuration, new SDK helpers, documentation.
+//! Breaking (a new minor version while the major is 0, listed in `CHANGELOG.md`): any other
+//! change to a type in [`types`] (a field added to a struct outside its extensions, removed,
+//! reordered or retyped; a variant removed or reordered; a storage size changed), to a method
+//! of a trait in [`abi`] before its marker, to the first five fields of [`PluginLibrary`], and
+//! any change to the meaning of a call (for example what an `Err` from `decode` makes the host
+//! do). `tests/fixtures/interface-0.2.0` in the perf repository holds a library built against
+//! a frozen copy of 0.2.0; perf's tests load it into the current host on every change.
 
 #![deny(missing_docs)]
 
 pub mod abi;
+#[cfg(feature = "host")]
+pub mod host;
 pub mod sdk;
 pub mod types;
 
@@ -112,9 +137,53 @@ pub mod __private {
     pub use abi_stable::prefix_type::PrefixTypeTrait;
     pub use inventory;
 
+    use crate::abi::{
+        ApiAdapterBox, DatasetSourceBox, LocalModelBox, PluginLibrary, PluginLibraryRef,
+        ResultSinkBox, TokenizerRef,
+    };
+    use crate::types::{PluginError, PluginInfo};
+    use abi_stable::std_types::{ROption, RResult, RStr, RVec};
+
     /// The symbol abi_stable looks up in a library; the export macro spells it as a literal,
     /// and a unit test keeps the two in step.
     pub const ROOT_MODULE_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
+
+    /// What the pretend next interface version's additions return (`next-interface-check`).
+    pub const NEXT_INTERFACE_CHECK: u64 = 0x2_0001;
+
+    #[cfg(feature = "next-interface-check")]
+    extern "C" fn next_interface_check() -> u64 {
+        NEXT_INTERFACE_CHECK
+    }
+
+    /// The root module of the factories the export macros define. Built here rather than in
+    /// the macro, so the fields follow this crate's features, not the plugin crate's.
+    #[allow(clippy::type_complexity)]
+    pub fn root_module(
+        plugins: extern "C" fn() -> RVec<PluginInfo>,
+        new_api_adapter: extern "C" fn(RStr<'_>, RStr<'_>) -> RResult<ApiAdapterBox, PluginError>,
+        new_dataset_source: extern "C" fn(
+            RStr<'_>,
+            RStr<'_>,
+            ROption<TokenizerRef>,
+        ) -> RResult<DatasetSourceBox, PluginError>,
+        new_result_sink: extern "C" fn(RStr<'_>, RStr<'_>) -> RResult<ResultSinkBox, PluginError>,
+        load_local_model: extern "C" fn(
+            RStr<'_>,
+            RStr<'_>,
+            RStr<'_>,
+        ) -> RResult<LocalModelBox, PluginError>,
+    ) -> PluginLibraryRef {
+        PrefixTypeTrait::leak_into_prefix(PluginLibrary {
+            plugins,
+            new_api_adapter,
+            new_dataset_source,
+            new_result_sink,
+            load_local_model,
+            #[cfg(feature = "next-interface-check")]
+            next_interface_check,
+        })
+    }
 }
 
 /// Exports the listed plugins as this `cdylib`'s root module.
@@ -253,13 +322,13 @@ macro_rules! __plugin_library {
             static LIBRARY: ::std::sync::OnceLock<$crate::PluginLibraryRef> =
                 ::std::sync::OnceLock::new();
             *LIBRARY.get_or_init(|| {
-                $crate::__private::PrefixTypeTrait::leak_into_prefix($crate::PluginLibrary {
-                    plugins: perf_plugin_infos,
-                    new_api_adapter: perf_plugin_new_api_adapter,
-                    new_dataset_source: perf_plugin_new_dataset_source,
-                    new_result_sink: perf_plugin_new_result_sink,
-                    load_local_model: perf_plugin_load_local_model,
-                })
+                $crate::__private::root_module(
+                    perf_plugin_infos,
+                    perf_plugin_new_api_adapter,
+                    perf_plugin_new_dataset_source,
+                    perf_plugin_new_result_sink,
+                    perf_plugin_load_local_model,
+                )
             })
         }
     };

@@ -7,7 +7,7 @@ use std::path::Path;
 use perf_host::plugin_host::PluginRegistry;
 use perf_host::tokenizer::HostTokenizer;
 use perf_plugin_api::sdk::{DatasetConfig, TokenizerPlugin};
-use perf_plugin_api::{ChatMessage, ContentPart, DatasetItem, PromptItem};
+use perf_plugin_api::{ChatMessage, ContentPart, ContentPart_NE, DatasetItem, PromptItem};
 use perf_tests::{perf_in, text, tokenizer_dir};
 use rusqlite::Connection;
 use serde_json::Value;
@@ -106,9 +106,9 @@ fn items(tok: &HostTokenizer, config: &DatasetConfig, n: usize) -> Vec<DatasetIt
 }
 
 fn user_text(item: &DatasetItem) -> String {
-    match &item.prompt {
-        PromptItem::Messages(m) => match m[0].content.first() {
-            Some(ContentPart::Text(t)) => t.to_string(),
+    match item.prompt().expect("a known prompt") {
+        PromptItem::Messages(m) => match m[0].content.first().map(|p| p.as_enum()) {
+            Some(Ok(ContentPart::Text(t))) => t.to_string(),
             other => panic!("not a text message: {other:?}"),
         },
         PromptItem::Text(t) => t.to_string(),
@@ -175,7 +175,7 @@ fn random_without_template_counts_text_and_token_ids_are_exact_by_construction()
     let tok = load("qwen3");
     for item in items(&tok, &random_config(10, 300, false), 200) {
         let target = item.prompt_tokens.into_option().expect("target") as usize;
-        let PromptItem::Text(text) = &item.prompt else {
+        let Ok(PromptItem::Text(text)) = item.prompt() else {
             panic!("a completions prompt is text: {:?}", item.prompt);
         };
         assert_eq!(tok.encode(text, true).expect("encodes").len(), target);
@@ -183,7 +183,7 @@ fn random_without_template_counts_text_and_token_ids_are_exact_by_construction()
     let mut config = random_config(10, 300, true);
     config.tokenize_prompt = true;
     for item in items(&tok, &config, 50) {
-        let PromptItem::TokenIds(ids) = &item.prompt else {
+        let Ok(PromptItem::TokenIds(ids)) = item.prompt() else {
             panic!("token ids: {:?}", item.prompt);
         };
         assert_eq!(Some(ids.len() as u64), item.prompt_tokens.into_option());
@@ -533,14 +533,13 @@ fn without_usage_image_prompts_count_the_template_and_image_patches() {
             png_header(100, 56)
         )
     );
-    let message = ChatMessage {
-        role: "user".into(),
-        content: vec![
+    let message = ChatMessage::new(
+        "user",
+        [
             ContentPart::Text("Make the sky green".into()),
             ContentPart::ImageUrl(url.as_str().into()),
-        ]
-        .into(),
-    };
+        ],
+    );
     let item = DatasetItem::new(PromptItem::Messages(vec![message].into()));
     // The text through the template, and 100 x 56 pixels in 14-pixel patches: 8 x 4.
     let want = (templated_tokens(&tok, "Make the sky green") + 8 * 4) as i64;
@@ -549,8 +548,9 @@ fn without_usage_image_prompts_count_the_template_and_image_patches() {
         Some(want as usize)
     );
     let mut remote = item.clone();
-    if let PromptItem::Messages(m) = &mut remote.prompt {
-        m[0].content[1] = ContentPart::ImageUrl("https://example.com/a.png".into());
+    if let Ok(PromptItem::Messages(m)) = remote.prompt.as_enum_mut() {
+        m[0].content[1] =
+            ContentPart_NE::new(ContentPart::ImageUrl("https://example.com/a.png".into()));
     }
     assert_eq!(
         tok.item_tokens(&remote, true, 14).expect("counts"),
@@ -583,13 +583,13 @@ fn random_vl_puts_generated_images_before_text_of_exact_length() {
     let mut urls = std::collections::HashSet::new();
     for _ in 0..20 {
         let item = source.next_item().expect("item").expect("an item");
-        let PromptItem::Messages(messages) = &item.prompt else {
+        let Ok(PromptItem::Messages(messages)) = item.prompt() else {
             panic!("chat messages: {:?}", item.prompt);
         };
         let parts = &messages[0].content;
         assert_eq!(parts.len(), 3, "two images, then the text");
         for part in &parts[..2] {
-            let ContentPart::ImageUrl(url) = part else {
+            let Ok(ContentPart::ImageUrl(url)) = part.as_enum() else {
                 panic!("an image first: {part:?}");
             };
             assert!(
@@ -598,7 +598,7 @@ fn random_vl_puts_generated_images_before_text_of_exact_length() {
             );
             urls.insert(url.to_string());
         }
-        let ContentPart::Text(text) = &parts[2] else {
+        let Ok(ContentPart::Text(text)) = parts[2].as_enum() else {
             panic!("text last");
         };
         // The text is exact; each 40 x 30 image adds 2 x 2 patches of 28 pixels.

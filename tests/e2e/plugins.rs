@@ -7,8 +7,8 @@ use perf_host::framing::{Event, Framer};
 use perf_host::plugin_host::{InstantiateError, PluginRegistry};
 use perf_plugin_api::sdk::{ApiConfig, DatasetConfig, SinkConfig};
 use perf_plugin_api::{
-    ErrorKind, FailureKind, Framing, OutputKind, PromptItem, ROption, RVec, RequestContext,
-    RequestRecord, RequestTimes, ResponseEvent, RunInfo, RunSummary, SessionInfo,
+    ErrorKind, FailureKind, Framing, OutputKind, PromptItem, PromptItem_NE, ROption, RVec,
+    RequestContext, RequestRecord, RequestTimes, ResponseEvent, RunInfo, RunSummary, SessionInfo,
 };
 use perf_tests::{cdylib, perf, text};
 use serde_json::{json, Value};
@@ -22,10 +22,11 @@ fn registry(crates: &[&str]) -> PluginRegistry {
 }
 
 fn ctx() -> RequestContext {
-    RequestContext {
-        index: 0,
-        max_tokens: ROption::RSome(64),
-    }
+    RequestContext::new(0, Some(64))
+}
+
+fn prompt(p: PromptItem) -> PromptItem_NE {
+    PromptItem_NE::new(p)
 }
 
 #[test]
@@ -72,7 +73,7 @@ fn acme_adapter_builds_its_own_request_format() {
     };
     let adapter = reg.api_adapter("acme", &config).expect("adapter");
     let req = adapter
-        .build_request(&PromptItem::Text("Say hello".into()), ctx())
+        .build_request(&prompt(PromptItem::Text("Say hello".into())), &ctx())
         .expect("request");
     assert_eq!(req.framing, Framing::NdJson);
     let body: Value = serde_json::from_slice(&req.body).expect("json body");
@@ -83,7 +84,7 @@ fn acme_adapter_builds_its_own_request_format() {
                "priority": "high", "stream": true})
     );
     let err = adapter
-        .build_request(&PromptItem::TokenIds(vec![1, 2].into()), ctx())
+        .build_request(&prompt(PromptItem::TokenIds(vec![1, 2].into())), &ctx())
         .expect_err("token ids are not supported by this API");
     assert_eq!(err.kind, ErrorKind::Invalid);
 }
@@ -102,7 +103,7 @@ fn acme_adapter_decodes_a_recorded_ndjson_stream_through_the_host_framer() {
         )
         .expect("adapter");
     let recorded = include_bytes!("data/acme_stream.ndjson");
-    let mut decoder = adapter.decoder();
+    let mut decoder = adapter.decoder().expect("a decoder");
     let mut framer = Framer::new(Framing::NdJson);
     let mut events = RVec::new();
     let mut frames = 0;
@@ -122,6 +123,10 @@ fn acme_adapter_decodes_a_recorded_ndjson_stream_through_the_host_framer() {
         }
     });
     assert_eq!(frames, 5, "the blank line is not an event");
+    let events: Vec<ResponseEvent> = events
+        .iter()
+        .map(|e| e.as_enum().expect("a known event").clone())
+        .collect();
     let text: String = events
         .iter()
         .filter_map(|e| match e {
@@ -160,7 +165,7 @@ fn csv_dataset_reads_the_configured_column_lazily_and_filters_by_length() {
     let mut source = reg.dataset_source("csv", &config, None).expect("dataset");
     let mut prompts = Vec::new();
     while let Some(item) = source.next_item().expect("item") {
-        match item.prompt {
+        match item.prompt().expect("a known prompt") {
             PromptItem::Text(t) => prompts.push(t.to_string()),
             other => panic!("unexpected {other:?}"),
         }
@@ -230,6 +235,7 @@ fn record(i: u64) -> RequestRecord {
         completion_tokens: ROption::RSome(3),
         cached_tokens: ROption::RNone,
         tokens_estimated: false,
+        ext: Default::default(),
     }
 }
 
@@ -247,6 +253,7 @@ fn jsonl_sink_writes_one_line_per_record() {
         args_json: "{}".into(),
         output_dir: dir.path().to_string_lossy().as_ref().into(),
         started_unix_s: 0.0,
+        ext: Default::default(),
     })
     .expect("begin");
     sink.run_start(&RunInfo {
@@ -255,6 +262,7 @@ fn jsonl_sink_writes_one_line_per_record() {
         parallel: 1,
         number: 3,
         rate: -1.0,
+        ext: Default::default(),
     })
     .expect("run_start");
     for i in 0..3 {
@@ -264,6 +272,7 @@ fn jsonl_sink_writes_one_line_per_record() {
         run_index: 0,
         summary: RVec::new(),
         percentiles: RVec::new(),
+        ext: Default::default(),
     })
     .expect("run_end");
     sink.close().expect("close");
@@ -344,10 +353,14 @@ fn an_incompatible_interface_version_says_what_to_rebuild_against() {
         )),
         "{err}"
     );
+    let minor: Vec<&str> = perf_plugin_api::INTERFACE_VERSION
+        .split('.')
+        .take(2)
+        .collect();
     assert!(
         err.contains(&format!(
             "rebuild the plugin against perf-plugin-api {}",
-            "0.1"
+            minor.join(".")
         )),
         "{err}"
     );
@@ -357,9 +370,10 @@ fn an_incompatible_interface_version_says_what_to_rebuild_against() {
 fn a_layout_mismatch_is_named_with_the_differing_types() {
     let lib = cdylib("altered-interface-plugin");
     let err = load_failure(&["--plugin", lib.to_str().expect("utf-8")]);
+    let v = perf_plugin_api::INTERFACE_VERSION;
     assert!(
         err.contains(&format!(
-            "plugin {}: its interface types do not match",
+            "plugin {}: the library says perf-plugin-api {v} and this perf implements {v}, but their types differ",
             lib.display()
         )),
         "{err}"
@@ -424,7 +438,7 @@ fn a_panic_inside_a_plugin_call_becomes_an_error_and_the_host_keeps_going() {
         .expect("adapter");
 
     let err = adapter
-        .build_request(&PromptItem::Text("panic".into()), ctx())
+        .build_request(&prompt(PromptItem::Text("panic".into())), &ctx())
         .expect_err("a panic is an error");
     assert_eq!(err.kind, ErrorKind::Panic);
     assert!(
@@ -434,10 +448,10 @@ fn a_panic_inside_a_plugin_call_becomes_an_error_and_the_host_keeps_going() {
     );
     // The adapter is stateless and keeps serving.
     assert!(adapter
-        .build_request(&PromptItem::Text("fine".into()), ctx())
+        .build_request(&prompt(PromptItem::Text("fine".into())), &ctx())
         .is_ok());
 
-    let mut decoder = adapter.decoder();
+    let mut decoder = adapter.decoder().expect("a decoder");
     let mut out = RVec::new();
     assert!(decoder.decode(b"ok", &mut out).is_ok());
     assert_eq!(
@@ -453,7 +467,11 @@ fn a_panic_inside_a_plugin_call_becomes_an_error_and_the_host_keeps_going() {
         after.message
     );
     assert!(
-        adapter.decoder().decode(b"ok", &mut out).is_ok(),
+        adapter
+            .decoder()
+            .expect("a decoder")
+            .decode(b"ok", &mut out)
+            .is_ok(),
         "a new decoder works"
     );
 

@@ -141,6 +141,7 @@ pub fn record(raw: &RawRecord, run_index: u32, clock: &EpochClock) -> RequestRec
         completion_tokens: success.then_some(t.completion).into(),
         cached_tokens: raw.usage.cached_tokens,
         tokens_estimated: t.estimated,
+        ext: Default::default(),
     }
 }
 

@@ -499,6 +499,7 @@ mod tests {
                 prompt_tokens: ROption::RSome(10),
                 completion_tokens: ROption::RSome(completion),
                 cached_tokens: ROption::RNone,
+                ext: Default::default(),
             },
             text: "x".repeat(outputs_ms.len()),
             reasoning: String::new(),

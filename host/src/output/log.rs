@@ -71,6 +71,20 @@ pub fn warn(message: impl AsRef<str>) {
     write("WARNING", message.as_ref(), true);
 }
 
+/// A warning shown once per distinct message, however often it happens (a plugin that fails
+/// every request).
+pub fn warn_once(message: &str) {
+    static SEEN: OnceLock<Mutex<std::collections::HashSet<String>>> = OnceLock::new();
+    let first = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .map(|mut seen| seen.insert(message.to_string()))
+        .unwrap_or(true);
+    if first {
+        warn(message);
+    }
+}
+
 /// Written to the log file only (tables that are printed separately).
 pub fn file_only(message: impl AsRef<str>) {
     write("INFO", message.as_ref(), false);

@@ -3,48 +3,51 @@
 
 use perf_plugin_api::{
     ApiAdapterBox, DatasetItem, DatasetSourceBox, GenerateOutcome, GenerateRequest, HttpRequest,
-    LocalModelBox, PluginError, PluginInfo, PromptItem, RVec, RequestContext, RequestRecord,
-    ResponseDecoderBox, ResponseEvent, ResultSinkBox, RunInfo, RunSnapshot, RunSummary,
+    LocalModelBox, PluginError, PluginInfo, PromptItem_NE, RVec, RequestContext, RequestRecord,
+    ResponseDecoderBox, ResponseEvent_NE, ResultSinkBox, RunInfo, RunSnapshot, RunSummary,
     SessionInfo, TokenizerRef,
 };
 
 use abi_stable::sabi_types::RMut;
 use perf_plugin_api::abi::TokenSink_TO;
 
-use super::Origin;
+use std::sync::Arc;
+
+use super::{Origin, PluginEntry};
 
 /// An API adapter, shared by all workers.
 pub struct ApiAdapter {
     inner: ApiAdapterBox,
     /// Its metadata.
-    pub info: PluginInfo,
+    pub info: Arc<PluginInfo>,
     /// Where it comes from.
     pub origin: Origin,
 }
 
 impl ApiAdapter {
-    pub(super) fn new(inner: ApiAdapterBox, info: PluginInfo, origin: Origin) -> Self {
+    pub(super) fn new(inner: ApiAdapterBox, entry: PluginEntry) -> Self {
         ApiAdapter {
             inner,
-            info,
-            origin,
+            info: Arc::new(entry.info),
+            origin: entry.origin,
         }
     }
 
     /// The request for one prompt.
     pub fn build_request(
         &self,
-        item: &PromptItem,
-        ctx: RequestContext,
+        item: &PromptItem_NE,
+        ctx: &RequestContext,
     ) -> Result<HttpRequest, PluginError> {
         self.inner.build_request(item, ctx).into_result()
     }
 
     /// A decoder for one response.
-    pub fn decoder(&self) -> ResponseDecoder {
-        ResponseDecoder {
-            inner: self.inner.new_decoder(),
-        }
+    pub fn decoder(&self) -> Result<ResponseDecoder, PluginError> {
+        self.inner
+            .new_decoder()
+            .into_result()
+            .map(|inner| ResponseDecoder { inner })
     }
 }
 
@@ -58,13 +61,13 @@ impl ResponseDecoder {
     pub fn decode(
         &mut self,
         event: &[u8],
-        out: &mut RVec<ResponseEvent>,
+        out: &mut RVec<ResponseEvent_NE>,
     ) -> Result<(), PluginError> {
         self.inner.decode(event.into(), out).into_result()
     }
 
     /// Ends the response.
-    pub fn finish(&mut self, out: &mut RVec<ResponseEvent>) -> Result<(), PluginError> {
+    pub fn finish(&mut self, out: &mut RVec<ResponseEvent_NE>) -> Result<(), PluginError> {
         self.inner.finish(out).into_result()
     }
 }
@@ -73,17 +76,17 @@ impl ResponseDecoder {
 pub struct DatasetSource {
     inner: DatasetSourceBox,
     /// Its metadata.
-    pub info: PluginInfo,
+    pub info: Arc<PluginInfo>,
     /// Where it comes from.
     pub origin: Origin,
 }
 
 impl DatasetSource {
-    pub(super) fn new(inner: DatasetSourceBox, info: PluginInfo, origin: Origin) -> Self {
+    pub(super) fn new(inner: DatasetSourceBox, entry: PluginEntry) -> Self {
         DatasetSource {
             inner,
-            info,
-            origin,
+            info: Arc::new(entry.info),
+            origin: entry.origin,
         }
     }
 
@@ -100,17 +103,17 @@ impl DatasetSource {
 pub struct ResultSink {
     inner: ResultSinkBox,
     /// Its metadata.
-    pub info: PluginInfo,
+    pub info: Arc<PluginInfo>,
     /// Where it comes from.
     pub origin: Origin,
 }
 
 impl ResultSink {
-    pub(super) fn new(inner: ResultSinkBox, info: PluginInfo, origin: Origin) -> Self {
+    pub(super) fn new(inner: ResultSinkBox, entry: PluginEntry) -> Self {
         ResultSink {
             inner,
-            info,
-            origin,
+            info: Arc::new(entry.info),
+            origin: entry.origin,
         }
     }
 
@@ -148,7 +151,7 @@ impl ResultSink {
 pub struct LocalModel {
     inner: LocalModelBox,
     /// Its metadata.
-    pub info: PluginInfo,
+    pub info: Arc<PluginInfo>,
     /// Where it comes from.
     pub origin: Origin,
 }
@@ -162,11 +165,11 @@ impl perf_plugin_api::abi::TokenSink for FnSink<'_> {
 }
 
 impl LocalModel {
-    pub(super) fn new(inner: LocalModelBox, info: PluginInfo, origin: Origin) -> Self {
+    pub(super) fn new(inner: LocalModelBox, entry: PluginEntry) -> Self {
         LocalModel {
             inner,
-            info,
-            origin,
+            info: Arc::new(entry.info),
+            origin: entry.origin,
         }
     }
 

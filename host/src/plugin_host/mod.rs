@@ -2,22 +2,23 @@
 //! `--plugin PATH`, and the handles the engine uses whatever a plugin's origin.
 //!
 //! Built-ins register through `inventory` (see `builtins.rs`); libraries load through
-//! abi_stable with its version and layout checks (`load.rs`). Every problem is collected and
-//! reported together, each with its path, before any traffic.
+//! `perf_plugin_api::host` with its version and layout checks. Every problem is collected and
+//! reported together, each with its path, before any traffic. A plugin is found by its id or
+//! any of its aliases.
 
 mod handle;
-mod load;
 
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use perf_plugin_api::abi::BuiltinLibrary;
+use perf_plugin_api::host::Library;
 use perf_plugin_api::sdk::{ApiConfig, DatasetConfig, ModelConfig, SinkConfig};
-use perf_plugin_api::{PluginError, PluginInfo, PluginKind, PluginLibraryRef, TokenizerRef};
+use perf_plugin_api::{PluginError, PluginInfo, PluginKind, TokenizerRef};
 
 pub use handle::{ApiAdapter, DatasetSource, LocalModel, ResponseDecoder, ResultSink};
-pub use load::{load_library, LoadError};
+pub use perf_plugin_api::host::{load_library, LoadError};
 
 /// Where a plugin comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +45,15 @@ pub struct PluginEntry {
     pub info: PluginInfo,
     /// Where it comes from.
     pub origin: Origin,
-    library: PluginLibraryRef,
+    /// Its library, with the interface version it was built against.
+    pub library: Library,
+}
+
+impl PluginEntry {
+    /// Whether `name` is this plugin's id or one of its aliases.
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.info.id.as_str() == name || self.info.aliases.iter().any(|a| a.as_str() == name)
+    }
 }
 
 /// Every plugin-library problem found while building the registry, reported together.
@@ -57,7 +66,7 @@ pub enum LoadProblem {
     /// The library could not be loaded.
     #[error(transparent)]
     Load(#[from] LoadError),
-    /// Two plugins of the same kind share an id.
+    /// Two plugins of the same kind share an id or an alias.
     #[error("plugin {path}: {kind} plugin '{id}' is already provided by {other}; load only one of them (or give one another id)")]
     DuplicateId {
         /// The library that brought the second one.
@@ -134,8 +143,8 @@ pub struct PluginRegistry {
     entries: Vec<PluginEntry>,
 }
 
-fn libraries_of(library: PluginLibraryRef, origin: &Origin) -> Vec<PluginEntry> {
-    (library.plugins())()
+fn libraries_of(library: Library, origin: &Origin) -> Vec<PluginEntry> {
+    (library.root.plugins())()
         .into_iter()
         .map(|info| PluginEntry {
             info,
@@ -153,7 +162,12 @@ impl PluginRegistry {
         libs.sort_by_key(|l| l.crate_name);
         let entries = libs
             .into_iter()
-            .flat_map(|l| libraries_of((l.library)(), &Origin::Builtin(l.crate_name)))
+            .flat_map(|l| {
+                libraries_of(
+                    Library::builtin((l.library)()),
+                    &Origin::Builtin(l.crate_name),
+                )
+            })
             .collect();
         PluginRegistry { entries }
     }
@@ -181,12 +195,7 @@ impl PluginRegistry {
         }
     }
 
-    fn add_library(
-        &mut self,
-        path: &Path,
-        library: PluginLibraryRef,
-        problems: &mut Vec<LoadProblem>,
-    ) {
+    fn add_library(&mut self, path: &Path, library: Library, problems: &mut Vec<LoadProblem>) {
         let origin = Origin::Library(path.to_path_buf());
         let new = libraries_of(library, &origin);
         if new.is_empty() {
@@ -195,15 +204,18 @@ impl PluginRegistry {
             });
         }
         for entry in new {
-            if let Some(existing) = self.find(entry.info.kind, &entry.info.id) {
-                problems.push(LoadProblem::DuplicateId {
+            let names = std::iter::once(&entry.info.id).chain(entry.info.aliases.iter());
+            let taken = names
+                .filter_map(|n| self.find(entry.info.kind, n).map(|e| (n, e)))
+                .next();
+            match taken {
+                Some((name, existing)) => problems.push(LoadProblem::DuplicateId {
                     path: path.to_path_buf(),
                     kind: entry.info.kind,
-                    id: entry.info.id.to_string(),
+                    id: name.to_string(),
                     other: existing.origin.clone(),
-                });
-            } else {
-                self.entries.push(entry);
+                }),
+                None => self.entries.push(entry),
             }
         }
     }
@@ -213,11 +225,16 @@ impl PluginRegistry {
         &self.entries
     }
 
-    /// The plugin of `kind` called `id`.
-    pub fn find(&self, kind: PluginKind, id: &str) -> Option<&PluginEntry> {
+    /// The plugin of `kind` called `name` (its id or an alias).
+    pub fn find(&self, kind: PluginKind, name: &str) -> Option<&PluginEntry> {
         self.entries
             .iter()
-            .find(|e| e.info.kind == kind && e.info.id.as_str() == id)
+            .find(|e| e.info.kind == kind && e.answers_to(name))
+    }
+
+    /// Every plugin of `kind`.
+    pub fn of_kind(&self, kind: PluginKind) -> impl Iterator<Item = &PluginEntry> {
+        self.entries.iter().filter(move |e| e.info.kind == kind)
     }
 
     fn entry(&self, kind: PluginKind, id: &str) -> Result<&PluginEntry, InstantiateError> {
@@ -255,9 +272,9 @@ impl PluginRegistry {
     ) -> Result<ApiAdapter, InstantiateError> {
         let entry = self.entry(PluginKind::ApiAdapter, id)?;
         let json = to_json(config);
-        (entry.library.new_api_adapter())(id.into(), json.as_str().into())
+        (entry.library.root.new_api_adapter())(entry.info.id.as_rstr(), json.as_str().into())
             .into_result()
-            .map(|inner| ApiAdapter::new(inner, entry.info.clone(), entry.origin.clone()))
+            .map(|inner| ApiAdapter::new(inner, entry.clone()))
             .map_err(|e| Self::rejected(entry, e))
     }
 
@@ -270,10 +287,14 @@ impl PluginRegistry {
     ) -> Result<DatasetSource, InstantiateError> {
         let entry = self.entry(PluginKind::DatasetSource, id)?;
         let json = to_json(config);
-        (entry.library.new_dataset_source())(id.into(), json.as_str().into(), tokenizer.into())
-            .into_result()
-            .map(|inner| DatasetSource::new(inner, entry.info.clone(), entry.origin.clone()))
-            .map_err(|e| Self::rejected(entry, e))
+        (entry.library.root.new_dataset_source())(
+            entry.info.id.as_rstr(),
+            json.as_str().into(),
+            tokenizer.into(),
+        )
+        .into_result()
+        .map(|inner| DatasetSource::new(inner, entry.clone()))
+        .map_err(|e| Self::rejected(entry, e))
     }
 
     /// Creates the result sink `id`.
@@ -284,9 +305,9 @@ impl PluginRegistry {
     ) -> Result<ResultSink, InstantiateError> {
         let entry = self.entry(PluginKind::ResultSink, id)?;
         let json = to_json(config);
-        (entry.library.new_result_sink())(id.into(), json.as_str().into())
+        (entry.library.root.new_result_sink())(entry.info.id.as_rstr(), json.as_str().into())
             .into_result()
-            .map(|inner| ResultSink::new(inner, entry.info.clone(), entry.origin.clone()))
+            .map(|inner| ResultSink::new(inner, entry.clone()))
             .map_err(|e| Self::rejected(entry, e))
     }
 
@@ -299,10 +320,14 @@ impl PluginRegistry {
     ) -> Result<LocalModel, InstantiateError> {
         let entry = self.entry(PluginKind::LocalModel, id)?;
         let json = to_json(config);
-        (entry.library.load_local_model())(id.into(), model_path.into(), json.as_str().into())
-            .into_result()
-            .map(|inner| LocalModel::new(inner, entry.info.clone(), entry.origin.clone()))
-            .map_err(|e| Self::rejected(entry, e))
+        (entry.library.root.load_local_model())(
+            entry.info.id.as_rstr(),
+            model_path.into(),
+            json.as_str().into(),
+        )
+        .into_result()
+        .map(|inner| LocalModel::new(inner, entry.clone()))
+        .map_err(|e| Self::rejected(entry, e))
     }
 }
 

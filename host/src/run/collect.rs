@@ -164,6 +164,7 @@ impl Collector {
             elapsed_s: started.elapsed().as_secs_f64(),
             completed: measured,
             metrics,
+            ext: Default::default(),
         }));
     }
 }

@@ -209,14 +209,11 @@ fn start_local(
     let Some((port, options)) = &plan.local else {
         return Ok((url, None));
     };
+    // The first LocalModel plugin: a built-in one, else the first `--plugin` library's (or
+    // the backend found beside the binary).
     let Some(entry) = registry
-        .find(perf_plugin_api::PluginKind::LocalModel, "tch")
-        .or_else(|| {
-            registry
-                .entries()
-                .iter()
-                .find(|e| e.info.kind == perf_plugin_api::PluginKind::LocalModel)
-        })
+        .of_kind(perf_plugin_api::PluginKind::LocalModel)
+        .next()
     else {
         return Err(usage(crate::local_model::missing_backend_message()));
     };
@@ -263,6 +260,7 @@ impl Session<'_> {
             args_json: args.to_string().into(),
             output_dir: plan.output_dir.to_string_lossy().as_ref().into(),
             started_unix_s: EpochClock::new().unix_s(Instant::now()),
+            ext: Default::default(),
         }));
         let mut outcomes = Vec::new();
         let mut offset = 0;

@@ -134,6 +134,7 @@ impl Session<'_> {
             parallel,
             number: spec.number,
             rate,
+            ext: Default::default(),
         }));
         let clock = EpochClock::new();
         let started = Instant::now();
@@ -292,6 +293,7 @@ impl Session<'_> {
                     values: named(&r[1..]),
                 })
                 .collect(),
+            ext: Default::default(),
         }));
         Ok(RunOutcome {
             spec: spec.clone(),

@@ -276,6 +276,7 @@ mod tests {
             completion_tokens: None.into(),
             cached_tokens: None.into(),
             tokens_estimated: false,
+            ext: Default::default(),
         })
     }
 
@@ -285,6 +286,7 @@ mod tests {
             elapsed_s: 0.0,
             completed,
             metrics: Vec::new().into(),
+            ext: Default::default(),
         })
     }
 
@@ -298,6 +300,7 @@ mod tests {
             run_index: 0,
             summary: Vec::new().into(),
             percentiles: Vec::new().into(),
+            ext: Default::default(),
         }));
         assert_eq!(lane.dropped.load(Ordering::Relaxed), 10);
         lane.close();

@@ -165,31 +165,25 @@ impl HostTokenizer {
         chat: bool,
         patch: u32,
     ) -> Result<Option<usize>, String> {
-        let messages = match &item.prompt {
-            PromptItem::Text(t) => return self.prompt_tokens(t, chat).map(Some),
-            PromptItem::TokenIds(ids) => return Ok(Some(ids.len())),
-            PromptItem::Body(_) => return Ok(None),
-            PromptItem::Messages(m) => m,
+        let messages = match item.prompt() {
+            Ok(PromptItem::Text(t)) => return self.prompt_tokens(t, chat).map(Some),
+            Ok(PromptItem::TokenIds(ids)) => return Ok(Some(ids.len())),
+            Ok(PromptItem::Messages(m)) => m,
+            // A whole JSON body, or a kind of prompt this perf cannot count.
+            _ => return Ok(None),
         };
         let mut images = 0usize;
-        for part in messages.iter().flat_map(|m| m.content.iter()) {
-            if let ContentPart::ImageUrl(url) = part {
-                match image_tokens(url, patch) {
+        for part in messages.iter().flat_map(|m| m.parts()) {
+            match part {
+                Ok(ContentPart::Text(_)) => {}
+                Ok(ContentPart::ImageUrl(url)) => match image_tokens(url, patch) {
                     Some(n) => images += n,
                     None => return Ok(None),
-                }
+                },
+                _ => return Ok(None),
             }
         }
-        let text_of = |m: &ChatMessage| -> String {
-            m.content
-                .iter()
-                .filter_map(|p| match p {
-                    ContentPart::Text(t) => Some(t.as_str()),
-                    ContentPart::ImageUrl(_) => None,
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
+        let text_of = |m: &ChatMessage| -> String { m.texts().collect::<Vec<_>>().join("\n") };
         let text = match (&self.0.template, chat) {
             (Some(t), true) => {
                 // Each message's text parts joined into one string, as servers hand text-only
@@ -219,14 +213,7 @@ impl HostTokenizer {
                 self.0.inner.encode_fast(rendered.as_str(), false)
             }
             None => {
-                let joined: Vec<String> = messages
-                    .iter()
-                    .flat_map(|m| m.content.iter())
-                    .filter_map(|p| match p {
-                        ContentPart::Text(t) => Some(t.to_string()),
-                        ContentPart::ImageUrl(_) => None,
-                    })
-                    .collect();
+                let joined: Vec<&str> = messages.iter().flat_map(|m| m.texts()).collect();
                 self.0.inner.encode_fast(joined.join("\n").as_str(), true)
             }
         };

@@ -65,26 +65,19 @@ impl ChatTemplate {
 /// A message as templates expect it: `content` a string when it is all text, else the OpenAI
 /// list of parts.
 fn message_json(m: &ChatMessage) -> serde_json::Value {
-    let all_text = m.content.iter().all(|p| matches!(p, ContentPart::Text(_)));
+    let all_text = m.parts().all(|p| matches!(p, Ok(ContentPart::Text(_))));
     let content = if all_text {
-        let text: String = m
-            .content
-            .iter()
-            .map(|p| match p {
-                ContentPart::Text(t) => t.as_str(),
-                ContentPart::ImageUrl(_) => "",
-            })
-            .collect();
-        json!(text)
+        json!(m.texts().collect::<String>())
     } else {
         let parts: Vec<serde_json::Value> = m
-            .content
-            .iter()
-            .map(|p| match p {
-                ContentPart::Text(t) => json!({"type": "text", "text": t.as_str()}),
-                ContentPart::ImageUrl(u) => {
-                    json!({"type": "image_url", "image_url": {"url": u.as_str()}})
+            .parts()
+            .filter_map(|p| match p {
+                Ok(ContentPart::Text(t)) => Some(json!({"type": "text", "text": t.as_str()})),
+                Ok(ContentPart::ImageUrl(u)) => {
+                    Some(json!({"type": "image_url", "image_url": {"url": u.as_str()}}))
                 }
+                // A part templates have no form for.
+                _ => None,
             })
             .collect();
         json!(parts)
@@ -161,10 +154,7 @@ mod tests {
     use super::*;
 
     fn user(text: &str) -> ChatMessage {
-        ChatMessage {
-            role: "user".into(),
-            content: vec![ContentPart::Text(text.into())].into(),
-        }
+        ChatMessage::text("user", text)
     }
 
     #[test]

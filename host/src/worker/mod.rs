@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use perf_plugin_api::{
-    DatasetItem, FailureKind, Framing, HttpMethod, RVec, RequestContext, ResponseEvent, Usage,
+    DatasetItem, ErrorKind, FailureKind, Framing, HttpMethod, OutputKind, PluginError, RVec,
+    RequestContext, ResponseEvent, ResponseEvent_NE, Usage,
 };
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio_util::sync::CancellationToken;
@@ -151,18 +152,16 @@ impl RawRecord {
 }
 
 fn prompt_chars(item: &DatasetItem) -> usize {
-    use perf_plugin_api::{ContentPart, PromptItem};
-    match &item.prompt {
-        PromptItem::Text(t) | PromptItem::Body(t) => t.chars().count(),
-        PromptItem::Messages(ms) => ms
+    use perf_plugin_api::PromptItem;
+    match item.prompt() {
+        Ok(PromptItem::Text(t) | PromptItem::Body(t)) => t.chars().count(),
+        Ok(PromptItem::Messages(ms)) => ms
             .iter()
-            .flat_map(|m| m.content.iter())
-            .map(|p| match p {
-                ContentPart::Text(t) => t.chars().count(),
-                ContentPart::ImageUrl(_) => 0,
-            })
+            .flat_map(|m| m.texts())
+            .map(|t| t.chars().count())
             .sum(),
-        PromptItem::TokenIds(ids) => ids.len() * 4,
+        Ok(PromptItem::TokenIds(ids)) => ids.len() * 4,
+        _ => 0,
     }
 }
 
@@ -192,8 +191,17 @@ pub struct Exchange {
 struct Reader<'a> {
     record: &'a mut RawRecord,
     decoder: ResponseDecoder,
-    events: RVec<ResponseEvent>,
+    events: RVec<ResponseEvent_NE>,
     last_output: Option<Instant>,
+    /// The framing is `None`: the one event is the whole body.
+    whole_body: bool,
+    /// The first decode error of kind `Invalid`, for the message when nothing decoded.
+    first_invalid: Option<String>,
+    /// Events the decoder read without an error.
+    decoded: u32,
+    /// The decoder failed (an error other than `Invalid`, or a panic): it is not called again.
+    failed: bool,
+    adapter: &'a str,
 }
 
 impl Reader<'_> {
@@ -201,14 +209,39 @@ impl Reader<'_> {
         match event {
             Event::Done => {}
             Event::Data(data) => {
-                self.events.clear();
-                if self.decoder.decode(data, &mut self.events).is_err() {
-                    self.record.malformed_chunks += 1;
+                if self.failed {
                     return;
                 }
-                self.apply(at);
+                self.events.clear();
+                match self.decoder.decode(data, &mut self.events) {
+                    Ok(()) => {
+                        self.decoded += 1;
+                        self.apply(at);
+                    }
+                    Err(e) if e.kind == ErrorKind::Invalid && !self.whole_body => {
+                        self.record.malformed_chunks += 1;
+                        self.first_invalid.get_or_insert(e.message.into_string());
+                    }
+                    Err(e) if e.kind == ErrorKind::Invalid => {
+                        self.record.malformed_chunks += 1;
+                        self.record.fail(
+                            FailureKind::Decode,
+                            format!("the response could not be decoded: {}", e.message),
+                        );
+                    }
+                    Err(e) => self.plugin_failed("decode", e),
+                }
             }
         }
+    }
+
+    /// The adapter's decoder failed: the request fails as `plugin` with the message, which is
+    /// also reported once on stderr; the decoder is not called again.
+    fn plugin_failed(&mut self, call: &str, e: PluginError) {
+        self.failed = true;
+        let message = format!("the '{}' adapter failed in {call}: {e}", self.adapter);
+        crate::output::log::warn_once(&message);
+        self.record.fail(FailureKind::Plugin, message);
     }
 
     fn apply(&mut self, at: Instant) {
@@ -217,11 +250,13 @@ impl Reader<'_> {
         let mut output = false;
         let mut chunk = false;
         for event in self.events.iter() {
+            // A variant of a newer interface than this perf's is ignored.
+            let Ok(event) = event.as_enum() else { continue };
             match event {
                 ResponseEvent::Output { text, tokens, kind } => {
                     output = true;
-                    match kind {
-                        perf_plugin_api::OutputKind::Content => r.text.push_str(text),
+                    match *kind {
+                        OutputKind::Content => r.text.push_str(text),
                         _ => r.reasoning.push_str(text),
                     }
                     r.output_tokens_from_events =
@@ -233,7 +268,7 @@ impl Reader<'_> {
                 ResponseEvent::EmptyChunk => chunk = true,
                 ResponseEvent::Usage(u) => merge_usage(&mut r.usage, u),
                 ResponseEvent::Error(message) => r.fail(FailureKind::ServerError, message.as_str()),
-                ResponseEvent::Done => {}
+                _ => {}
             }
         }
         if output {
@@ -262,11 +297,12 @@ fn merge_usage(into: &mut Usage, from: &Usage) {
     }
 }
 
-fn method(m: HttpMethod) -> reqwest::Method {
+fn method(m: HttpMethod) -> Option<reqwest::Method> {
     match m {
-        HttpMethod::Get => reqwest::Method::GET,
-        HttpMethod::Post => reqwest::Method::POST,
-        HttpMethod::Put => reqwest::Method::PUT,
+        HttpMethod::Get => Some(reqwest::Method::GET),
+        HttpMethod::Post => Some(reqwest::Method::POST),
+        HttpMethod::Put => Some(reqwest::Method::PUT),
+        _ => None,
     }
 }
 
@@ -278,11 +314,8 @@ struct Prepared {
 }
 
 fn build(ex: &Exchange, job: &Job, record: &mut RawRecord) -> Option<Prepared> {
-    let ctx = RequestContext {
-        index: job.index,
-        max_tokens: job.max_tokens.into(),
-    };
-    let request = match ex.adapter.build_request(&job.item.prompt, ctx) {
+    let ctx = RequestContext::new(job.index, job.max_tokens);
+    let request = match ex.adapter.build_request(&job.item.prompt, &ctx) {
         Ok(r) => r,
         Err(e) => {
             record.fail(
@@ -325,9 +358,29 @@ fn build(ex: &Exchange, job: &Job, record: &mut RawRecord) -> Option<Prepared> {
             headers.insert(REQUEST_ID, v);
         }
     }
+    let Some(method) = method(request.method) else {
+        record.fail(
+            FailureKind::Plugin,
+            format!(
+                "the adapter asked for {:?}, which this perf does not know",
+                request.method
+            ),
+        );
+        return None;
+    };
+    if !request.framing.is_known() {
+        record.fail(
+            FailureKind::Plugin,
+            format!(
+                "the adapter asked for {:?}, which this perf does not know",
+                request.framing
+            ),
+        );
+        return None;
+    }
     record.request_body = Bytes::from(request.body.into_vec());
     Some(Prepared {
-        method: method(request.method),
+        method,
         url,
         headers,
         framing: request.framing,
@@ -375,7 +428,14 @@ struct BodyReader<'a> {
 }
 
 impl<'a> BodyReader<'a> {
-    fn new(ex: &Exchange, framing: Framing, content_type: &str, record: &'a mut RawRecord) -> Self {
+    /// A reader for the body of `record`'s response; `None` (the record failed as `plugin`)
+    /// when the adapter cannot make a decoder.
+    fn new(
+        ex: &'a Exchange,
+        framing: Framing,
+        content_type: &str,
+        record: &'a mut RawRecord,
+    ) -> Option<Self> {
         // A server that ignores `stream` answers with one JSON body: read it whole.
         let framing = if framing == Framing::Sse && content_type.starts_with("application/json") {
             Framing::None
@@ -383,16 +443,31 @@ impl<'a> BodyReader<'a> {
             framing
         };
         record.is_stream = framing != Framing::None;
-        BodyReader {
+        let adapter = ex.adapter.info.id.as_str();
+        let decoder = match ex.adapter.decoder() {
+            Ok(d) => d,
+            Err(e) => {
+                let message = format!("the '{adapter}' adapter failed in new_decoder: {e}");
+                crate::output::log::warn_once(&message);
+                record.fail(FailureKind::Plugin, message);
+                return None;
+            }
+        };
+        Some(BodyReader {
             framer: Framer::new(framing),
             reader: Reader {
-                decoder: ex.adapter.decoder(),
+                decoder,
                 record,
                 events: RVec::new(),
                 last_output: None,
+                whole_body: framing == Framing::None,
+                first_invalid: None,
+                decoded: 0,
+                failed: false,
+                adapter,
             },
             last_read: Instant::now(),
-        }
+        })
     }
 
     fn push(&mut self, bytes: &[u8], at: Instant) {
@@ -409,21 +484,37 @@ impl<'a> BodyReader<'a> {
         let at = self.last_read;
         let reader = &mut self.reader;
         self.framer.finish(&mut |e| reader.on_event(e, at));
-        reader.events.clear();
-        if reader.decoder.finish(&mut reader.events).is_ok() && !reader.events.is_empty() {
-            reader.apply(at);
+        if !reader.failed {
+            reader.events.clear();
+            match reader.decoder.finish(&mut reader.events) {
+                Ok(()) if !reader.events.is_empty() => reader.apply(at),
+                Ok(()) => {}
+                Err(e) => reader.plugin_failed("finish", e),
+            }
         }
         let r = &mut *reader.record;
         if r.success() && r.output_events == 0 {
-            let detail = if r.malformed_chunks > 0 {
-                format!("; {} chunk(s) could not be decoded", r.malformed_chunks)
-            } else {
-                String::new()
-            };
-            r.fail(
-                FailureKind::EmptyResponse,
-                format!("the response finished without any output{detail}"),
-            );
+            match reader.first_invalid.take() {
+                // Nothing decoded at all: the response was not in the adapter's format.
+                Some(first) if reader.decoded == 0 => r.fail(
+                    FailureKind::Decode,
+                    format!(
+                        "none of the response's {} event(s) could be decoded; the first: {first}",
+                        r.malformed_chunks
+                    ),
+                ),
+                Some(_) => r.fail(
+                    FailureKind::EmptyResponse,
+                    format!(
+                        "the response finished without any output; {} chunk(s) could not be decoded",
+                        r.malformed_chunks
+                    ),
+                ),
+                None => r.fail(
+                    FailureKind::EmptyResponse,
+                    "the response finished without any output",
+                ),
+            }
         }
     }
 }

@@ -127,7 +127,9 @@ pub(super) async fn exchange_timed(
             format!("HTTP {}: {}", record.status, error_text(&body)),
         );
     }
-    let mut body = BodyReader::new(ex, framing, &ctype, record);
+    let Some(mut body) = BodyReader::new(ex, framing, &ctype, record) else {
+        return;
+    };
     let complete = read_body(ex, &mut conn, &mut incoming, &mut body).await;
     body.finish();
     if complete {

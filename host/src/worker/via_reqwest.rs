@@ -83,7 +83,10 @@ pub(super) async fn exchange_reqwest(ex: &Exchange, p: Prepared, record: &mut Ra
             format!("HTTP {}: {body}", record.status),
         );
     }
-    let mut body = BodyReader::new(ex, p.framing, &content_type(response.headers()), record);
+    let Some(mut body) = BodyReader::new(ex, p.framing, &content_type(response.headers()), record)
+    else {
+        return;
+    };
     loop {
         let chunk = match ex.read_timeout {
             Some(limit) => match tokio::time::timeout(limit, response.chunk()).await {

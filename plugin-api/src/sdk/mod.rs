@@ -8,6 +8,24 @@
 //! a panic becomes a [`PluginError`] of kind [`ErrorKind::Panic`] instead of aborting `perf`.
 //! After a panic, a stateful object (a decoder, a dataset source, a sink) refuses further calls
 //! with an error, since its state may be half-updated.
+//!
+//! Each trait has associated constants with defaults besides `ID` and `DESCRIPTION`: the
+//! metadata the host plans a run with (aliases, endpoints, how prompts go out, which options
+//! the plugin takes). The built-in plugins declare theirs the same way.
+//!
+//! # What an API adapter must do
+//!
+//! - `build_request` returns the request for one prompt; the host adds `--headers`, the API
+//!   key, `x-request-id` and `user-agent`. `RequestContext::max_tokens` is always set: the
+//!   request's draw of `--max-tokens`, whose default is 2048 as in evalscope.
+//! - The decoder pushes a [`ResponseEvent::Output`] for every piece of generated text; at
+//!   least one is needed, or the request fails as `empty_response`. Its token count is
+//!   optional. `Usage` is optional (counts then come from the pieces' counts, a tokenizer, or
+//!   an estimate, and the record says so). `Done` is optional: the end of the body ends the
+//!   response. `Error` fails the request as `server_error`.
+//! - An event the decoder cannot read: return [`PluginError::invalid`]. In a stream it is
+//!   counted as a malformed chunk and skipped; a whole non-streamed body fails the request as
+//!   `decode`. Any other error, and any panic, fails the request as `plugin`.
 
 mod config;
 mod shim;
@@ -15,13 +33,11 @@ mod shim;
 pub use config::{ApiConfig, DatasetConfig, ModelConfig, SinkConfig};
 pub use shim::{guard, tokenizer_ref, Registry};
 
-use abi_stable::std_types::RVec;
-
 use crate::abi::TokenizerRef;
 use crate::types::{
     ChatMessage, DatasetItem, GenerateOutcome, GenerateRequest, HttpRequest, PluginError,
-    PromptItem, RequestContext, RequestRecord, ResponseEvent, RunInfo, RunSnapshot, RunSummary,
-    SessionInfo,
+    PromptForm, PromptItem, RequestContext, RequestRecord, ResponseEvent, ResultKind, RunInfo,
+    RunSnapshot, RunSummary, SessionInfo,
 };
 
 #[allow(unused_imports)] // used by the docs
@@ -36,6 +52,21 @@ pub trait ApiAdapterPlugin: Sized + Send + Sync + 'static {
     const ID: &'static str;
     /// One line for `perf plugins`.
     const DESCRIPTION: &'static str;
+    /// Other names that select this adapter.
+    const ALIASES: &'static [&'static str] = &[];
+    /// The endpoint paths this API serves; the first is appended to a `--url` that names no
+    /// endpoint (see [`crate::PluginInfo::endpoints`]).
+    const ENDPOINTS: &'static [&'static str] = &[];
+    /// Other APIs' endpoints this API replaces with its first endpoint in a `--url`.
+    const REPLACES_ENDPOINTS: &'static [&'static str] = &[];
+    /// How prompts go out unless `--apply-chat-template` / `--no-apply-chat-template` say.
+    const PROMPT_FORM: PromptForm = PromptForm::ChatAtFirstEndpoint;
+    /// What the responses are: generated output, or input-only (embeddings, rerank).
+    const RESULTS: ResultKind = ResultKind::Generation;
+    /// The keys `--api-args` takes; `None`: not declared (anything is passed on).
+    const OPTION_KEYS: Option<&'static [&'static str]> = None;
+    /// An example of `--api-args`, for `perf plugins --verbose`.
+    const OPTIONS_EXAMPLE: &'static str = "";
     /// The per-response decoder.
     type Decoder: ResponseDecoderPlugin;
 
@@ -57,12 +88,12 @@ pub trait ApiAdapterPlugin: Sized + Send + Sync + 'static {
 /// Decodes the events of one response, in arrival order.
 pub trait ResponseDecoderPlugin: Send + 'static {
     /// Decodes one framed event (see [`crate::types::Framing`]) and pushes what it carried onto
-    /// `out`. Return an error for an event that cannot be decoded; the host counts it as a
-    /// malformed chunk and keeps reading the stream.
-    fn decode(&mut self, event: &[u8], out: &mut RVec<ResponseEvent>) -> Result<(), PluginError>;
+    /// `out`. Return [`PluginError::invalid`] for an event that cannot be decoded (see the
+    /// module docs for what the host does with it).
+    fn decode(&mut self, event: &[u8], out: &mut Vec<ResponseEvent>) -> Result<(), PluginError>;
 
     /// Called once after the last event. The default does nothing.
-    fn finish(&mut self, out: &mut RVec<ResponseEvent>) -> Result<(), PluginError> {
+    fn finish(&mut self, out: &mut Vec<ResponseEvent>) -> Result<(), PluginError> {
         let _ = out;
         Ok(())
     }
@@ -77,6 +108,16 @@ pub trait DatasetSourcePlugin: Sized + Send + 'static {
     const ID: &'static str;
     /// One line for `perf plugins`.
     const DESCRIPTION: &'static str;
+    /// Other names that select this dataset.
+    const ALIASES: &'static [&'static str] = &[];
+    /// Keys evalscope reads from `--extra-args` for this dataset; the host moves them out of
+    /// the request body into this dataset's options.
+    const EXTRA_ARGS_KEYS: &'static [&'static str] = &[];
+    /// The keys `--dataset-args` takes; `None`: not declared; empty: none (the host refuses
+    /// `--dataset-args`).
+    const OPTION_KEYS: Option<&'static [&'static str]> = None;
+    /// An example of `--dataset-args`, for `perf plugins --verbose`.
+    const OPTIONS_EXAMPLE: &'static str = "";
 
     /// Validates the configuration and opens the source. `tokenizer` is the host's tokenizer
     /// when `--tokenizer-path` was given.
@@ -93,6 +134,10 @@ pub trait ResultSinkPlugin: Sized + Send + 'static {
     const ID: &'static str;
     /// One line for `perf plugins`.
     const DESCRIPTION: &'static str;
+    /// The keys of `--sink ID=JSON`; `None`: not declared.
+    const OPTION_KEYS: Option<&'static [&'static str]> = None;
+    /// An example of `--sink ID=JSON`'s options, for `perf plugins --verbose`.
+    const OPTIONS_EXAMPLE: &'static str = "";
 
     /// Validates the configuration and creates the sink.
     fn new(config: &SinkConfig) -> Result<Self, PluginError>;
@@ -156,6 +201,11 @@ pub trait LocalModelPlugin: Sized + Send + Sync + 'static {
     const ID: &'static str;
     /// One line for `perf plugins`.
     const DESCRIPTION: &'static str;
+    /// The keys of the backend's options (`--api-args` with `--api local`); `None`: not
+    /// declared.
+    const OPTION_KEYS: Option<&'static [&'static str]> = None;
+    /// An example of the backend's options, for `perf plugins --verbose`.
+    const OPTIONS_EXAMPLE: &'static str = "";
 
     /// Loads the model at `model_path`.
     fn load(model_path: &str, config: &ModelConfig) -> Result<Self, PluginError>;

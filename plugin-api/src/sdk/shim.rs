@@ -2,7 +2,9 @@
 //! export macros build.
 
 use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
@@ -22,9 +24,9 @@ use crate::abi::{
     TokenizerRef, Tokenizer_TO,
 };
 use crate::types::{
-    ChatMessage, DatasetItem, ErrorKind, GenerateOutcome, GenerateRequest, HttpRequest,
-    PluginError, PluginInfo, PluginKind, PromptItem, RequestContext, RequestRecord, ResponseEvent,
-    RunInfo, RunSnapshot, RunSummary, SessionInfo,
+    ChatMessage, DatasetItem, ErrorKind, Extensions, GenerateOutcome, GenerateRequest, HttpRequest,
+    PluginError, PluginInfo, PluginKind, PromptForm, PromptItem_NE, RequestContext, RequestRecord,
+    ResponseEvent, ResponseEvent_NE, ResultKind, RunInfo, RunSnapshot, RunSummary, SessionInfo,
 };
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -37,19 +39,63 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Runs `f`, turning a panic into a [`PluginError`] of kind [`ErrorKind::Panic`]. Every call
-/// across the boundary goes through this: abi_stable aborts the process when a panic unwinds
-/// through `extern "C"`.
+thread_local! {
+    /// Nesting depth of `guard` on this thread, and where the last panic inside it happened.
+    static GUARDED: Cell<u32> = const { Cell::new(0) };
+    static LAST_PANIC_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// A panic inside `guard` becomes an error that the host reports (once per distinct message),
+/// so the panic hook stays quiet for it and only notes where it happened; every other panic
+/// goes to the hook that was there before.
+fn install_quiet_hook() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if GUARDED.with(Cell::get) > 0 {
+                let at = info
+                    .location()
+                    .map(|l| format!("{}:{}", l.file(), l.line()));
+                LAST_PANIC_AT.with(|p| *p.borrow_mut() = at);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f` for a call that cannot return an error; `None` when it panicked.
+fn quietly<T>(f: impl FnOnce() -> T) -> Option<T> {
+    match guard("", || Ok(f())) {
+        RResult::ROk(v) => Some(v),
+        RResult::RErr(_) => None,
+    }
+}
+
+/// Runs `f`, turning a panic into a [`PluginError`] of kind [`ErrorKind::Panic`] whose message
+/// says where it happened. Every call across the boundary goes through this: abi_stable aborts
+/// the process when a panic unwinds through `extern "C"`.
 pub fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, PluginError>) -> RResult<T, PluginError> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    install_quiet_hook();
+    GUARDED.with(|g| g.set(g.get() + 1));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(g.get() - 1));
+    match result {
         Ok(result) => result.into(),
-        Err(payload) => RResult::RErr(PluginError::new(
-            ErrorKind::Panic,
-            format!(
-                "plugin panicked in {what}: {}",
-                panic_message(payload.as_ref())
-            ),
-        )),
+        Err(payload) => {
+            let at = LAST_PANIC_AT
+                .with(|p| p.borrow_mut().take())
+                .map(|at| format!(" (at {at})"))
+                .unwrap_or_default();
+            RResult::RErr(PluginError::new(
+                ErrorKind::Panic,
+                format!(
+                    "plugin panicked in {what}: {}{at}",
+                    panic_message(payload.as_ref())
+                ),
+            ))
+        }
     }
 }
 
@@ -92,50 +138,62 @@ struct AdapterShim<T>(T);
 impl<T: ApiAdapterPlugin> ApiAdapter for AdapterShim<T> {
     fn build_request(
         &self,
-        item: &PromptItem,
-        ctx: RequestContext,
+        item: &PromptItem_NE,
+        ctx: &RequestContext,
     ) -> RResult<HttpRequest, PluginError> {
-        guard("build_request", || self.0.build_request(item, &ctx))
+        guard("build_request", || match item.as_enum() {
+            Ok(item) => self.0.build_request(item, ctx),
+            Err(_) => Err(PluginError::unknown_value("a prompt")),
+        })
     }
 
-    fn new_decoder(&self) -> ResponseDecoderBox {
-        match catch_unwind(AssertUnwindSafe(|| self.0.new_decoder())) {
-            Ok(decoder) => ResponseDecoder_TO::from_value(
-                DecoderShim(Poisonable::new(Some(decoder))),
+    fn new_decoder(&self) -> RResult<ResponseDecoderBox, PluginError> {
+        guard("new_decoder", || {
+            let decoder = self.0.new_decoder();
+            Ok(ResponseDecoder_TO::from_value(
+                DecoderShim {
+                    decoder: Poisonable::new(decoder),
+                    scratch: Vec::new(),
+                },
                 TD_Opaque,
-            ),
-            // The decoder could not be built; hand out one that fails every call, so the
-            // request fails with the reason instead of the process aborting.
-            Err(payload) => {
-                let message = panic_message(payload.as_ref());
-                let mut shim = DecoderShim::<T::Decoder>(Poisonable::new(None));
-                shim.0.poisoned = true;
-                eprintln!("plugin panicked in new_decoder: {message}");
-                ResponseDecoder_TO::from_value(shim, TD_Opaque)
-            }
-        }
+            ))
+        })
     }
 }
 
-struct DecoderShim<D>(Poisonable<Option<D>>);
+/// A decoder behind the FFI: the plugin writes plain events into `scratch`, which the shim
+/// hands over as the non-exhaustive form (the buffer is reused, so this allocates nothing
+/// per event once warm).
+struct DecoderShim<D> {
+    decoder: Poisonable<D>,
+    scratch: Vec<ResponseEvent>,
+}
 
-fn decoder_of<D>(slot: &mut Option<D>) -> Result<&mut D, PluginError> {
-    slot.as_mut()
-        .ok_or_else(|| PluginError::new(ErrorKind::Panic, "the decoder could not be created"))
+fn hand_over(scratch: &mut Vec<ResponseEvent>, out: &mut RVec<ResponseEvent_NE>) {
+    out.extend(scratch.drain(..).map(ResponseEvent_NE::new));
 }
 
 impl<D: ResponseDecoderPlugin> ResponseDecoder for DecoderShim<D> {
     fn decode(
         &mut self,
         event: RSlice<'_, u8>,
-        out: &mut RVec<ResponseEvent>,
+        out: &mut RVec<ResponseEvent_NE>,
     ) -> RResult<(), PluginError> {
-        self.0
-            .call("decode", |d| decoder_of(d)?.decode(event.as_slice(), out))
+        let scratch = &mut self.scratch;
+        scratch.clear();
+        let result = self
+            .decoder
+            .call("decode", |d| d.decode(event.as_slice(), scratch));
+        hand_over(scratch, out);
+        result
     }
 
-    fn finish(&mut self, out: &mut RVec<ResponseEvent>) -> RResult<(), PluginError> {
-        self.0.call("finish", |d| decoder_of(d)?.finish(out))
+    fn finish(&mut self, out: &mut RVec<ResponseEvent_NE>) -> RResult<(), PluginError> {
+        let scratch = &mut self.scratch;
+        scratch.clear();
+        let result = self.decoder.call("finish", |d| d.finish(scratch));
+        hand_over(scratch, out);
+        result
     }
 }
 
@@ -172,6 +230,10 @@ impl<T: ResultSinkPlugin> ResultSink for SinkShim<T> {
     fn close(&mut self) -> RResult<(), PluginError> {
         self.0.call("close", |s| s.close())
     }
+    #[cfg(feature = "next-interface-check")]
+    fn next_interface_check(&self) -> u64 {
+        crate::__private::NEXT_INTERFACE_CHECK
+    }
 }
 
 struct TokenizerShim<T>(T);
@@ -196,17 +258,16 @@ impl<T: TokenizerPlugin> Tokenizer for TokenizerShim<T> {
         })
     }
     fn vocab_size(&self) -> u32 {
-        catch_unwind(AssertUnwindSafe(|| self.0.vocab_size())).unwrap_or(0)
+        quietly(|| self.0.vocab_size()).unwrap_or(0)
     }
     fn id_to_token(&self, id: u32) -> ROption<RString> {
-        catch_unwind(AssertUnwindSafe(|| self.0.id_to_token(id)))
-            .ok()
+        quietly(|| self.0.id_to_token(id))
             .flatten()
             .map(RString::from)
             .into()
     }
     fn is_special(&self, id: u32) -> bool {
-        catch_unwind(AssertUnwindSafe(|| self.0.is_special(id))).unwrap_or(false)
+        quietly(|| self.0.is_special(id)).unwrap_or(false)
     }
     fn apply_chat_template(
         &self,
@@ -230,8 +291,8 @@ struct ModelShim<T>(T);
 
 impl<T: LocalModelPlugin> LocalModel for ModelShim<T> {
     fn name(&self) -> RString {
-        catch_unwind(AssertUnwindSafe(|| self.0.name()))
-            .unwrap_or_else(|_| "unnamed-model".to_string())
+        quietly(|| self.0.name())
+            .unwrap_or_else(|| "unnamed-model".to_string())
             .into()
     }
     fn tokenizer(&self) -> TokenizerRef {
@@ -270,6 +331,15 @@ fn unknown(kind: PluginKind, id: &str) -> PluginError {
     )
 }
 
+fn strings(list: &[&str]) -> RVec<RString> {
+    list.iter().map(|s| RString::from(*s)).collect()
+}
+
+fn options(info: &mut PluginInfo, keys: Option<&[&str]>, example: &str) {
+    info.option_keys = keys.map(strings).into();
+    info.options_example = example.into();
+}
+
 fn find<F: Copy>(list: &[(&'static str, F)], id: &str) -> Option<F> {
     list.iter().find(|(i, _)| *i == id).map(|(_, f)| *f)
 }
@@ -287,18 +357,35 @@ impl Registry {
         }
     }
 
-    fn info(&mut self, id: &str, kind: PluginKind, description: &str) {
+    fn info(&mut self, id: &str, kind: PluginKind, description: &str) -> &mut PluginInfo {
         self.infos.push(PluginInfo {
             id: id.into(),
             kind,
             version: self.version.into(),
             description: description.into(),
+            aliases: RVec::new(),
+            endpoints: RVec::new(),
+            replaces_endpoints: RVec::new(),
+            prompt_form: PromptForm::ChatAtFirstEndpoint,
+            results: ResultKind::Generation,
+            extra_args_keys: RVec::new(),
+            option_keys: ROption::RNone,
+            options_example: RString::new(),
+            ext: Extensions::new(),
         });
+        let last = self.infos.len() - 1;
+        &mut self.infos[last]
     }
 
     /// Registers an API adapter.
     pub fn api_adapter<T: ApiAdapterPlugin>(&mut self) {
-        self.info(T::ID, PluginKind::ApiAdapter, T::DESCRIPTION);
+        let info = self.info(T::ID, PluginKind::ApiAdapter, T::DESCRIPTION);
+        info.aliases = strings(T::ALIASES);
+        info.endpoints = strings(T::ENDPOINTS);
+        info.replaces_endpoints = strings(T::REPLACES_ENDPOINTS);
+        info.prompt_form = T::PROMPT_FORM;
+        info.results = T::RESULTS;
+        options(info, T::OPTION_KEYS, T::OPTIONS_EXAMPLE);
         self.adapters.push((T::ID, |config| {
             let config = parse(T::ID, config)?;
             let adapter = T::new(&config)?;
@@ -308,7 +395,10 @@ impl Registry {
 
     /// Registers a dataset source.
     pub fn dataset_source<T: DatasetSourcePlugin>(&mut self) {
-        self.info(T::ID, PluginKind::DatasetSource, T::DESCRIPTION);
+        let info = self.info(T::ID, PluginKind::DatasetSource, T::DESCRIPTION);
+        info.aliases = strings(T::ALIASES);
+        info.extra_args_keys = strings(T::EXTRA_ARGS_KEYS);
+        options(info, T::OPTION_KEYS, T::OPTIONS_EXAMPLE);
         self.datasets.push((T::ID, |config, tokenizer| {
             let config = parse(T::ID, config)?;
             let source = T::new(&config, tokenizer)?;
@@ -321,7 +411,8 @@ impl Registry {
 
     /// Registers a result sink.
     pub fn result_sink<T: ResultSinkPlugin>(&mut self) {
-        self.info(T::ID, PluginKind::ResultSink, T::DESCRIPTION);
+        let info = self.info(T::ID, PluginKind::ResultSink, T::DESCRIPTION);
+        options(info, T::OPTION_KEYS, T::OPTIONS_EXAMPLE);
         self.sinks.push((T::ID, |config| {
             let config = parse(T::ID, config)?;
             let sink = T::new(&config)?;
@@ -334,7 +425,8 @@ impl Registry {
 
     /// Registers a local model backend.
     pub fn local_model<T: LocalModelPlugin>(&mut self) {
-        self.info(T::ID, PluginKind::LocalModel, T::DESCRIPTION);
+        let info = self.info(T::ID, PluginKind::LocalModel, T::DESCRIPTION);
+        options(info, T::OPTION_KEYS, T::OPTIONS_EXAMPLE);
         self.models.push((T::ID, |path, config| {
             let config = parse(T::ID, config)?;
             let model = T::load(path, &config)?;

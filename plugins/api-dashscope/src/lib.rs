@@ -19,8 +19,8 @@
 
 use perf_plugin_api::sdk::{ApiAdapterPlugin, ApiConfig, ResponseDecoderPlugin};
 use perf_plugin_api::{
-    ChatMessage, ContentPart, Header, HttpRequest, OutputKind, PluginError, PromptItem, RVec,
-    RequestContext, ResponseEvent, Usage,
+    ChatMessage, ContentPart, Framing, HttpRequest, OutputKind, PluginError, PromptForm,
+    PromptItem, RequestContext, ResponseEvent, Usage,
 };
 use serde_json::{json, Map, Value};
 
@@ -31,13 +31,6 @@ pub struct DashScopeAdapter {
     model: String,
     parameters: Map<String, Value>,
     default_max_tokens: Option<u32>,
-}
-
-fn header(name: &str, value: &str) -> Header {
-    Header {
-        name: name.into(),
-        value: value.into(),
-    }
 }
 
 fn parameters(config: &ApiConfig) -> Map<String, Value> {
@@ -67,31 +60,31 @@ fn parameters(config: &ApiConfig) -> Map<String, Value> {
 impl DashScopeAdapter {
     /// One message as DashScope takes it.
     fn message(&self, m: &ChatMessage) -> Result<Value, PluginError> {
-        let only_text = m.content.iter().all(|p| matches!(p, ContentPart::Text(_)));
+        let parts = m.parts().collect::<Result<Vec<_>, _>>()?;
         if self.multimodal {
-            let parts: Vec<Value> = m
-                .content
+            let parts = parts
                 .iter()
                 .map(|p| match p {
-                    ContentPart::Text(t) => json!({"text": t.as_str()}),
-                    ContentPart::ImageUrl(u) => json!({"image": u.as_str()}),
+                    ContentPart::Text(t) => Ok(json!({"text": t.as_str()})),
+                    ContentPart::ImageUrl(u) => Ok(json!({"image": u.as_str()})),
+                    _ => Err(PluginError::invalid(
+                        "DashScope takes text and image parts only",
+                    )),
                 })
-                .collect();
+                .collect::<Result<Vec<Value>, _>>()?;
             return Ok(json!({"role": m.role.as_str(), "content": parts}));
         }
-        if !only_text {
-            return Err(PluginError::invalid(
-                "this prompt has images: DashScope takes them at .../services/aigc/multimodal-generation/generation; pass that as --url",
-            ));
+        let mut text = String::new();
+        for part in parts {
+            match part {
+                ContentPart::Text(t) => text.push_str(t),
+                _ => {
+                    return Err(PluginError::invalid(
+                        "this prompt has images: DashScope takes them at .../services/aigc/multimodal-generation/generation; pass that as --url",
+                    ))
+                }
+            }
         }
-        let text: String = m
-            .content
-            .iter()
-            .filter_map(|p| match p {
-                ContentPart::Text(t) => Some(t.as_str()),
-                ContentPart::ImageUrl(_) => None,
-            })
-            .collect();
         Ok(json!({"role": m.role.as_str(), "content": text}))
     }
 
@@ -130,6 +123,11 @@ impl DashScopeAdapter {
                     "DashScope takes text, not token ids: drop --tokenize-prompt",
                 ))
             }
+            _ => {
+                return Err(PluginError::invalid(
+                    "DashScope cannot send this kind of prompt",
+                ))
+            }
         };
         Ok(json!({
             "model": self.model,
@@ -143,6 +141,8 @@ impl ApiAdapterPlugin for DashScopeAdapter {
     const ID: &'static str = "dashscope";
     const DESCRIPTION: &'static str =
         "DashScope native text and multimodal generation (input/parameters body, X-DashScope-SSE streaming)";
+    // The generation endpoints take chat messages; the --url names the endpoint in full.
+    const PROMPT_FORM: PromptForm = PromptForm::Chat;
     type Decoder = DashScopeDecoder;
 
     fn new(config: &ApiConfig) -> Result<Self, PluginError> {
@@ -166,12 +166,14 @@ impl ApiAdapterPlugin for DashScopeAdapter {
         ctx: &RequestContext,
     ) -> Result<HttpRequest, PluginError> {
         let body = self.body(item, ctx)?;
-        let mut request = HttpRequest::json_post(body.to_string().into_bytes(), self.stream);
-        if self.stream {
-            request.headers.push(header("x-dashscope-sse", "enable"));
-            request.headers.push(header("accept", "text/event-stream"));
-        }
-        Ok(request)
+        let body = body.to_string().into_bytes();
+        Ok(if self.stream {
+            HttpRequest::json_post(body, Framing::Sse)
+                .with_header("x-dashscope-sse", "enable")
+                .with_header("accept", "text/event-stream")
+        } else {
+            HttpRequest::json_post(body, Framing::None)
+        })
     }
 
     fn new_decoder(&self) -> DashScopeDecoder {
@@ -205,7 +207,7 @@ fn content_text(content: &Value) -> String {
 }
 
 impl ResponseDecoderPlugin for DashScopeDecoder {
-    fn decode(&mut self, event: &[u8], out: &mut RVec<ResponseEvent>) -> Result<(), PluginError> {
+    fn decode(&mut self, event: &[u8], out: &mut Vec<ResponseEvent>) -> Result<(), PluginError> {
         let v: Value = serde_json::from_slice(event)
             .map_err(|e| PluginError::invalid(format!("not a DashScope JSON event: {e}")))?;
         if v.get("output").is_none() {
@@ -272,6 +274,7 @@ impl ResponseDecoderPlugin for DashScopeDecoder {
                     .and_then(|d| d.get("cached_tokens"))
                     .and_then(Value::as_u64)
                     .into(),
+                ..Usage::default()
             }));
         }
         if finish.is_some_and(|f| f != "null") {

@@ -4,7 +4,7 @@
 
 use perf_api_dashscope::{DashScopeAdapter, DashScopeDecoder};
 use perf_plugin_api::sdk::{ApiAdapterPlugin, ApiConfig, ResponseDecoderPlugin};
-use perf_plugin_api::{OutputKind, RVec, ResponseEvent};
+use perf_plugin_api::{OutputKind, ResponseEvent};
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!(
@@ -45,7 +45,7 @@ fn decoder(stream: bool, extra: serde_json::Value) -> DashScopeDecoder {
 type Decoded = (Vec<String>, Option<(u64, u64)>, bool, Vec<String>);
 
 fn decode(mut d: DashScopeDecoder, payloads: &[String]) -> Decoded {
-    let mut out = RVec::new();
+    let mut out = Vec::new();
     for p in payloads {
         d.decode(p.as_bytes(), &mut out).expect("decodes");
     }
@@ -67,7 +67,7 @@ fn decode(mut d: DashScopeDecoder, payloads: &[String]) -> Decoded {
             }
             ResponseEvent::Done => done = true,
             ResponseEvent::Error(m) => errors.push(m.to_string()),
-            ResponseEvent::EmptyChunk => {}
+            _ => {}
         }
     }
     (texts, usage, done, errors)
@@ -149,6 +149,7 @@ fn requests_carry_input_parameters_and_the_sse_headers() {
     let ctx = RequestContext {
         index: 0,
         max_tokens: None.into(),
+        ext: Default::default(),
     };
     let req = text
         .build_request(&PromptItem::Text("hi".into()), &ctx)
@@ -170,14 +171,13 @@ fn requests_carry_input_parameters_and_the_sse_headers() {
     assert!(headers.contains(&("x-dashscope-sse".into(), "enable".into())));
     assert!(headers.contains(&("accept".into(), "text/event-stream".into())));
 
-    let message = ChatMessage {
-        role: "user".into(),
-        content: vec![
+    let message = ChatMessage::new(
+        "user",
+        [
             ContentPart::Text("what is it?".into()),
             ContentPart::ImageUrl("data:image/png;base64,iVBOR".into()),
-        ]
-        .into(),
-    };
+        ],
+    );
     let prompt = PromptItem::Messages(vec![message].into());
     let err = text
         .build_request(&prompt, &ctx)

@@ -118,8 +118,13 @@ impl BodyBuilder {
                 ("messages", messages)
             }
             PromptItem::Text(text) => ("prompt", Value::String(text.to_string())),
-            PromptItem::Messages(messages) => ("messages", messages_json(messages)),
+            PromptItem::Messages(messages) => ("messages", messages_json(messages)?),
             PromptItem::TokenIds(ids) => ("prompt", json!(ids.as_slice())),
+            _ => {
+                return Err(PluginError::invalid(
+                    "this kind of prompt has no OpenAI form",
+                ))
+            }
         };
         let mut out = Vec::with_capacity(self.fixed.len() + 256);
         out.push(b'{');
@@ -174,29 +179,33 @@ fn kind_of(v: &Value) -> &'static str {
 }
 
 /// OpenAI chat messages: a lone text part is sent as a plain string, anything else as parts.
-pub(crate) fn messages_json(messages: &[ChatMessage]) -> Value {
-    Value::Array(
-        messages
-            .iter()
-            .map(|m| {
-                let content = match m.content.as_slice() {
-                    [ContentPart::Text(t)] => Value::String(t.to_string()),
-                    parts => Value::Array(
-                        parts
-                            .iter()
-                            .map(|p| match p {
-                                ContentPart::Text(t) => json!({"type": "text", "text": t.as_str()}),
-                                ContentPart::ImageUrl(u) => {
-                                    json!({"type": "image_url", "image_url": {"url": u.as_str()}})
-                                }
-                            })
-                            .collect(),
-                    ),
-                };
-                json!({"role": m.role.as_str(), "content": content})
-            })
-            .collect(),
-    )
+pub(crate) fn messages_json(messages: &[ChatMessage]) -> Result<Value, PluginError> {
+    let message = |m: &ChatMessage| -> Result<Value, PluginError> {
+        let parts = m.parts().collect::<Result<Vec<_>, _>>()?;
+        let content = match parts.as_slice() {
+            [ContentPart::Text(t)] => Value::String(t.to_string()),
+            parts => Value::Array(
+                parts
+                    .iter()
+                    .map(|p| match p {
+                        ContentPart::Text(t) => Ok(json!({"type": "text", "text": t.as_str()})),
+                        ContentPart::ImageUrl(u) => {
+                            Ok(json!({"type": "image_url", "image_url": {"url": u.as_str()}}))
+                        }
+                        _ => Err(PluginError::invalid(
+                            "OpenAI chat messages take text and image parts only",
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        Ok(json!({"role": m.role.as_str(), "content": content}))
+    };
+    messages
+        .iter()
+        .map(message)
+        .collect::<Result<_, _>>()
+        .map(Value::Array)
 }
 
 #[cfg(test)]
@@ -218,6 +227,7 @@ mod tests {
         RequestContext {
             index: 0,
             max_tokens: max_tokens.into(),
+            ext: Default::default(),
         }
     }
 
@@ -291,14 +301,13 @@ mod tests {
     #[test]
     fn image_parts_become_openai_content_parts() {
         let b = BodyBuilder::new(&config(true)).expect("builder");
-        let msg = ChatMessage {
-            role: "user".into(),
-            content: vec![
+        let msg = ChatMessage::new(
+            "user",
+            [
                 ContentPart::ImageUrl("data:image/png;base64,AAAA".into()),
                 ContentPart::Text("what is this".into()),
-            ]
-            .into(),
-        };
+            ],
+        );
         let body = build(&b, PromptItem::Messages(vec![msg].into()), None);
         assert_eq!(
             body["messages"][0]["content"][0]["image_url"]["url"],

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use crate::frame::Message;
 use perf_plugin_api::sdk::ResponseDecoderPlugin;
-use perf_plugin_api::{OutputKind, PluginError, ROption, RVec, ResponseEvent, Usage};
+use perf_plugin_api::{OutputKind, PluginError, ROption, ResponseEvent, Usage};
 
 /// Decodes one response. Stateless between events; one per response all the same, as the
 /// interface asks.
@@ -18,7 +18,7 @@ use perf_plugin_api::{OutputKind, PluginError, ROption, RVec, ResponseEvent, Usa
 pub struct OpenAiDecoder;
 
 fn push_output(
-    out: &mut RVec<ResponseEvent>,
+    out: &mut Vec<ResponseEvent>,
     text: Option<&Cow<'_, str>>,
     kind: OutputKind,
 ) -> bool {
@@ -35,7 +35,7 @@ fn push_output(
     }
 }
 
-fn push_message(out: &mut RVec<ResponseEvent>, m: &Message<'_>) -> bool {
+fn push_message(out: &mut Vec<ResponseEvent>, m: &Message<'_>) -> bool {
     let mut any = push_output(out, m.reasoning_content.as_ref(), OutputKind::Reasoning);
     any |= push_output(out, m.reasoning.as_ref(), OutputKind::Reasoning);
     for d in m.reasoning_details.iter().flatten() {
@@ -53,7 +53,7 @@ fn push_message(out: &mut RVec<ResponseEvent>, m: &Message<'_>) -> bool {
 }
 
 impl ResponseDecoderPlugin for OpenAiDecoder {
-    fn decode(&mut self, event: &[u8], out: &mut RVec<ResponseEvent>) -> Result<(), PluginError> {
+    fn decode(&mut self, event: &[u8], out: &mut Vec<ResponseEvent>) -> Result<(), PluginError> {
         let frame = crate::frame::read(event)
             .map_err(|e| PluginError::invalid(format!("not an OpenAI JSON object: {e}")))?;
         if frame.error.is_some() || frame.object.as_deref() == Some("error") {
@@ -85,6 +85,7 @@ impl ResponseDecoderPlugin for OpenAiDecoder {
                 prompt_tokens: u.prompt_tokens.into(),
                 completion_tokens: u.completion_tokens.into(),
                 cached_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens).into(),
+                ..Usage::default()
             }));
         }
         Ok(())
@@ -97,14 +98,14 @@ mod tests {
 
     fn decode_all(lines: &str) -> (Vec<ResponseEvent>, usize) {
         let mut d = OpenAiDecoder;
-        let mut out = RVec::new();
+        let mut out = Vec::new();
         let mut errors = 0;
         for line in lines.lines().filter(|l| !l.trim().is_empty()) {
             if d.decode(line.as_bytes(), &mut out).is_err() {
                 errors += 1;
             }
         }
-        (out.into_vec(), errors)
+        (out, errors)
     }
 
     fn text_of(events: &[ResponseEvent], want: OutputKind) -> String {
@@ -128,7 +129,7 @@ mod tests {
         );
         assert_eq!(text_of(&events, OutputKind::Content), "Hello there!");
         let usage = events.iter().find_map(|e| match e {
-            ResponseEvent::Usage(u) => Some(*u),
+            ResponseEvent::Usage(u) => Some(u.clone()),
             _ => None,
         });
         let usage = usage.expect("usage event");

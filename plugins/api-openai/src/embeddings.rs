@@ -12,17 +12,17 @@
 
 use perf_plugin_api::sdk::{ApiAdapterPlugin, ApiConfig, ResponseDecoderPlugin};
 use perf_plugin_api::{
-    ChatMessage, ContentPart, HttpRequest, OutputKind, PluginError, PromptItem, RVec,
-    RequestContext, ResponseEvent, Usage,
+    ChatMessage, ContentPart, Framing, HttpRequest, OutputKind, PluginError, PromptForm,
+    PromptItem, RequestContext, ResponseEvent, ResultKind, Usage,
 };
 use serde_json::{json, Map, Value};
 
+/// The text parts of a message (embeddings and rerank take text only; other parts are left out).
 fn text_of(m: &ChatMessage) -> String {
-    m.content
-        .iter()
+    m.parts()
         .filter_map(|p| match p {
-            ContentPart::Text(t) => Some(t.as_str()),
-            ContentPart::ImageUrl(_) => None,
+            Ok(ContentPart::Text(t)) => Some(t.as_str()),
+            _ => None,
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -50,7 +50,7 @@ fn complete_body(json_body: &str, constants: &Map<String, Value>) -> Result<Valu
 }
 
 fn request(body: Value) -> HttpRequest {
-    HttpRequest::json_post(body.to_string().into_bytes(), false)
+    HttpRequest::json_post(body.to_string().into_bytes(), Framing::None)
 }
 
 /// Embeddings.
@@ -61,7 +61,12 @@ pub struct EmbeddingAdapter {
 impl ApiAdapterPlugin for EmbeddingAdapter {
     const ID: &'static str = "openai_embedding";
     const DESCRIPTION: &'static str =
-        "OpenAI-compatible embeddings (/v1/embeddings), one body per request (alias: embedding)";
+        "OpenAI-compatible embeddings (/v1/embeddings), one body per request";
+    const ALIASES: &'static [&'static str] = &["embedding"];
+    const ENDPOINTS: &'static [&'static str] = &["embeddings"];
+    const PROMPT_FORM: PromptForm = PromptForm::Text;
+    const RESULTS: ResultKind = ResultKind::InputOnly;
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
     type Decoder = InputOnlyDecoder;
 
     fn new(config: &ApiConfig) -> Result<Self, PluginError> {
@@ -82,6 +87,11 @@ impl ApiAdapterPlugin for EmbeddingAdapter {
             }
             PromptItem::TokenIds(ids) => json!(ids.as_slice()),
             PromptItem::Body(b) => return Ok(request(complete_body(b, &self.constants)?)),
+            _ => {
+                return Err(PluginError::invalid(
+                    "embeddings cannot take this kind of prompt",
+                ))
+            }
         };
         let mut body = self.constants.clone();
         body.insert("input".into(), input);
@@ -101,7 +111,12 @@ pub struct RerankAdapter {
 impl ApiAdapterPlugin for RerankAdapter {
     const ID: &'static str = "openai_rerank";
     const DESCRIPTION: &'static str =
-        "rerank (/v1/rerank, vLLM / Jina / Cohere style), one body per request (alias: rerank)";
+        "rerank (/v1/rerank, vLLM / Jina / Cohere style), one body per request";
+    const ALIASES: &'static [&'static str] = &["rerank"];
+    const ENDPOINTS: &'static [&'static str] = &["reranks", "rerank"];
+    const PROMPT_FORM: PromptForm = PromptForm::Text;
+    const RESULTS: ResultKind = ResultKind::InputOnly;
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
     type Decoder = InputOnlyDecoder;
 
     fn new(config: &ApiConfig) -> Result<Self, PluginError> {
@@ -128,6 +143,11 @@ impl ApiAdapterPlugin for RerankAdapter {
                     "rerank takes a query and documents as text: drop --tokenize-prompt",
                 ))
             }
+            _ => {
+                return Err(PluginError::invalid(
+                    "rerank cannot take this kind of prompt",
+                ))
+            }
         };
         let mut body = self.constants.clone();
         body.insert("query".into(), json!(query));
@@ -145,7 +165,7 @@ impl ApiAdapterPlugin for RerankAdapter {
 pub struct InputOnlyDecoder;
 
 impl ResponseDecoderPlugin for InputOnlyDecoder {
-    fn decode(&mut self, event: &[u8], out: &mut RVec<ResponseEvent>) -> Result<(), PluginError> {
+    fn decode(&mut self, event: &[u8], out: &mut Vec<ResponseEvent>) -> Result<(), PluginError> {
         let v: Value = serde_json::from_slice(event)
             .map_err(|e| PluginError::invalid(format!("not a JSON answer: {e}")))?;
         if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
@@ -184,6 +204,7 @@ impl ResponseDecoderPlugin for InputOnlyDecoder {
             prompt_tokens: input.into(),
             completion_tokens: Some(0).into(),
             cached_tokens: None.into(),
+            ..Usage::default()
         }));
         out.push(ResponseEvent::Done);
         Ok(())

@@ -15,7 +15,7 @@ mod responses;
 mod scan;
 
 use perf_plugin_api::sdk::{ApiAdapterPlugin, ApiConfig};
-use perf_plugin_api::{HttpRequest, PluginError, PromptItem, RequestContext};
+use perf_plugin_api::{Framing, HttpRequest, PluginError, PromptItem, RequestContext};
 
 pub use decode::OpenAiDecoder;
 pub use embeddings::{EmbeddingAdapter, InputOnlyDecoder, RerankAdapter};
@@ -31,6 +31,9 @@ impl ApiAdapterPlugin for OpenAiAdapter {
     const ID: &'static str = "openai";
     const DESCRIPTION: &'static str =
         "OpenAI-compatible chat completions and completions, streamed (SSE) or not";
+    // Chat messages at .../chat/completions, a plain prompt at .../completions.
+    const ENDPOINTS: &'static [&'static str] = &["chat/completions", "completions"];
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
     type Decoder = OpenAiDecoder;
 
     fn new(config: &ApiConfig) -> Result<Self, PluginError> {
@@ -46,7 +49,12 @@ impl ApiAdapterPlugin for OpenAiAdapter {
         ctx: &RequestContext,
     ) -> Result<HttpRequest, PluginError> {
         let body = self.body.build(item, ctx)?;
-        Ok(HttpRequest::json_post(body, self.stream))
+        let framing = if self.stream {
+            Framing::Sse
+        } else {
+            Framing::None
+        };
+        Ok(HttpRequest::json_post(body, framing))
     }
 
     fn new_decoder(&self) -> OpenAiDecoder {

@@ -14,8 +14,8 @@
 
 use perf_plugin_api::sdk::{ApiAdapterPlugin, ApiConfig, ResponseDecoderPlugin};
 use perf_plugin_api::{
-    ChatMessage, ContentPart, HttpRequest, OutputKind, PluginError, PromptItem, RVec,
-    RequestContext, ResponseEvent, Usage,
+    ChatMessage, ContentPart, Framing, HttpRequest, OutputKind, PluginError, PromptForm,
+    PromptItem, RequestContext, ResponseEvent, Usage,
 };
 use serde_json::{json, Map, Value};
 
@@ -26,28 +26,29 @@ pub struct ResponsesAdapter {
     default_max_tokens: Option<u32>,
 }
 
-fn input_message(m: &ChatMessage) -> Value {
-    let only_text = m.content.iter().all(|p| matches!(p, ContentPart::Text(_)));
-    if only_text {
-        let text: String = m
-            .content
+fn input_message(m: &ChatMessage) -> Result<Value, PluginError> {
+    let parts = m.parts().collect::<Result<Vec<_>, _>>()?;
+    if parts.iter().all(|p| matches!(p, ContentPart::Text(_))) {
+        let text: String = parts
             .iter()
             .filter_map(|p| match p {
                 ContentPart::Text(t) => Some(t.as_str()),
-                ContentPart::ImageUrl(_) => None,
+                _ => None,
             })
             .collect();
-        return json!({"role": m.role.as_str(), "content": text});
+        return Ok(json!({"role": m.role.as_str(), "content": text}));
     }
-    let parts: Vec<Value> = m
-        .content
+    let parts = parts
         .iter()
         .map(|p| match p {
-            ContentPart::Text(t) => json!({"type": "input_text", "text": t.as_str()}),
-            ContentPart::ImageUrl(u) => json!({"type": "input_image", "image_url": u.as_str()}),
+            ContentPart::Text(t) => Ok(json!({"type": "input_text", "text": t.as_str()})),
+            ContentPart::ImageUrl(u) => Ok(json!({"type": "input_image", "image_url": u.as_str()})),
+            _ => Err(PluginError::invalid(
+                "the Responses API takes text and image parts only",
+            )),
         })
-        .collect();
-    json!({"role": m.role.as_str(), "content": parts})
+        .collect::<Result<Vec<Value>, _>>()?;
+    Ok(json!({"role": m.role.as_str(), "content": parts}))
 }
 
 impl ResponsesAdapter {
@@ -60,7 +61,9 @@ impl ResponsesAdapter {
         }
         let input = match item {
             PromptItem::Text(t) => json!(t.as_str()),
-            PromptItem::Messages(ms) => Value::Array(ms.iter().map(input_message).collect()),
+            PromptItem::Messages(ms) => {
+                Value::Array(ms.iter().map(input_message).collect::<Result<_, _>>()?)
+            }
             PromptItem::Body(b) => {
                 let mut body: Value = serde_json::from_str(b.as_str()).map_err(|e| {
                     PluginError::invalid(format!("the prompt's JSON body is invalid: {e}"))
@@ -78,6 +81,11 @@ impl ResponsesAdapter {
                     "the Responses API takes text, not token ids: drop --tokenize-prompt",
                 ))
             }
+            _ => {
+                return Err(PluginError::invalid(
+                    "the Responses API cannot take this kind of prompt",
+                ))
+            }
         };
         parameters.insert("input".into(), input);
         Ok(Value::Object(parameters))
@@ -87,7 +95,13 @@ impl ResponsesAdapter {
 impl ApiAdapterPlugin for ResponsesAdapter {
     const ID: &'static str = "openai_responses";
     const DESCRIPTION: &'static str =
-        "the OpenAI Responses API (/v1/responses), streamed as typed events or not (alias: responses)";
+        "the OpenAI Responses API (/v1/responses), streamed as typed events or not";
+    const ALIASES: &'static [&'static str] = &["responses", "openai_response"];
+    const ENDPOINTS: &'static [&'static str] = &["responses"];
+    // evalscope sends `--api openai_responses --url .../v1/chat/completions` to .../v1/responses.
+    const REPLACES_ENDPOINTS: &'static [&'static str] = &["chat/completions"];
+    const PROMPT_FORM: PromptForm = PromptForm::Chat;
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
     type Decoder = ResponsesDecoder;
 
     fn new(config: &ApiConfig) -> Result<Self, PluginError> {
@@ -114,9 +128,14 @@ impl ApiAdapterPlugin for ResponsesAdapter {
         ctx: &RequestContext,
     ) -> Result<HttpRequest, PluginError> {
         let body = self.body(item, ctx)?;
+        let framing = if self.stream {
+            Framing::Sse
+        } else {
+            Framing::None
+        };
         Ok(HttpRequest::json_post(
             body.to_string().into_bytes(),
-            self.stream,
+            framing,
         ))
     }
 
@@ -128,7 +147,7 @@ impl ApiAdapterPlugin for ResponsesAdapter {
 /// Decodes one Responses API answer.
 pub struct ResponsesDecoder;
 
-fn usage(response: &Value, out: &mut RVec<ResponseEvent>) {
+fn usage(response: &Value, out: &mut Vec<ResponseEvent>) {
     let Some(u) = response.get("usage").filter(|u| u.is_object()) else {
         return;
     };
@@ -141,10 +160,11 @@ fn usage(response: &Value, out: &mut RVec<ResponseEvent>) {
             .and_then(|d| d.get("cached_tokens"))
             .and_then(Value::as_u64)
             .into(),
+        ..Usage::default()
     }));
 }
 
-fn output(out: &mut RVec<ResponseEvent>, text: &str, kind: OutputKind) {
+fn output(out: &mut Vec<ResponseEvent>, text: &str, kind: OutputKind) {
     out.push(ResponseEvent::Output {
         text: text.into(),
         tokens: None.into(),
@@ -169,7 +189,7 @@ fn error_message(v: &Value) -> String {
 }
 
 impl ResponseDecoderPlugin for ResponsesDecoder {
-    fn decode(&mut self, event: &[u8], out: &mut RVec<ResponseEvent>) -> Result<(), PluginError> {
+    fn decode(&mut self, event: &[u8], out: &mut Vec<ResponseEvent>) -> Result<(), PluginError> {
         let v: Value = serde_json::from_slice(event)
             .map_err(|e| PluginError::invalid(format!("not a Responses API JSON event: {e}")))?;
         let delta = || v.get("delta").and_then(Value::as_str).unwrap_or("");

@@ -3,7 +3,7 @@
 
 use perf_api_openai::{EmbeddingAdapter, InputOnlyDecoder, RerankAdapter};
 use perf_plugin_api::sdk::{ApiAdapterPlugin, ApiConfig, ResponseDecoderPlugin};
-use perf_plugin_api::{ChatMessage, PromptItem, RVec, RequestContext, ResponseEvent};
+use perf_plugin_api::{ChatMessage, PromptItem, RequestContext, ResponseEvent};
 use serde_json::{json, Value};
 
 fn fixture(name: &str) -> String {
@@ -16,7 +16,7 @@ fn fixture(name: &str) -> String {
 
 /// (outputs, input tokens, completion tokens, done, errors).
 fn decode(answer: &str) -> (usize, Option<u64>, Option<u64>, bool, Vec<String>) {
-    let mut out = RVec::new();
+    let mut out = Vec::new();
     InputOnlyDecoder
         .decode(answer.as_bytes(), &mut out)
         .expect("decodes");
@@ -31,6 +31,7 @@ fn decode(answer: &str) -> (usize, Option<u64>, Option<u64>, bool, Vec<String>) 
             ResponseEvent::Done => r.3 = true,
             ResponseEvent::Error(m) => r.4.push(m.to_string()),
             ResponseEvent::EmptyChunk => {}
+            _ => {}
         }
     }
     r
@@ -57,7 +58,7 @@ fn answers_give_one_output_the_input_tokens_and_no_output_tokens() {
         errors,
         ["This model's maximum context length is 8192 tokens, however you requested 9000 tokens."]
     );
-    let mut out = RVec::new();
+    let mut out = Vec::new();
     assert!(InputOnlyDecoder
         .decode(br#"{"object": "list"}"#, &mut out)
         .is_err());
@@ -67,6 +68,7 @@ fn body(adapter: &impl ApiAdapterPlugin, item: PromptItem) -> Value {
     let ctx = RequestContext {
         index: 0,
         max_tokens: Some(99).into(),
+        ext: Default::default(),
     };
     let req = adapter.build_request(&item, &ctx).expect("request");
     serde_json::from_slice(&req.body).expect("JSON")

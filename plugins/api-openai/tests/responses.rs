@@ -4,7 +4,7 @@
 
 use perf_api_openai::{ResponsesAdapter, ResponsesDecoder};
 use perf_plugin_api::sdk::{ApiAdapterPlugin, ApiConfig, ResponseDecoderPlugin};
-use perf_plugin_api::{OutputKind, PromptItem, RVec, RequestContext, ResponseEvent};
+use perf_plugin_api::{OutputKind, PromptItem, RequestContext, ResponseEvent};
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!(
@@ -37,7 +37,7 @@ struct Decoded {
 
 fn decode(payloads: &[String]) -> Decoded {
     let mut decoder = ResponsesDecoder;
-    let mut out = RVec::new();
+    let mut out = Vec::new();
     for p in payloads {
         decoder.decode(p.as_bytes(), &mut out).expect("decodes");
     }
@@ -55,6 +55,7 @@ fn decode(payloads: &[String]) -> Decoded {
             ResponseEvent::Done => d.done = true,
             ResponseEvent::Error(m) => d.errors.push(m.to_string()),
             ResponseEvent::EmptyChunk => {}
+            _ => {}
         }
     }
     d
@@ -123,6 +124,7 @@ fn requests_carry_input_and_max_output_tokens() {
     let ctx = RequestContext {
         index: 0,
         max_tokens: Some(16).into(),
+        ext: Default::default(),
     };
     let req = adapter
         .build_request(&PromptItem::Text("hello".into()), &ctx)

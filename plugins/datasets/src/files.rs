@@ -111,10 +111,7 @@ fn message(m: Message) -> Result<ChatMessage, String> {
             ))
         }
     };
-    Ok(ChatMessage {
-        role: m.role.into(),
-        content: content.into(),
-    })
+    Ok(ChatMessage::new(&m.role, content))
 }
 
 impl PromptLines {
@@ -318,7 +315,7 @@ mod tests {
     fn drain(mut f: impl FnMut() -> Result<Option<DatasetItem>, PluginError>) -> Vec<PromptItem> {
         let mut out = Vec::new();
         while let Some(i) = f().expect("item") {
-            out.push(i.prompt);
+            out.push(i.into_prompt().expect("a known prompt"));
         }
         out
     }
@@ -362,11 +359,15 @@ mod tests {
         let mut src = FieldLines::open(lines.to_str().expect("utf-8"), &["question"], no_filter())
             .expect("open");
         assert_eq!(
-            src.next_item().expect("q1").map(|i| i.prompt),
+            src.next_item()
+                .expect("q1")
+                .map(|i| i.into_prompt().expect("a known prompt")),
             Some(PromptItem::Text("q1".into()))
         );
         assert_eq!(
-            src.next_item().expect("q2").map(|i| i.prompt),
+            src.next_item()
+                .expect("q2")
+                .map(|i| i.into_prompt().expect("a known prompt")),
             Some(PromptItem::Text("q2".into()))
         );
         let err = src.next_item().expect_err("a record without the field");

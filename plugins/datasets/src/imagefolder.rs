@@ -181,6 +181,7 @@ impl DatasetSourcePlugin for KontextBench {
     const ID: &'static str = "kontext_bench";
     const DESCRIPTION: &'static str =
         "image-editing instructions + source images from Kontext-Bench (hub, or --dataset-path)";
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
 
     fn new(config: &DatasetConfig, _tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         let (metadata, images) = match &config.dataset_path {
@@ -251,13 +252,15 @@ mod tests {
     }
 
     fn parts(item: &DatasetItem) -> (String, String) {
-        let PromptItem::Messages(m) = &item.prompt else {
+        let Ok(PromptItem::Messages(m)) = item.prompt() else {
             panic!("messages");
         };
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].role.as_str(), "user");
-        match (&m[0].content[0], &m[0].content[1]) {
-            (ContentPart::Text(t), ContentPart::ImageUrl(u)) => (t.to_string(), u.to_string()),
+        match (m[0].content[0].as_enum(), m[0].content[1].as_enum()) {
+            (Ok(ContentPart::Text(t)), Ok(ContentPart::ImageUrl(u))) => {
+                (t.to_string(), u.to_string())
+            }
             other => panic!("text then image: {other:?}"),
         }
     }

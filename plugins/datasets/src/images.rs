@@ -71,14 +71,13 @@ pub(crate) fn image_prompt(text: &str, bytes: &[u8], mime: &str) -> DatasetItem 
         "data:{mime};base64,{}",
         base64::engine::general_purpose::STANDARD.encode(bytes)
     );
-    let message = ChatMessage {
-        role: "user".into(),
-        content: vec![
+    let message = ChatMessage::new(
+        "user",
+        [
             ContentPart::Text(text.to_string().into()),
             ContentPart::ImageUrl(url.into()),
-        ]
-        .into(),
-    };
+        ],
+    );
     DatasetItem::new(PromptItem::Messages(vec![message].into()))
 }
 

@@ -102,7 +102,9 @@ pub struct Embedding(Texts);
 impl DatasetSourcePlugin for Embedding {
     const ID: &'static str = "embedding";
     const DESCRIPTION: &'static str =
-        "texts to embed from --dataset-path (.txt lines, or JSON with text/input/sentence/content) (alias: embed)";
+        "texts to embed from --dataset-path (.txt lines, or JSON with text/input/sentence/content)";
+    const ALIASES: &'static [&'static str] = &["embed"];
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         Texts::open(config, tokenizer, Self::ID).map(Embedding)
@@ -123,6 +125,9 @@ impl DatasetSourcePlugin for EmbeddingBatch {
     const ID: &'static str = "embedding_batch";
     const DESCRIPTION: &'static str =
         "the embedding dataset's texts, batch_size (8) to a request as one input list";
+    const EXTRA_ARGS_KEYS: &'static [&'static str] = &["batch_size"];
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&["batch_size"]);
+    const OPTIONS_EXAMPLE: &'static str = r#"{"batch_size": 8}"#;
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         Ok(EmbeddingBatch {
@@ -141,7 +146,7 @@ impl DatasetSourcePlugin for EmbeddingBatch {
             tokens = tokens
                 .zip(item.prompt_tokens.into_option())
                 .map(|(a, b)| a + b);
-            if let PromptItem::Text(t) = item.prompt {
+            if let Ok(PromptItem::Text(t)) = item.prompt() {
                 texts.push(t.to_string());
             }
         }
@@ -163,6 +168,7 @@ impl DatasetSourcePlugin for Rerank {
     const ID: &'static str = "rerank";
     const DESCRIPTION: &'static str =
         "query + documents pairs from --dataset-path (JSON lines or a JSON list of {query, documents})";
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         let path = path(
@@ -220,7 +226,7 @@ mod tests {
 
     fn bodies(mut next: impl FnMut() -> Result<Option<DatasetItem>, PluginError>) -> Vec<Value> {
         std::iter::from_fn(|| next().expect("item"))
-            .map(|i| match i.prompt {
+            .map(|i| match i.into_prompt().expect("a known prompt") {
                 PromptItem::Body(b) => serde_json::from_str(b.as_str()).expect("JSON"),
                 PromptItem::Text(t) => json!(t.as_str()),
                 other => panic!("{other:?}"),
@@ -298,7 +304,7 @@ mod tests {
             json!({"query": "q3", "documents": ["t1"]}),
         ] {
             let item = source.next_item().expect("item").expect("a record");
-            let PromptItem::Body(b) = item.prompt else {
+            let Ok(PromptItem::Body(b)) = item.into_prompt() else {
                 panic!("a body");
             };
             assert_eq!(

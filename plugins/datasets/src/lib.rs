@@ -82,6 +82,7 @@ impl DatasetSourcePlugin for LineByLine {
     const ID: &'static str = "line_by_line";
     const DESCRIPTION: &'static str =
         "one prompt per line of --dataset-path (text, a JSON messages array, or a JSON body)";
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         let path = required_path(config, Self::ID, "a text file, one prompt per line")?;
@@ -103,6 +104,7 @@ impl DatasetSourcePlugin for OpenQa {
     const ID: &'static str = "openqa";
     const DESCRIPTION: &'static str =
         "short questions: the `question` field of a JSON-lines file (--dataset-path)";
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         let hub = HubFile {
@@ -135,6 +137,7 @@ impl DatasetSourcePlugin for LongAlpaca {
     const ID: &'static str = "longalpaca";
     const DESCRIPTION: &'static str =
         "long prompts: the `instruction` field of a JSON list or JSON-lines file (--dataset-path)";
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         let hub = HubFile {

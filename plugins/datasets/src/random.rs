@@ -250,13 +250,7 @@ impl Recipe {
                 .map(|_| images::data_url(spec, &mut rng).map(|u| ContentPart::ImageUrl(u.into())))
                 .collect::<Result<Vec<_>, _>>()?;
             parts.push(ContentPart::Text(text.into()));
-            PromptItem::Messages(
-                vec![ChatMessage {
-                    role: "user".into(),
-                    content: parts.into(),
-                }]
-                .into(),
-            )
+            PromptItem::Messages(vec![ChatMessage::new("user", parts)].into())
         } else if self.chat {
             PromptItem::Messages(vec![ChatMessage::text("user", &text)].into())
         } else {
@@ -318,6 +312,7 @@ impl DatasetSourcePlugin for Random {
     const ID: &'static str = "random";
     const DESCRIPTION: &'static str =
         "prompts of an exact token length from the tokenizer's vocabulary (needs --tokenizer-path)";
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         Random::start(config, tokenizer, None)
@@ -392,6 +387,7 @@ impl DatasetSourcePlugin for RandomVl {
     const ID: &'static str = "random_vl";
     const DESCRIPTION: &'static str =
         "random prompts of an exact text length after --image-num generated PNG images";
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         if config.tokenize_prompt {
@@ -482,6 +478,7 @@ impl DatasetSourcePlugin for RandomEmbedding {
     const ID: &'static str = "random_embedding";
     const DESCRIPTION: &'static str =
         "random texts of an exact token length in [--min-prompt-length, --max-prompt-length] for embeddings";
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         Random::start(&plain(config), tokenizer, None).map(RandomEmbedding)
@@ -499,6 +496,9 @@ impl DatasetSourcePlugin for RandomEmbeddingBatch {
     const ID: &'static str = "random_embedding_batch";
     const DESCRIPTION: &'static str =
         "batches of random texts (batch_size, default 8) as one embeddings request each";
+    const EXTRA_ARGS_KEYS: &'static [&'static str] = &["batch_size"];
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&["batch_size"]);
+    const OPTIONS_EXAMPLE: &'static str = r#"{"batch_size": 8}"#;
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         let shape = Shape::Batch(knobs(config)?.batch_size);
@@ -518,6 +518,10 @@ impl DatasetSourcePlugin for RandomRerank {
     const ID: &'static str = "random_rerank";
     const DESCRIPTION: &'static str =
         "a random query and num_documents (10) documents document_length_ratio (5) times as long, per rerank request";
+    const EXTRA_ARGS_KEYS: &'static [&'static str] = &["num_documents", "document_length_ratio"];
+    const OPTION_KEYS: Option<&'static [&'static str]> =
+        Some(&["num_documents", "document_length_ratio"]);
+    const OPTIONS_EXAMPLE: &'static str = r#"{"num_documents": 4, "document_length_ratio": 2.0}"#;
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         let k = knobs(config)?;

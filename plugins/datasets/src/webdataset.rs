@@ -194,6 +194,7 @@ impl DatasetSourcePlugin for Flickr8k {
     const ID: &'static str = "flickr8k";
     const DESCRIPTION: &'static str =
         "image + caption prompts from the Flickr8k WebDataset shards (hub, or --dataset-path)";
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
 
     fn new(config: &DatasetConfig, _tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         let shards = match &config.dataset_path {
@@ -263,11 +264,13 @@ mod tests {
     }
 
     fn parts(item: &DatasetItem) -> (String, String) {
-        let PromptItem::Messages(m) = &item.prompt else {
+        let Ok(PromptItem::Messages(m)) = item.prompt() else {
             panic!("messages");
         };
-        match (&m[0].content[0], &m[0].content[1]) {
-            (ContentPart::Text(t), ContentPart::ImageUrl(u)) => (t.to_string(), u.to_string()),
+        match (m[0].content[0].as_enum(), m[0].content[1].as_enum()) {
+            (Ok(ContentPart::Text(t)), Ok(ContentPart::ImageUrl(u))) => {
+                (t.to_string(), u.to_string())
+            }
             other => panic!("text then image: {other:?}"),
         }
     }

@@ -159,11 +159,11 @@ fn schedule(model: Model, jobs: Receiver<Job>, max_batch: usize) {
 }
 
 fn done(r: Running, finish: FinishReason) {
-    let _ = r.job.events.send(Event::Done(GenerateOutcome {
-        prompt_tokens: r.job.request.prompt_tokens.len() as u64,
-        completion_tokens: u64::from(r.generated),
+    let _ = r.job.events.send(Event::Done(GenerateOutcome::new(
+        r.job.request.prompt_tokens.len() as u64,
+        u64::from(r.generated),
         finish,
-    }));
+    )));
 }
 
 /// The plugin: a model and the scheduler thread that runs it.
@@ -177,6 +177,10 @@ impl LocalModelPlugin for TchModel {
     const ID: &'static str = "tch";
     const DESCRIPTION: &'static str =
         "Qwen2/Qwen2.5, Qwen3 and Llama on libtorch (CPU or CUDA), requests decoded together";
+    const OPTION_KEYS: Option<&'static [&'static str]> =
+        Some(&["device", "dtype", "attn_implementation", "max_batch"]);
+    const OPTIONS_EXAMPLE: &'static str =
+        r#"{"device": "cuda", "dtype": "bfloat16", "max_batch": 64}"#;
 
     fn load(model_path: &str, config: &ModelConfig) -> Result<Self, PluginError> {
         let options: Options = config.options()?;

@@ -297,6 +297,7 @@ mod tests {
             run_index: 0,
             summary: vec![nv("Total Requests", 10.0)].into(),
             percentiles: vec![row("10%", 1.0), row("50%", 2.0), row("99%", 3.5)].into(),
+            ext: Default::default(),
         };
         let m = final_metrics(&summary);
         assert_eq!(

@@ -149,6 +149,15 @@ impl ResultSinkPlugin for OtelSink {
     const ID: &'static str = "otel";
     const DESCRIPTION: &'static str =
         "OpenTelemetry metrics (GenAI conventions) and optional spans over OTLP/HTTP (OTEL_EXPORTER_OTLP_* environment)";
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[
+        "endpoint",
+        "headers",
+        "interval_ms",
+        "traces",
+        "trace_ratio",
+        "required",
+    ]);
+    const OPTIONS_EXAMPLE: &'static str = r#"{"endpoint": "http://127.0.0.1:4318", "headers": {"authorization": "Bearer ..."}, "interval_ms": 1000, "traces": true, "trace_ratio": 0.1, "required": true}"#;
 
     fn new(config: &SinkConfig) -> Result<Self, PluginError> {
         let options: Options = config.options()?;

@@ -232,6 +232,10 @@ impl ResultSinkPlugin for SwanlabSink {
     const ID: &'static str = "swanlab";
     const DESCRIPTION: &'static str =
         "a SwanLab experiment: running summary, final summary and percentiles (SWANLAB_API_KEY, --swanlab-host)";
+    const OPTION_KEYS: Option<&'static [&'static str]> =
+        Some(&["api_key", "host", "project", "workspace"]);
+    const OPTIONS_EXAMPLE: &'static str =
+        r#"{"project": "perf_benchmark", "workspace": "my-team", "host": "https://swanlab.cn"}"#;
 
     fn new(config: &SinkConfig) -> Result<Self, PluginError> {
         let options: Options = config.options()?;

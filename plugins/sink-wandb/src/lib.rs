@@ -244,6 +244,10 @@ impl ResultSinkPlugin for WandbSink {
     const ID: &'static str = "wandb";
     const DESCRIPTION: &'static str =
         "a Weights & Biases run: running summary, final summary and percentiles (WANDB_API_KEY, WANDB_BASE_URL)";
+    const OPTION_KEYS: Option<&'static [&'static str]> =
+        Some(&["api_key", "project", "entity", "base_url"]);
+    const OPTIONS_EXAMPLE: &'static str =
+        r#"{"project": "perf_benchmark", "entity": "my-team", "base_url": "https://api.wandb.ai"}"#;
 
     fn new(config: &SinkConfig) -> Result<Self, PluginError> {
         let options: Options = config.options()?;

@@ -16,8 +16,8 @@
 
 use perf_plugin_api::sdk::{ApiAdapterPlugin, ApiConfig, ResponseDecoderPlugin};
 use perf_plugin_api::{
-    ContentPart, Framing, Header, HttpMethod, HttpRequest, OutputKind, PluginError, PromptItem,
-    RVec, RequestContext, ResponseEvent, Usage,
+    ContentPart, Framing, HttpRequest, OutputKind, PluginError, PromptForm, PromptItem,
+    RequestContext, ResponseEvent, Usage,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -45,6 +45,12 @@ pub struct AcmeAdapter {
 impl ApiAdapterPlugin for AcmeAdapter {
     const ID: &'static str = "acme";
     const DESCRIPTION: &'static str = "Acme Inference API (/v2/generate, NDJSON streaming)";
+    // `--url https://acme.example` becomes `https://acme.example/v2/generate`.
+    const ENDPOINTS: &'static [&'static str] = &["v2/generate"];
+    // The API takes one text; chat messages are joined.
+    const PROMPT_FORM: PromptForm = PromptForm::Text;
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&["priority"]);
+    const OPTIONS_EXAMPLE: &'static str = r#"{"priority": "high"}"#;
     type Decoder = AcmeDecoder;
 
     fn new(config: &ApiConfig) -> Result<Self, PluginError> {
@@ -76,15 +82,20 @@ impl ApiAdapterPlugin for AcmeAdapter {
     ) -> Result<HttpRequest, PluginError> {
         let text = match item {
             PromptItem::Text(t) => t.to_string(),
-            PromptItem::Messages(messages) => messages
-                .iter()
-                .flat_map(|m| m.content.iter())
-                .filter_map(|p| match p {
-                    ContentPart::Text(t) => Some(t.as_str()),
-                    ContentPart::ImageUrl(_) => None,
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
+            PromptItem::Messages(messages) => {
+                let mut texts = Vec::new();
+                for part in messages.iter().flat_map(|m| m.parts()) {
+                    match part? {
+                        ContentPart::Text(t) => texts.push(t.as_str()),
+                        _ => {
+                            return Err(PluginError::invalid(
+                                "the Acme API takes text only; drop the images",
+                            ))
+                        }
+                    }
+                }
+                texts.join("\n")
+            }
             other => {
                 return Err(PluginError::invalid(format!(
                     "the Acme API takes text prompts only, not {other:?}"
@@ -101,23 +112,14 @@ impl ApiAdapterPlugin for AcmeAdapter {
             "priority": self.priority,
             "stream": self.stream,
         });
-        Ok(HttpRequest {
-            method: HttpMethod::Post,
-            url: "".into(),
-            headers: vec![Header {
-                name: "content-type".into(),
-                value: "application/json".into(),
-            }]
-            .into(),
-            body: serde_json::to_vec(&body)
-                .map_err(|e| PluginError::invalid(e.to_string()))?
-                .into(),
-            framing: if self.stream {
-                Framing::NdJson
-            } else {
-                Framing::None
-            },
-        })
+        let body = serde_json::to_vec(&body).map_err(|e| PluginError::invalid(e.to_string()))?;
+        // Streamed answers are one JSON object per line.
+        let framing = if self.stream {
+            Framing::NdJson
+        } else {
+            Framing::None
+        };
+        Ok(HttpRequest::json_post(body, framing))
     }
 
     fn new_decoder(&self) -> AcmeDecoder {
@@ -161,6 +163,7 @@ impl From<Stats> for ResponseEvent {
             prompt_tokens: s.input_tokens.into(),
             completion_tokens: s.output_tokens.into(),
             cached_tokens: s.cache_hit_tokens.into(),
+            ext: Default::default(),
         })
     }
 }
@@ -169,7 +172,7 @@ impl From<Stats> for ResponseEvent {
 pub struct AcmeDecoder;
 
 impl ResponseDecoderPlugin for AcmeDecoder {
-    fn decode(&mut self, event: &[u8], out: &mut RVec<ResponseEvent>) -> Result<(), PluginError> {
+    fn decode(&mut self, event: &[u8], out: &mut Vec<ResponseEvent>) -> Result<(), PluginError> {
         if let Ok(line) = serde_json::from_slice::<Line>(event) {
             out.push(match line {
                 Line::Token { token } => ResponseEvent::Output {

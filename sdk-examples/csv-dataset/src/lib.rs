@@ -39,6 +39,8 @@ impl DatasetSourcePlugin for CsvDataset {
     const ID: &'static str = "csv";
     const DESCRIPTION: &'static str =
         "prompts from one column of a CSV file (--dataset-path, --dataset-args column)";
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&["column", "delimiter"]);
+    const OPTIONS_EXAMPLE: &'static str = r#"{"column": "question", "delimiter": ";"}"#;
 
     fn new(config: &DatasetConfig, _tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         let options: Options = config.options()?;

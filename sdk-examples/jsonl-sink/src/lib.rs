@@ -33,6 +33,8 @@ impl ResultSinkPlugin for JsonlSink {
     const ID: &'static str = "jsonl";
     const DESCRIPTION: &'static str =
         "appends one JSON line per request record to a file (options: path)";
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&["path"]);
+    const OPTIONS_EXAMPLE: &'static str = r#"{"path": "records.jsonl"}"#;
 
     fn new(config: &SinkConfig) -> Result<Self, PluginError> {
         let options: Options = config.options()?;

@@ -1,0 +1,157 @@
+//! Extension fields: how a struct of this interface gains fields in a later 0.2 version
+//! without changing its layout.
+//!
+//! A struct that may grow ends in an [`Extensions`] list. A field added later gets a
+//! [`FieldId`] (a number, never reused) and a documented [`FieldValue`] type, plus typed
+//! accessors on the struct; it travels in the list. A side built against an older version
+//! never looks at ids it does not know, and a side built against a newer version reads `None`
+//! from an older one, so either side may be the newer. The list's own layout never changes;
+//! abi_stable checks it like every other type.
+
+use abi_stable::{
+    std_types::{RString, RVec},
+    StableAbi,
+};
+
+/// The number of an extension field. Ids are allocated in [`FieldId`]'s constants and never
+/// reused; a value is only ever written with the type its constant documents.
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FieldId(pub u32);
+
+impl FieldId {
+    /// Test only (`next-interface-check`): a `U64` on `RequestRecord` that no released
+    /// interface has.
+    #[cfg(feature = "next-interface-check")]
+    pub const NEXT_INTERFACE_CHECK: FieldId = FieldId(0xFFFF_0001);
+}
+
+/// The value of an extension field. This enum is closed for good: new fields pick one of these
+/// types (structured values go as `Json`).
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    /// A flag.
+    Bool(bool),
+    /// An unsigned count or id.
+    U64(u64),
+    /// A signed integer.
+    I64(i64),
+    /// A number.
+    F64(f64),
+    /// Text.
+    Str(RString),
+    /// Raw bytes.
+    Bytes(RVec<u8>),
+    /// A list of numbers.
+    F64List(RVec<f64>),
+    /// A list of unsigned integers.
+    U64List(RVec<u64>),
+    /// Structured data as JSON text.
+    Json(RString),
+}
+
+/// One extension field.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct Extension {
+    /// Which field.
+    pub id: FieldId,
+    /// Its value.
+    pub value: FieldValue,
+}
+
+/// The extension fields of one struct value, at most one per id. Empty (and allocation-free)
+/// until a field is set.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Default)]
+pub struct Extensions {
+    fields: RVec<Extension>,
+}
+
+impl Extensions {
+    /// No fields.
+    pub const fn new() -> Self {
+        Extensions {
+            fields: RVec::new(),
+        }
+    }
+
+    /// Whether no field is set.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The value of field `id`, if set.
+    pub fn get(&self, id: FieldId) -> Option<&FieldValue> {
+        self.fields.iter().find(|f| f.id == id).map(|f| &f.value)
+    }
+
+    /// Sets field `id`, replacing an earlier value.
+    pub fn set(&mut self, id: FieldId, value: FieldValue) {
+        match self.fields.iter_mut().find(|f| f.id == id) {
+            Some(f) => f.value = value,
+            None => self.fields.push(Extension { id, value }),
+        }
+    }
+
+    /// Every field that is set, in the order they were first set.
+    pub fn iter(&self) -> impl Iterator<Item = &Extension> {
+        self.fields.iter()
+    }
+
+    /// Field `id` as a `U64`; `None` when unset or of another type.
+    pub fn u64(&self, id: FieldId) -> Option<u64> {
+        match self.get(id) {
+            Some(FieldValue::U64(v)) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// Field `id` as an `F64`; `None` when unset or of another type.
+    pub fn f64(&self, id: FieldId) -> Option<f64> {
+        match self.get(id) {
+            Some(FieldValue::F64(v)) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// Field `id` as a `Str`; `None` when unset or of another type.
+    pub fn str(&self, id: FieldId) -> Option<&str> {
+        match self.get(id) {
+            Some(FieldValue::Str(v)) => Some(v.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Field `id` as a `Bool`; `None` when unset or of another type.
+    pub fn bool(&self, id: FieldId) -> Option<bool> {
+        match self.get(id) {
+            Some(FieldValue::Bool(v)) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_set_once_per_id_and_read_back_typed() {
+        let mut ext = Extensions::new();
+        assert!(ext.is_empty());
+        ext.set(FieldId(7), FieldValue::U64(3));
+        ext.set(FieldId(9), FieldValue::Str("x".into()));
+        ext.set(FieldId(7), FieldValue::U64(4));
+        assert_eq!(ext.iter().count(), 2);
+        assert_eq!(ext.u64(FieldId(7)), Some(4));
+        assert_eq!(ext.str(FieldId(9)), Some("x"));
+        assert_eq!(
+            ext.f64(FieldId(7)),
+            None,
+            "a field of another type reads as None"
+        );
+        assert_eq!(ext.u64(FieldId(8)), None);
+    }
+}
