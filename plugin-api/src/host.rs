@@ -302,23 +302,42 @@ fn check_layouts(
     })
 }
 
-/// One line per layout error: where it is (the path of fields from the root module), the type
-/// it is in, and what differs. abi_stable's own report runs to hundreds of lines.
+/// One line per type that differs: the type, where it is reached from the root module, and
+/// what differs. abi_stable's own report runs to hundreds of lines; an error in a type that
+/// only contains a differing type (a result wrapping it) is left out.
 fn differences(errors: &AbiInstabilityErrors) -> Vec<String> {
-    let mut lines: Vec<String> = errors
+    struct Found {
+        ty: String,
+        trail: Vec<String>,
+        depth: usize,
+        what: Vec<String>,
+    }
+    let generic = |n: &str| {
+        n.is_empty()
+            || n.starts_with("__")
+            || n.starts_with("field_")
+            || ["0", "obj", "vtable", "ptr", "_marker"].contains(&n)
+    };
+    let found: Vec<Found> = errors
         .errors
         .iter()
         .filter(|e| !e.errs.is_empty())
-        .flat_map(|e| {
-            let trail: Vec<String> = e
-                .stack_trace
-                .iter()
-                .map(|step| match &step.found {
+        .map(|e| {
+            let mut trail: Vec<String> = Vec::new();
+            for step in e.stack_trace.iter() {
+                let name = match &step.found {
                     TLFieldOrFunction::Field(f) => f.name().to_string(),
                     TLFieldOrFunction::Function(func) => format!("{}()", func.name),
-                })
-                .filter(|n| !n.is_empty() && !n.starts_with("__") && n != "0")
-                .collect();
+                };
+                // `new_api_adapter` then `new_api_adapter()`: the field holding a function.
+                if generic(&name) || trail.last().is_some_and(|l| format!("{l}()") == name) {
+                    if let Some(last) = trail.last_mut().filter(|l| format!("{l}()") == name) {
+                        *last = name;
+                    }
+                    continue;
+                }
+                trail.push(name);
+            }
             let ty = e
                 .stack_trace
                 .iter()
@@ -328,18 +347,41 @@ fn differences(errors: &AbiInstabilityErrors) -> Vec<String> {
                     TLFieldOrFunction::Function(_) => None,
                 })
                 .unwrap_or_else(|| type_name(errors.interface));
-            let at = if trail.is_empty() {
-                String::new()
-            } else {
-                format!(" (at {})", trail.join("."))
-            };
-            e.errs
-                .iter()
-                .map(move |what| format!("type `{ty}`{at}: {}", describe(what)))
+            Found {
+                ty,
+                trail,
+                depth: e.stack_trace.len(),
+                what: e.errs.iter().map(describe).collect(),
+            }
         })
         .collect();
-    lines.dedup();
-    lines.truncate(8);
+    let mut lines: Vec<String> = Vec::new();
+    for (i, f) in found.iter().enumerate() {
+        let contains_another = found
+            .iter()
+            .enumerate()
+            .any(|(j, g)| j != i && g.depth > f.depth && g.trail.starts_with(&f.trail));
+        if contains_another {
+            continue;
+        }
+        let at = if f.trail.is_empty() {
+            String::new()
+        } else {
+            format!(" (reached through {})", f.trail.join(" > "))
+        };
+        let mut what = f.what.clone();
+        what.dedup();
+        if what.len() > 3 {
+            let more = what.len() - 3;
+            what.truncate(3);
+            what.push(format!("{more} more"));
+        }
+        let line = format!("type `{}`{at}: {}", f.ty, what.join("; "));
+        if !lines.contains(&line) {
+            lines.push(line);
+        }
+    }
+    lines.truncate(6);
     if lines.is_empty() {
         lines.push(
             errors

@@ -2,55 +2,12 @@
 //! against perf's simulator (`perf serve-mock`) with perf's adapter, and with the official
 //! `dashscope` and `openai` Python clients to show the simulator speaks the real protocols.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use perf_tests::{perf_bin, py_clients_python, text};
+use perf_tests::{perf_bin, py_clients_python, text, Simulator};
 use rusqlite::Connection;
 use serde_json::Value;
-
-/// `perf serve-mock` on a free port (TTFT 40 ms, 10 ms a token); stopped when dropped.
-struct Simulator {
-    child: Child,
-    port: u16,
-}
-
-impl Simulator {
-    fn start(extra: &[&str]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let child = Command::new(perf_bin())
-            .args(["serve-mock", "--port", &port.to_string()])
-            .args(["--mock-ttft-ms", "40", "--mock-tpot-ms", "10"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("serve-mock starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "serve-mock did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Simulator { child, port }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Simulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const DASHSCOPE_TEXT: &str = "/api/v1/services/aigc/text-generation/generation";
 const DASHSCOPE_MULTIMODAL: &str = "/api/v1/services/aigc/multimodal-generation/generation";

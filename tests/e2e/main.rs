@@ -4,6 +4,7 @@ mod apis;
 mod datasets;
 mod engine;
 mod hub;
+mod interface;
 mod keepalive;
 mod local_vllm;
 mod plugins;

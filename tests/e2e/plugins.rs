@@ -367,24 +367,6 @@ fn an_incompatible_interface_version_says_what_to_rebuild_against() {
 }
 
 #[test]
-fn a_layout_mismatch_is_named_with_the_differing_types() {
-    let lib = cdylib("altered-interface-plugin");
-    let err = load_failure(&["--plugin", lib.to_str().expect("utf-8")]);
-    let v = perf_plugin_api::INTERFACE_VERSION;
-    assert!(
-        err.contains(&format!(
-            "plugin {}: the library says perf-plugin-api {v} and this perf implements {v}, but their types differ",
-            lib.display()
-        )),
-        "{err}"
-    );
-    assert!(
-        err.contains("PluginLibrary") && err.contains("AlteredLibrary"),
-        "{err}"
-    );
-}
-
-#[test]
 fn a_duplicate_plugin_id_names_both_libraries() {
     let lib = cdylib("csv-dataset");
     let dir = tempfile::tempdir().expect("tempdir");

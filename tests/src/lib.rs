@@ -5,8 +5,10 @@
 //! first), so the `.so` files under test are the real ones from `sdk-examples/` and
 //! `tests/fixtures/`.
 
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The cargo target directory of the running test (`target/debug`).
 pub fn target_dir() -> PathBuf {
@@ -27,6 +29,36 @@ pub fn perf_bin() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A library or program that `scripts/build-fixtures` built under `target/fixtures/` (the
+/// plugin-interface fixtures outside the workspace): `libvendor_plugin.so`, ...
+pub fn fixture_artifact(file: &str) -> PathBuf {
+    let file = match file.strip_prefix("lib").and_then(|f| f.strip_suffix(".so")) {
+        Some(stem) => format!(
+            "{}{stem}{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        ),
+        None => file.to_string(),
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/fixtures/debug")
+        .join(file);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-fixtures (scripts/test does) before the tests",
+        path.display()
+    );
+    path
+}
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repository")
+        .to_path_buf()
 }
 
 /// The dynamic library built from the workspace crate `crate_name`.
@@ -111,4 +143,48 @@ pub fn py_clients_python() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// `perf serve-mock` on a free port (TTFT 40 ms, 10 ms a token); stopped when dropped.
+pub struct Simulator {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Simulator {
+    /// Starts it with `extra` flags.
+    pub fn start(extra: &[&str]) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new(perf_bin())
+            .args(["serve-mock", "--port", &port.to_string()])
+            .args(["--mock-ttft-ms", "40", "--mock-tpot-ms", "10"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve-mock starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "serve-mock did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Simulator { child, port }
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -143,6 +143,7 @@ impl ApiAdapterPlugin for DashScopeAdapter {
         "DashScope native text and multimodal generation (input/parameters body, X-DashScope-SSE streaming)";
     // The generation endpoints take chat messages; the --url names the endpoint in full.
     const PROMPT_FORM: PromptForm = PromptForm::Chat;
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
     type Decoder = DashScopeDecoder;
 
     fn new(config: &ApiConfig) -> Result<Self, PluginError> {
