@@ -22,3 +22,15 @@ pub async fn first_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// From now on Ctrl-C and SIGTERM do what they do by default: end the process at once (the
+/// last resort after two interrupts, when writing the results takes too long).
+pub fn default_from_now_on() {
+    #[cfg(unix)]
+    // SAFETY: resetting a signal's disposition to the default is async-signal-safe and
+    // affects nothing else in the process.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+    }
+}

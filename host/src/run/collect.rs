@@ -3,12 +3,15 @@
 //! bar and logs the running summary; nothing here runs on the threads that time requests.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often the collector drains the record channel.
 const POLL: Duration = Duration::from_millis(2);
+
+/// Records that may wait for the collector (about a second of the fastest runs); past it,
+/// workers wait to hand theirs over.
+pub const RECORD_QUEUE: usize = 16_384;
 
 /// How often sinks get the running summary.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
@@ -17,6 +20,8 @@ use indicatif::ProgressBar;
 use perf_plugin_api::sdk::TokenizerPlugin;
 use perf_plugin_api::{NamedValue, RVec, RunSnapshot};
 use serde_json::Value;
+
+use tokio::sync::mpsc::{error::TryRecvError, Receiver};
 
 use super::sinks::{SinkEvent, SinkSender};
 use crate::aggregate::{derive, RunStats};
@@ -76,7 +81,7 @@ impl Collector {
     /// It polls instead of blocking in `recv`: a blocked receiver makes every send wake this
     /// thread (a futex call and a context switch per request, on the cores that time
     /// requests); draining every few milliseconds costs nothing per request.
-    pub fn run(mut self, records: Receiver<RawRecord>) -> Collected {
+    pub fn run(mut self, mut records: Receiver<RawRecord>) -> Collected {
         let mut db_error = None;
         let mut warmup = 0;
         let mut measured = 0u64;

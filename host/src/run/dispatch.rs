@@ -10,12 +10,11 @@
 //!
 //! Every request goes through `worker::execute`; records go to the collector thread.
 
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use perf_plugin_api::DatasetItem;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, Sender};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -274,6 +273,6 @@ impl Worker {
             job.intended = Instant::now();
         }
         let record = execute(&self.exchange, job, &self.abort).await;
-        self.records.send(record).is_ok()
+        self.records.send(record).await.is_ok()
     }
 }

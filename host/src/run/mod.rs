@@ -47,7 +47,7 @@ fn watch_signals(rt: &tokio::runtime::Runtime) -> Interrupt {
         crate::signals::first_signal().await;
         s.cancel();
         log::warn(format!(
-            "interrupted: sending nothing new; in-flight requests get {GRACE:?} to finish, then the results so far are written (interrupt again to quit at once)"
+            "interrupted: sending nothing new; in-flight requests get {GRACE:?} to finish, then the results so far are written (interrupt again to cancel them now)"
         ));
         let a2 = a.clone();
         tokio::spawn(async move {
@@ -55,9 +55,12 @@ fn watch_signals(rt: &tokio::runtime::Runtime) -> Interrupt {
             a2.cancel();
         });
         crate::signals::first_signal().await;
+        log::warn(
+            "interrupted again: cancelling the requests in flight; the results so far are written (a third interrupt quits at once)",
+        );
         crate::local_vllm::kill_all();
-        log::flush();
-        std::process::exit(INTERRUPTED);
+        a.cancel();
+        crate::signals::default_from_now_on();
     });
     Interrupt { stop, abort }
 }

@@ -189,7 +189,9 @@ impl Session<'_> {
         offset: u64,
         collector: Collector,
     ) -> anyhow::Result<(Collected, Option<String>)> {
-        let (tx, rx) = std::sync::mpsc::channel();
+        // Bounded: if the collector falls behind (a stalled disk), workers wait to hand over
+        // their records instead of memory growing without limit.
+        let (tx, rx) = tokio::sync::mpsc::channel(super::collect::RECORD_QUEUE);
         let collecting = std::thread::Builder::new()
             .name("perf-collect".into())
             .spawn(move || collector.run(rx))

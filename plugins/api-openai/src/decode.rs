@@ -8,7 +8,15 @@
 
 use std::borrow::Cow;
 
-use crate::frame::Message;
+use crate::frame::{Frame, Message};
+
+/// Reads `event`: the fast scanner first, serde when the scanner declines.
+fn read(event: &[u8]) -> Result<Frame<'_>, serde_json::Error> {
+    match crate::scan::frame(event) {
+        Some(frame) => Ok(frame),
+        None => serde_json::from_slice(event),
+    }
+}
 use perf_plugin_api::sdk::ResponseDecoderPlugin;
 use perf_plugin_api::{OutputKind, PluginError, ROption, ResponseEvent, Usage};
 
@@ -54,7 +62,7 @@ fn push_message(out: &mut Vec<ResponseEvent>, m: &Message<'_>) -> bool {
 
 impl ResponseDecoderPlugin for OpenAiDecoder {
     fn decode(&mut self, event: &[u8], out: &mut Vec<ResponseEvent>) -> Result<(), PluginError> {
-        let frame = crate::frame::read(event)
+        let frame = read(event)
             .map_err(|e| PluginError::invalid(format!("not an OpenAI JSON object: {e}")))?;
         if frame.error.is_some() || frame.object.as_deref() == Some("error") {
             let text = String::from_utf8_lossy(event);

@@ -1,5 +1,6 @@
-//! The parts of an OpenAI-compatible response object the decoder reads, and the two ways of
-//! reading them: [`scan`](crate::scan) for the common shapes, serde for everything else.
+//! The parts of an OpenAI-compatible response object the decoder reads. Two readers fill them
+//! (the decoder tries the first, then the second): the scanner of `scan.rs` for the common
+//! shapes, serde's derived `Deserialize` for everything else.
 //!
 //! Unknown members are ignored (servers add their own); a member of the wrong type, a
 //! duplicate member, or anything that is not JSON makes the whole object unreadable, exactly as
@@ -86,12 +87,4 @@ pub(crate) struct UsageJson {
 pub(crate) struct PromptDetails {
     #[serde(default)]
     pub cached_tokens: Option<u64>,
-}
-
-/// Reads `event`: the fast scanner first, serde when the scanner declines.
-pub(crate) fn read(event: &[u8]) -> Result<Frame<'_>, serde_json::Error> {
-    match crate::scan::frame(event) {
-        Some(frame) => Ok(frame),
-        None => serde_json::from_slice(event),
-    }
 }
