@@ -4,8 +4,9 @@
 //! here so tests can call it in process. The flow of a run: `cli` (raw flags) -> `plan`
 //! (validated run plan) -> `schedule` (when each request goes) -> `worker` (sending, timing,
 //! framing, decoding) -> `aggregate` (statistics) -> `output` (files, console, sinks).
-//! `plugin_host` owns the registry of plugins; `server` is the built-in OpenAI-compatible
-//! simulator.
+//! `plugin_host` owns the registry of plugins. The built-in server (the simulator, and the
+//! server of `--api local`) is the crate `perf-server`; the clocks both sides stamp with are
+//! `perf-timing`.
 
 pub mod aggregate;
 mod builtins;
@@ -22,7 +23,6 @@ pub mod plan;
 pub mod plugin_host;
 pub mod run;
 pub mod schedule;
-pub mod server;
 pub mod signals;
 pub mod tokenizer;
 pub mod transport;

@@ -18,8 +18,8 @@ use perf_plugin_api::{FinishReason, GenerateRequest, SamplingParams};
 use tokio::sync::mpsc;
 
 use crate::plugin_host::LocalModel;
-use crate::server::{Backend, CompletionRequest, Generation, Piece, Rejection};
 use crate::tokenizer::HostTokenizer;
+use perf_server::{Backend, CompletionRequest, Generation, Piece, Rejection};
 
 /// The backend library's file name on this platform.
 pub fn library_name() -> String {

@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use perf_plugin_api::{FailureKind, RString, RequestRecord, RequestTimes};
 
-use crate::server::EpochClock;
 use crate::worker::RawRecord;
+use perf_timing::EpochClock;
 
 fn secs(later: Instant, earlier: Instant) -> f64 {
     later.saturating_duration_since(earlier).as_secs_f64()

@@ -467,8 +467,8 @@ fn microseconds() -> Histogram<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::EpochClock;
     use perf_plugin_api::{FailureKind, Usage};
+    use perf_timing::EpochClock;
     use std::time::{Duration, Instant};
 
     /// A streamed request sent at `start_ms` with output events at `outputs_ms` (after

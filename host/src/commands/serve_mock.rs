@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::cli::ServeMockArgs;
-use crate::server::{self, mock::MockBackend};
+use perf_server::MockBackend;
 
 /// Serves until interrupted; prints the address it listens on.
 pub fn run(args: &ServeMockArgs) -> anyhow::Result<i32> {
@@ -21,8 +21,8 @@ pub fn run(args: &ServeMockArgs) -> anyhow::Result<i32> {
             })?;
         let addr = listener.local_addr()?;
         println!("perf mock server listening on http://{addr}");
-        let backend = Arc::new(MockBackend::new(args.mock.clone()));
-        server::serve(
+        let backend = Arc::new(MockBackend::new(crate::plan::simulator(&args.mock)));
+        perf_server::serve(
             listener,
             backend,
             args.mock.mock_log.as_deref(),

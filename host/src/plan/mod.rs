@@ -274,6 +274,21 @@ fn api_config(
     })
 }
 
+/// The simulator's configuration from its flags (`--api mock`, `perf serve-mock`).
+pub fn simulator(m: &MockArgs) -> perf_server::SimulatorConfig {
+    perf_server::SimulatorConfig {
+        ttft_ms: m.mock_ttft_ms,
+        tpot_ms: m.mock_tpot_ms,
+        output_tokens: m.mock_output_tokens,
+        tokens_per_chunk: m.mock_tokens_per_chunk,
+        capacity: m.mock_capacity,
+        fail_every: m.mock_fail_every,
+        fail_status: m.mock_fail_status,
+        drop_every: m.mock_drop_every,
+        malformed_every: m.mock_malformed_every,
+    }
+}
+
 /// The local model backend's options: `--api-args` and `--attn-implementation`.
 fn local_options(a: &RunArgs) -> anyhow::Result<Value> {
     let mut options = match optional_object(&a.api_args, "--api-args")? {

@@ -26,9 +26,9 @@ use tokio::sync::mpsc::{error::TryRecvError, Receiver};
 use super::sinks::{SinkEvent, SinkSender};
 use crate::aggregate::{derive, RunStats};
 use crate::output::{db::ResultDb, log, object};
-use crate::server::EpochClock;
 use crate::tokenizer::HostTokenizer;
 use crate::worker::RawRecord;
+use perf_timing::EpochClock;
 
 /// What the collector needs.
 pub struct Collector {

@@ -23,9 +23,10 @@ use crate::output::console::{self, RunOutcome};
 use crate::output::log;
 use crate::plan::{redacted_url, PromptPlan, RunPlan};
 use crate::plugin_host::PluginRegistry;
-use crate::server::{self, mock::MockBackend, EpochClock};
 use crate::tokenizer::HostTokenizer;
 use crate::worker::Exchange;
+use perf_server::MockBackend;
+use perf_timing::EpochClock;
 use sinks::{SinkEvent, SinkHub};
 
 /// How long in-flight requests may finish after the first Ctrl-C.
@@ -181,15 +182,15 @@ fn open_output(plan: &RunPlan) -> anyhow::Result<()> {
 fn start_simulator(
     plan: &RunPlan,
     mut url: reqwest::Url,
-) -> anyhow::Result<(reqwest::Url, Option<server::ServerHandle>)> {
+) -> anyhow::Result<(reqwest::Url, Option<perf_server::ServerHandle>)> {
     let Some(mock) = &plan.mock else {
         return Ok((url, None));
     };
     let port = url.port().unwrap_or(8877);
-    let handle = server::spawn(
+    let handle = perf_server::spawn(
         "127.0.0.1",
         port,
-        Arc::new(MockBackend::new(mock.clone())),
+        Arc::new(MockBackend::new(crate::plan::simulator(mock))),
         mock.mock_log.clone(),
         1,
     )
@@ -208,7 +209,7 @@ fn start_local(
     plan: &RunPlan,
     registry: &PluginRegistry,
     mut url: reqwest::Url,
-) -> anyhow::Result<(reqwest::Url, Option<server::ServerHandle>)> {
+) -> anyhow::Result<(reqwest::Url, Option<perf_server::ServerHandle>)> {
     let Some((port, options)) = &plan.local else {
         return Ok((url, None));
     };
@@ -231,7 +232,7 @@ fn start_local(
         .local_model(&id, &dir.to_string_lossy(), &config)
         .map_err(|e| usage(e.to_string()))?;
     let backend = crate::local_model::LocalBackend::new(model, tokenizer, plan.api.model.clone());
-    let handle = server::spawn("127.0.0.1", *port, Arc::new(backend), None, 2).map_err(|e| {
+    let handle = perf_server::spawn("127.0.0.1", *port, Arc::new(backend), None, 2).map_err(|e| {
         usage(format!(
             "cannot start the local model server on 127.0.0.1:{port}: {e}; pick a free port with --port"
         ))

@@ -19,8 +19,8 @@ use crate::error::usage;
 use crate::output::console::{self, RunOutcome};
 use crate::output::{db::ResultDb, log, object, write_json};
 use crate::plan::{PromptPlan, RunPlan, RunSpec};
-use crate::server::EpochClock;
 use crate::tokenizer::HostTokenizer;
+use perf_timing::EpochClock;
 
 fn progress(label: &str, n: u64) -> ProgressBar {
     let bar = ProgressBar::new(n);

@@ -1,5 +1,5 @@
 //! The timed transport for plain `http://` endpoints: hyper's HTTP/1.1 connection API over
-//! [`socket::TimedStream`], with a lock-free pool of keep-alive connections.
+//! [`perf_timing::TimedStream`], with a lock-free pool of keep-alive connections.
 //!
 //! Why not reqwest here: reqwest's connector output is sealed, so nothing can see the socket.
 //! Measured on one client core with 1,000 concurrent streams (bench/compare.py), stamping
@@ -7,8 +7,6 @@
 //! against the server's timestamps). Here each request drives its own connection in its own
 //! task (one task hop per chunk instead of two) and every read carries the kernel's receive
 //! time. reqwest still serves https and proxied endpoints.
-
-pub mod socket;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,7 +18,7 @@ use bytes::Bytes;
 use crossbeam_queue::SegQueue;
 use http_body_util::Full;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
-use socket::{ReadClock, TimedStream};
+use perf_timing::{ReadClock, TimedStream};
 
 /// A connection: the request handle, the connection future that does its I/O, and its clock.
 pub struct Conn {

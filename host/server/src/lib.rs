@@ -9,6 +9,9 @@
 //! model the same way. The server can log its own timestamps (request received, generation
 //! started, every chunk handed to the connection) so a client's numbers can be checked
 //! against the server's.
+//!
+//! A crate of its own: it depends on neither perf's command line nor its client, only on the
+//! clocks it shares with the client (`perf-timing`).
 
 mod dashscope;
 mod embeddings;
@@ -16,10 +19,11 @@ pub mod mock;
 mod protocol;
 mod responses;
 
+pub use mock::{MockBackend, SimulatorConfig};
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
@@ -32,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use protocol::CompletionRequest;
 
-use crate::transport::socket::{ReadClock, TimedStream};
+use perf_timing::{EpochClock, ReadClock, TimedStream};
 
 /// What a backend produces, in order, for one generation.
 #[derive(Debug)]
@@ -80,43 +84,6 @@ pub trait Backend: Send + Sync + 'static {
     fn model(&self) -> &str;
     /// Starts a generation; the pieces arrive on the returned channel.
     fn start(&self, request: &CompletionRequest) -> Result<Generation, Rejection>;
-}
-
-/// Converts monotonic instants to Unix-epoch seconds with one anchor.
-#[derive(Debug, Clone, Copy)]
-pub struct EpochClock {
-    anchor: Instant,
-    anchor_unix_s: f64,
-}
-
-impl EpochClock {
-    /// Anchors now.
-    pub fn new() -> Self {
-        let anchor = Instant::now();
-        let anchor_unix_s = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        EpochClock {
-            anchor,
-            anchor_unix_s,
-        }
-    }
-
-    /// `t` in seconds since the Unix epoch.
-    pub fn unix_s(&self, t: Instant) -> f64 {
-        if t >= self.anchor {
-            self.anchor_unix_s + (t - self.anchor).as_secs_f64()
-        } else {
-            self.anchor_unix_s - (self.anchor - t).as_secs_f64()
-        }
-    }
-}
-
-impl Default for EpochClock {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;

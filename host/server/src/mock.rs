@@ -15,7 +15,45 @@ use hyper::StatusCode;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::{Backend, CompletionRequest, Generation, Piece, Rejection};
-use crate::cli::MockArgs;
+
+/// How the simulator behaves.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SimulatorConfig {
+    /// Time to first token, in milliseconds.
+    pub ttft_ms: f64,
+    /// Time per output token after the first, in milliseconds.
+    pub tpot_ms: f64,
+    /// Output length in tokens (capped by the request's `max_tokens`).
+    pub output_tokens: u32,
+    /// Tokens per streamed chunk.
+    pub tokens_per_chunk: u32,
+    /// Concurrent slots; requests beyond it queue (0 = unlimited).
+    pub capacity: usize,
+    /// Every Nth request gets an HTTP error (0 = never).
+    pub fail_every: u64,
+    /// The status of injected HTTP errors.
+    pub fail_status: u16,
+    /// Every Nth streamed request has its connection dropped mid-stream (0 = never).
+    pub drop_every: u64,
+    /// Every Nth streamed request gets one malformed chunk (0 = never).
+    pub malformed_every: u64,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            ttft_ms: 50.0,
+            tpot_ms: 5.0,
+            output_tokens: 64,
+            tokens_per_chunk: 1,
+            capacity: 0,
+            fail_every: 0,
+            fail_status: 500,
+            drop_every: 0,
+            malformed_every: 0,
+        }
+    }
+}
 
 const WORDS: [&str; 16] = [
     " the", " quick", " brown", " fox", " jumps", " over", " a", " lazy", " dog", " while",
@@ -24,20 +62,19 @@ const WORDS: [&str; 16] = [
 
 /// The simulator.
 pub struct MockBackend {
-    config: MockArgs,
+    config: SimulatorConfig,
     slots: Option<Arc<Semaphore>>,
 }
 
 impl MockBackend {
     /// A simulator with `config`.
-    pub fn new(config: MockArgs) -> Self {
-        let slots =
-            (config.mock_capacity > 0).then(|| Arc::new(Semaphore::new(config.mock_capacity)));
+    pub fn new(config: SimulatorConfig) -> Self {
+        let slots = (config.capacity > 0).then(|| Arc::new(Semaphore::new(config.capacity)));
         MockBackend { config, slots }
     }
 
     fn output_tokens(&self, req: &CompletionRequest) -> (u32, &'static str) {
-        let natural = self.config.mock_output_tokens;
+        let natural = self.config.output_tokens;
         let mut n = if req.ignore_eos {
             req.max_tokens.unwrap_or(natural)
         } else {
@@ -75,24 +112,24 @@ impl Backend for MockBackend {
 
     fn start(&self, req: &CompletionRequest) -> Result<Generation, Rejection> {
         let c = &self.config;
-        if every(c.mock_fail_every, req.sequence) {
+        if every(c.fail_every, req.sequence) {
             return Err(Rejection {
-                status: StatusCode::from_u16(c.mock_fail_status)
+                status: StatusCode::from_u16(c.fail_status)
                     .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 message: format!(
                     "injected failure (request {}, --mock-fail-every {})",
-                    req.sequence, c.mock_fail_every
+                    req.sequence, c.fail_every
                 ),
             });
         }
         let (n_tokens, finish_reason) = self.output_tokens(req);
         let script = Script {
             n_tokens,
-            per_chunk: c.mock_tokens_per_chunk.max(1),
-            ttft: Duration::from_secs_f64(c.mock_ttft_ms.max(0.0) / 1000.0),
-            tpot: Duration::from_secs_f64(c.mock_tpot_ms.max(0.0) / 1000.0),
-            drop: req.stream && every(c.mock_drop_every, req.sequence),
-            malformed: req.stream && every(c.mock_malformed_every, req.sequence),
+            per_chunk: c.tokens_per_chunk.max(1),
+            ttft: Duration::from_secs_f64(c.ttft_ms.max(0.0) / 1000.0),
+            tpot: Duration::from_secs_f64(c.tpot_ms.max(0.0) / 1000.0),
+            drop: req.stream && every(c.drop_every, req.sequence),
+            malformed: req.stream && every(c.malformed_every, req.sequence),
             finish_reason,
         };
         let rx = script.start(self.slots.clone());
