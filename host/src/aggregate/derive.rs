@@ -95,10 +95,30 @@ pub fn tokens(raw: &RawRecord) -> Tokens {
     }
 }
 
-/// The record of `raw` in run `run_index`, timestamps converted with `clock`.
-pub fn record(raw: &RawRecord, run_index: u32, clock: &EpochClock) -> RequestRecord {
+/// One measured request as every output sees it, derived once: the record of the plugin
+/// interface (what sinks receive), the raw record it came from (what the database also
+/// keeps), and where its token counts came from.
+pub struct Derived {
+    /// The record sinks receive.
+    pub record: RequestRecord,
+    /// What the worker saw.
+    pub raw: RawRecord,
+    /// Its token counts.
+    pub tokens: Tokens,
+}
+
+/// `raw` in run `run_index`, timestamps converted with `clock`.
+pub fn derive(raw: RawRecord, run_index: u32, clock: &EpochClock) -> Derived {
+    let tokens = tokens(&raw);
+    Derived {
+        record: record(&raw, tokens, run_index, clock),
+        raw,
+        tokens,
+    }
+}
+
+fn record(raw: &RawRecord, t: Tokens, run_index: u32, clock: &EpochClock) -> RequestRecord {
     let success = raw.success();
-    let t = tokens(raw);
     let latency = raw
         .last_event
         .filter(|_| success)

@@ -10,8 +10,6 @@
 //! - in `--rate` mode without a concurrency cap, the p99 dispatch lag exceeded
 //!   [`LAG_SATURATED_MS`]: the requested arrival schedule was not met.
 
-use serde_json::{json, Value};
-
 /// CPU use, as a fraction of the available cores, from which a run counts as client-bound.
 pub const CPU_SATURATED: f64 = 0.90;
 /// p99 event-loop delay, in milliseconds, from which a run whose reads are stamped in-task
@@ -62,21 +60,15 @@ impl ClientLoad {
     }
 
     /// The summary keys of the client's load.
-    pub fn push_keys(&self, s: &mut Vec<(String, Value)>) {
+    pub fn fill(&self, s: &mut super::Summary) {
         let round = |v: f64, d: i32| (v * 10f64.powi(d)).round() / 10f64.powi(d);
         if let (Some(cpu), Some(util)) = (self.cpu_seconds, self.util_percent()) {
-            s.push(("Client CPU (s)".into(), json!(round(cpu, 4))));
-            s.push(("Client CPU Util (%)".into(), json!(round(util, 2))));
+            s.client_cpu_s = Some(round(cpu, 4));
+            s.client_cpu_util_percent = Some(round(util, 2));
         }
         if let Some(d) = self.loop_delay {
-            s.push((
-                "Event Loop Delay P99 (ms)".into(),
-                json!(round(d.p99_ms, 3)),
-            ));
-            s.push((
-                "Event Loop Delay Max (ms)".into(),
-                json!(round(d.max_ms, 3)),
-            ));
+            s.loop_delay_p99_ms = Some(round(d.p99_ms, 3));
+            s.loop_delay_max_ms = Some(round(d.max_ms, 3));
         }
     }
 

@@ -10,17 +10,17 @@
 
 pub mod derive;
 pub mod load;
+pub mod summary;
 
 pub use load::{ClientLoad, LoopDelay};
+pub use summary::{metric, PercentileRow, Percentiles, Summary};
 
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
-use perf_plugin_api::{ROption, RequestRecord};
-use serde_json::{json, Value};
+use perf_plugin_api::ROption;
 
-use crate::output::db::ResultDb;
-use crate::worker::RawRecord;
+use derive::Derived;
 
 /// The percentile rows of `benchmark_percentile.json`.
 pub const PERCENTILES: [(&str, f64); 11] = [
@@ -146,7 +146,8 @@ impl RunStats {
     }
 
     /// Adds one measured request.
-    pub fn add(&mut self, rec: &RequestRecord, raw: &RawRecord) {
+    pub fn add(&mut self, d: &Derived) {
+        let (rec, raw) = (&d.record, &d.raw);
         self.malformed += u64::from(raw.malformed_chunks);
         self.retried += u64::from(raw.retries);
         if derive::cancelled(raw) {
@@ -167,7 +168,7 @@ impl RunStats {
         }
         if rec.tokens_estimated {
             self.estimated += 1;
-        } else if derive::tokens(raw).client {
+        } else if d.tokens.client {
             self.client_counted += 1;
         }
         if !rec.success {
@@ -232,83 +233,53 @@ impl RunStats {
         self
     }
 
-    /// `benchmark_summary.json`: evalscope's keys in evalscope's order, then perf's extras.
-    pub fn summary(&self, load: Option<ClientLoad>) -> Vec<(String, Value)> {
+    /// `benchmark_summary.json` (see [`Summary`] for the keys), with the client's load when
+    /// the run is over.
+    pub fn summary(&self, load: Option<ClientLoad>) -> Summary {
         let w = self.wall_s();
         let per_s = |x: f64| if w > 0.0 { x / w } else { 0.0 };
         let sum_prompt = self.prompt.sum;
         let sum_completion = self.completion.sum;
         let ttft = self.ttft();
         let ms = |v: f64| if v < 0.0 { -1.0 } else { round(v * 1000.0, 2) };
-        let mut s: Vec<(String, Value)> = vec![
-            ("Test Duration (s)".into(), json!(round(w, 4))),
-            ("Concurrency".into(), json!(self.parallel)),
-            ("Request Rate (req/s)".into(), json!(self.rate)),
-            ("Total Requests".into(), json!(self.total)),
-            ("Success Requests".into(), json!(self.ok)),
-            ("Failed Requests".into(), json!(self.total - self.ok)),
-            ("Stream Requests".into(), json!(self.streamed)),
-            ("Non-Stream Requests".into(), json!(self.ok - self.streamed)),
-            (
-                "Req Throughput (req/s)".into(),
-                json!(round(per_s(self.ok as f64), 4)),
-            ),
-            (
-                "Avg Latency (s)".into(),
-                json!(round(mean(self.latency.sum, self.ok), 4)),
-            ),
-            (
-                "Avg Input Tokens".into(),
-                json!(round(mean(sum_prompt, self.ok), 4)),
-            ),
-            (
-                "Output Throughput (tok/s)".into(),
-                json!(round(per_s(sum_completion), 4)),
-            ),
-            (
-                "Total Throughput (tok/s)".into(),
-                json!(round(per_s(sum_prompt + sum_completion), 4)),
-            ),
-            ("Avg TTFT (ms)".into(), json!(ms(mean(ttft.sum, ttft.n)))),
-            (
-                "Avg TPOT (ms)".into(),
-                json!(ms(if self.tpot.n == 0 {
-                    0.0
-                } else {
-                    mean(self.tpot.sum, self.tpot.n)
-                })),
-            ),
-            (
-                "Avg ITL (ms)".into(),
-                json!(ms(mean(self.itl_sum_s, self.itl_count))),
-            ),
-            (
-                "Avg Output Tokens".into(),
-                json!(round(mean(sum_completion, self.ok), 4)),
-            ),
-        ];
+        let mut s = Summary {
+            duration_s: round(w, 4),
+            concurrency: self.parallel,
+            request_rate: self.rate,
+            total: self.total,
+            succeeded: self.ok,
+            failed: self.total - self.ok,
+            streamed: self.streamed,
+            non_streamed: self.ok - self.streamed,
+            req_per_s: round(per_s(self.ok as f64), 4),
+            avg_latency_s: round(mean(self.latency.sum, self.ok), 4),
+            avg_input_tokens: round(mean(sum_prompt, self.ok), 4),
+            output_tok_per_s: round(per_s(sum_completion), 4),
+            total_tok_per_s: round(per_s(sum_prompt + sum_completion), 4),
+            avg_ttft_ms: ms(mean(ttft.sum, ttft.n)),
+            avg_tpot_ms: ms(if self.tpot.n == 0 {
+                0.0
+            } else {
+                mean(self.tpot.sum, self.tpot.n)
+            }),
+            avg_itl_ms: ms(mean(self.itl_sum_s, self.itl_count)),
+            avg_output_tokens: round(mean(sum_completion, self.ok), 4),
+            ..Summary::default()
+        };
         if self.input_only {
             // evalscope divides by the summed latencies, which under concurrency is a
             // per-stream speed; the honest figure divides by the run's wall time.
-            s.push((
-                "Input Throughput (tok/s)".into(),
-                json!(round(per_s(sum_prompt), 4)),
-            ));
-            s.push((
-                "Input Throughput per Stream (evalscope) (tok/s)".into(),
-                json!(round(
-                    if self.latency.sum > 0.0 {
-                        sum_prompt / self.latency.sum
-                    } else {
-                        0.0
-                    },
-                    4
-                )),
-            ));
+            s.input_tok_per_s = Some(round(per_s(sum_prompt), 4));
+            let per_stream = if self.latency.sum > 0.0 {
+                sum_prompt / self.latency.sum
+            } else {
+                0.0
+            };
+            s.input_tok_per_s_per_stream = Some(round(per_stream, 4));
         }
         if self.cache_reported && self.cached_prompt_tokens > 0 {
             let rate = 100.0 * self.cached_tokens as f64 / self.cached_prompt_tokens as f64;
-            s.push(("KV Cache Hit Rate (%)".into(), json!(round(rate, 4))));
+            s.kv_cache_hit_rate = Some(round(rate, 4));
         }
         self.extras(&mut s, load);
         s
@@ -326,51 +297,33 @@ impl RunStats {
         load.saturation(self.paced_lag_p99_ms())
     }
 
-    fn extras(&self, s: &mut Vec<(String, Value)>, load: Option<ClientLoad>) {
+    fn extras(&self, s: &mut Summary, load: Option<ClientLoad>) {
         let lag = &self.dispatch_lag;
         let ms = |v: Option<f64>| v.map_or(-1.0, |x| round(x * 1000.0, 2));
         let some_lag = |v: f64| (lag.n > 0).then_some(v);
-        s.push((
-            "Avg TTFB (ms)".into(),
-            json!(ms(
-                (self.ttfb_count > 0).then(|| self.ttfb_sum_s / self.ttfb_count as f64)
-            )),
+        s.avg_ttfb_ms = ms((self.ttfb_count > 0).then(|| self.ttfb_sum_s / self.ttfb_count as f64));
+        s.avg_dispatch_lag_ms = ms(some_lag(lag.sum / lag.n.max(1) as f64));
+        s.p99_dispatch_lag_ms = ms(some_lag(
+            self.dispatch_lag_us.value_at_quantile(0.99) as f64 / 1e6,
         ));
-        s.push((
-            "Avg Dispatch Lag (ms)".into(),
-            json!(ms(some_lag(lag.sum / lag.n.max(1) as f64))),
-        ));
-        s.push((
-            "P99 Dispatch Lag (ms)".into(),
-            json!(ms(some_lag(
-                self.dispatch_lag_us.value_at_quantile(0.99) as f64 / 1e6
-            ))),
-        ));
-        s.push((
-            "Max Dispatch Lag (ms)".into(),
-            json!(ms(some_lag(self.dispatch_lag_max_s))),
-        ));
+        s.max_dispatch_lag_ms = ms(some_lag(self.dispatch_lag_max_s));
         if let Some(load) = load {
-            load.push_keys(s);
-            let saturated = !self.saturation(&load).is_empty();
-            s.push(("Client Saturated".into(), json!(saturated)));
+            load.fill(s);
+            s.client_saturated = Some(!self.saturation(&load).is_empty());
         }
-        s.push(("Malformed Chunks".into(), json!(self.malformed)));
-        s.push(("Interrupted Requests".into(), json!(self.cancelled)));
-        s.push(("Estimated Token Counts".into(), json!(self.estimated)));
-        s.push((
-            "Client-Counted Token Counts".into(),
-            json!(self.client_counted),
-        ));
-        s.push(("Reused-Connection Retries".into(), json!(self.retried)));
+        s.malformed_chunks = self.malformed;
+        s.interrupted = self.cancelled;
+        s.estimated_token_counts = self.estimated;
+        s.client_counted_token_counts = self.client_counted;
+        s.reused_connection_retries = self.retried;
         for (kind, n) in &self.failures {
-            s.push((format!("Failed: {kind}"), json!(n)));
+            s.failures.insert(Summary::failure_key(kind), *n);
         }
     }
 
-    /// `benchmark_percentile.json`: one row per percentile, nearest rank, 4 decimals, from the
-    /// run's rows in `db` (every measured request is there; this reads them back sorted).
-    pub fn percentiles(&self, db: &ResultDb) -> Result<Vec<Vec<(String, Value)>>, String> {
+    /// `benchmark_percentile.json`: one row per percentile, nearest rank, 4 decimals, over
+    /// every measured request in `rows` (the run's complete table, read back sorted).
+    pub fn percentiles(&self, rows: &impl Rows) -> Result<Percentiles, String> {
         let ps: Vec<f64> = PERCENTILES.iter().map(|&(_, p)| p).collect();
         let ok = "success = 1";
         // evalscope's TTFT: over streamed requests when there are any.
@@ -382,66 +335,93 @@ impl RunStats {
         let tpot_rows = "success = 1 AND time_per_output_token > 0";
         let rate_rows = "success = 1 AND latency > 0";
         let input_columns = [
-            ("Latency (s)", "COALESCE(latency, 0)", ok),
-            ("Input tokens", "COALESCE(prompt_tokens, 0) * 1.0", ok),
+            (metric::LATENCY, "COALESCE(latency, 0)", ok),
+            (metric::INPUT_TOKENS, "COALESCE(prompt_tokens, 0) * 1.0", ok),
             (
-                "Input (tok/s)",
+                metric::INPUT_TOK_S,
                 "COALESCE(prompt_tokens, 0) / latency",
                 rate_rows,
             ),
         ];
         let generation_columns = [
-            ("Latency (s)", "COALESCE(latency, 0)", ok),
-            ("TTFT (ms)", "first_chunk_latency * 1000.0", ttft_rows),
-            ("TPOT (ms)", "time_per_output_token * 1000.0", tpot_rows),
-            ("Input tokens", "COALESCE(prompt_tokens, 0) * 1.0", ok),
-            ("Output tokens", "COALESCE(completion_tokens, 0) * 1.0", ok),
+            (metric::LATENCY, "COALESCE(latency, 0)", ok),
+            (metric::TTFT, "first_chunk_latency * 1000.0", ttft_rows),
+            (metric::TPOT, "time_per_output_token * 1000.0", tpot_rows),
+            (metric::INPUT_TOKENS, "COALESCE(prompt_tokens, 0) * 1.0", ok),
             (
-                "Output (tok/s)",
+                metric::OUTPUT_TOKENS,
+                "COALESCE(completion_tokens, 0) * 1.0",
+                ok,
+            ),
+            (
+                metric::OUTPUT_TOK_S,
                 "COALESCE(completion_tokens, 0) / latency",
                 rate_rows,
             ),
             (
-                "Total (tok/s)",
+                metric::TOTAL_TOK_S,
                 "(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)) / latency",
                 rate_rows,
             ),
-            ("Decode (tok/s)", "1.0 / time_per_output_token", tpot_rows),
+            (
+                metric::DECODE_TOK_S,
+                "1.0 / time_per_output_token",
+                tpot_rows,
+            ),
         ];
-        let columns: &[(&str, &str, &str)] = if self.input_only {
+        let columns: &[(&'static str, &str, &str)] = if self.input_only {
             &input_columns
         } else {
             &generation_columns
         };
-        let mut values = Vec::with_capacity(columns.len());
-        for &(name, expr, rows) in columns {
-            values.push((name, db.nearest_ranks(expr, rows, &ps)?));
+        let mut metrics = Vec::new();
+        let mut values: Vec<Vec<Option<f64>>> = Vec::new();
+        for &(name, expr, filter) in columns {
+            metrics.push(name);
+            values.push(rows.nearest_ranks(expr, filter, &ps)?);
+            // ITL is pooled over every gap, from the histogram, next to TTFT.
+            if name == metric::TTFT {
+                metrics.push(metric::ITL);
+                values.push(
+                    ps.iter()
+                        .map(|&p| {
+                            (self.itl_count > 0).then(|| {
+                                let us = match p {
+                                    0.0 => self.itl.min(),
+                                    100.0 => self.itl.max(),
+                                    _ => self.itl.value_at_quantile(p / 100.0),
+                                };
+                                us as f64 / 1000.0
+                            })
+                        })
+                        .collect(),
+                );
+            }
         }
-        let cell = |v: Option<f64>| v.map_or(Value::Null, |x| json!(round(x, 4)));
         let rows = PERCENTILES
             .iter()
             .enumerate()
-            .map(|(i, &(label, p))| {
-                let itl = (self.itl_count > 0).then(|| {
-                    let us = match p {
-                        0.0 => self.itl.min(),
-                        100.0 => self.itl.max(),
-                        _ => self.itl.value_at_quantile(p / 100.0),
-                    };
-                    us as f64 / 1000.0
-                });
-                let mut row = vec![("Percentiles".to_string(), json!(label))];
-                for (name, v) in &values {
-                    row.push((name.to_string(), cell(v[i])));
-                    if *name == "TTFT (ms)" && !self.input_only {
-                        row.push(("ITL (ms)".into(), cell(itl)));
-                    }
-                }
-                row
+            .map(|(i, &(label, _))| PercentileRow {
+                label,
+                values: values.iter().map(|v| v[i].map(|x| round(x, 4))).collect(),
             })
             .collect();
-        Ok(rows)
+        Ok(Percentiles { metrics, rows })
     }
+}
+
+/// Where a run's per-request rows are (its `benchmark_data.db`), holding every measured
+/// request: the exact nearest-rank values of an SQL expression over the rows matching a
+/// condition, one per percentile of `ps` (0 = min, 100 = max), as [`nearest_rank`] defines
+/// them.
+pub trait Rows {
+    /// The values, `None` where no row has the expression.
+    fn nearest_ranks(
+        &self,
+        expr: &str,
+        filter: &str,
+        ps: &[f64],
+    ) -> Result<Vec<Option<f64>>, String>;
 }
 
 /// A running sum and count.
@@ -467,6 +447,8 @@ fn microseconds() -> Histogram<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::db::ResultDb;
+    use crate::worker::RawRecord;
     use perf_plugin_api::{FailureKind, Usage};
     use perf_timing::EpochClock;
     use std::time::{Duration, Instant};
@@ -514,13 +496,6 @@ mod tests {
         }
     }
 
-    fn get(s: &[(String, Value)], key: &str) -> f64 {
-        s.iter()
-            .find(|(k, _)| k == key)
-            .and_then(|(_, v)| v.as_f64())
-            .unwrap_or(f64::NAN)
-    }
-
     #[test]
     fn summary_follows_evalscopes_formulas() {
         let t0 = Instant::now();
@@ -535,39 +510,46 @@ mod tests {
         c.failure = FailureKind::HttpStatus;
         c.status = 500;
         c.completed = t0 + Duration::from_millis(60);
-        for r in [&a, &b, &c] {
-            stats.add(&derive::record(r, 0, &clock), r);
+        let derived: Vec<Derived> = [&a, &b, &c]
+            .into_iter()
+            .map(|r| derive::derive(r.clone(), 0, &clock))
+            .collect();
+        for d in &derived {
+            stats.add(d);
         }
         let s = stats.summary(None);
-        assert_eq!(get(&s, "Total Requests"), 3.0);
-        assert_eq!(get(&s, "Success Requests"), 2.0);
-        assert_eq!(get(&s, "Failed: http_status"), 1.0);
+        assert_eq!(s.total, 3);
+        assert_eq!(s.succeeded, 2);
+        assert_eq!(s.failures.get("Failed: http_status"), Some(&1));
         // W = last completion (B: 50 + 231 ms) - first send (A: 0 ms).
-        assert!((get(&s, "Test Duration (s)") - 0.281).abs() < 1e-9);
-        assert!((get(&s, "Req Throughput (req/s)") - round(2.0 / 0.281, 4)).abs() < 1e-9);
+        assert!((s.duration_s - 0.281).abs() < 1e-9);
+        assert!((s.req_per_s - round(2.0 / 0.281, 4)).abs() < 1e-9);
         // Latency: A 141 ms, B 231 ms.
-        assert!((get(&s, "Avg Latency (s)") - 0.186).abs() < 1e-9);
-        assert_eq!(get(&s, "Avg TTFT (ms)"), 150.0);
+        assert!((s.avg_latency_s - 0.186).abs() < 1e-9);
+        assert_eq!(s.avg_ttft_ms, 150.0);
         // TPOT: A (141 - 100) / 2 = 20.5 ms, B (231 - 200) / 1 = 31 ms.
-        assert_eq!(get(&s, "Avg TPOT (ms)"), 25.75);
+        assert_eq!(s.avg_tpot_ms, 25.75);
         // ITL pooled: 20, 20, 30 ms.
-        assert_eq!(get(&s, "Avg ITL (ms)"), round(70.0 / 3.0, 2));
-        assert_eq!(get(&s, "Avg Output Tokens"), 2.5);
-        assert!((get(&s, "Output Throughput (tok/s)") - round(5.0 / 0.281, 4)).abs() < 1e-9);
+        assert_eq!(s.avg_itl_ms, round(70.0 / 3.0, 2));
+        assert_eq!(s.avg_output_tokens, 2.5);
+        assert!((s.output_tok_per_s - round(5.0 / 0.281, 4)).abs() < 1e-9);
         let dir = tempfile::tempdir().expect("temp dir");
         let mut db = ResultDb::create(&dir.path().join("b.db"), 10, 0.0).expect("db");
-        for r in [&a, &b, &c] {
-            db.insert(&derive::record(r, 0, &clock), r).expect("row");
+        for d in &derived {
+            db.insert(d).expect("row");
         }
-        let rows = stats.percentiles(&db).expect("percentiles");
-        let row = |label: &str| rows.iter().find(|r| r[0].1 == label).expect("row").clone();
+        let rows = db.complete_rows().expect("every row written");
+        let p = stats.percentiles(&rows).expect("percentiles");
         assert_eq!(
-            get(&row("50%"), "TTFT (ms)"),
-            100.0,
+            p.get("50%", metric::TTFT),
+            Some(100.0),
             "nearest rank of [100, 200] at 50% is the first"
         );
-        assert_eq!(get(&row("max"), "Latency (s)"), 0.231);
-        assert_eq!(get(&row("min"), "Output (tok/s)"), round(2.0 / 0.231, 4));
+        assert_eq!(p.get("max", metric::LATENCY), Some(0.231));
+        assert_eq!(
+            p.get("min", metric::OUTPUT_TOK_S),
+            Some(round(2.0 / 0.231, 4))
+        );
     }
 
     /// The percentiles read back from SQLite are exactly the nearest ranks of the records'
@@ -595,9 +577,10 @@ mod tests {
             } else if i % 70 == 5 {
                 r.failure = FailureKind::Cancelled;
             }
-            let rec = derive::record(&r, 0, &clock);
-            stats.add(&rec, &r);
-            db.insert(&rec, &r).expect("row");
+            let d = derive::derive(r, 0, &clock);
+            stats.add(&d);
+            db.insert(&d).expect("row");
+            let rec = &d.record;
             if rec.success {
                 let l = rec.latency_s.into_option().expect("latency");
                 latency.push(l);
@@ -608,17 +591,17 @@ mod tests {
                 out_tps.push(n as f64 / l);
             }
         }
-        let rows = stats.percentiles(&db).expect("percentiles");
+        let rows = db.complete_rows().expect("every row written");
+        let pct = stats.percentiles(&rows).expect("percentiles");
         for v in [&mut latency, &mut ttft, &mut tpot, &mut out_tps] {
             v.sort_by(f64::total_cmp);
         }
-        for (row, &(_, p)) in rows.iter().zip(PERCENTILES.iter()) {
-            let want = |v: &[f64]| json!(round(nearest_rank(v, p).expect("values"), 4));
-            let got = |key: &str| row.iter().find(|(k, _)| k == key).expect(key).1.clone();
-            assert_eq!(got("Latency (s)"), want(&latency), "p{p}");
-            assert_eq!(got("TTFT (ms)"), want(&ttft), "p{p}");
-            assert_eq!(got("TPOT (ms)"), want(&tpot), "p{p}");
-            assert_eq!(got("Output (tok/s)"), want(&out_tps), "p{p}");
+        for &(label, p) in PERCENTILES.iter() {
+            let want = |v: &[f64]| Some(round(nearest_rank(v, p).expect("values"), 4));
+            assert_eq!(pct.get(label, metric::LATENCY), want(&latency), "p{p}");
+            assert_eq!(pct.get(label, metric::TTFT), want(&ttft), "p{p}");
+            assert_eq!(pct.get(label, metric::TPOT), want(&tpot), "p{p}");
+            assert_eq!(pct.get(label, metric::OUTPUT_TOK_S), want(&out_tps), "p{p}");
         }
     }
 

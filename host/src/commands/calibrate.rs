@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use crate::aggregate::nearest_rank;
+use crate::aggregate::{metric, nearest_rank, Summary};
 use crate::cli::CalibrateArgs;
 
 /// A `perf serve-mock` child process.
@@ -75,22 +75,15 @@ fn pin(cmd: &mut Command, cores: Option<std::ops::Range<usize>>) {
     }
 }
 
-/// What one client run reported.
+/// What one client run reported (read from its files, as any reader of results does).
 struct Report {
-    summary: Value,
+    summary: Summary,
     percentiles: Vec<Value>,
     /// The run's directory (its benchmark_data.db).
     dir: PathBuf,
 }
 
 impl Report {
-    fn num(&self, key: &str) -> f64 {
-        self.summary
-            .get(key)
-            .and_then(Value::as_f64)
-            .unwrap_or(f64::NAN)
-    }
-
     fn percentile(&self, label: &str, key: &str) -> f64 {
         self.percentiles
             .iter()
@@ -148,7 +141,8 @@ impl Calibration {
             })?;
             Ok(serde_json::from_str(&text)?)
         };
-        let summary = read("benchmark_summary.json")?;
+        let summary: Summary = serde_json::from_value(read("benchmark_summary.json")?)
+            .context("the client run's benchmark_summary.json is not perf's")?;
         let percentiles = read("benchmark_percentile.json")?
             .as_array()
             .cloned()
@@ -196,7 +190,7 @@ impl Calibration {
         let report = self.client(&server.url.clone(), 2 * streams, streams, streams, 16);
         server.stop();
         let report = report?;
-        let saturated = report.summary["Client Saturated"] == true;
+        let saturated = report.summary.client_saturated == Some(true);
         // The same requests on both sides, matched by the x-request-id perf sends.
         if let Some((client, server)) = matched_ttft_ms(&log, &report.dir)? {
             let p99 = |v: &[f64]| nearest_rank(v, 99.0).unwrap_or(f64::NAN);
@@ -204,7 +198,11 @@ impl Calibration {
         }
         let truth = server_ttft_ms(&log, 1 + streams)?;
         let server_p99 = nearest_rank(&truth, 99.0).unwrap_or(f64::NAN);
-        Ok((report.percentile("99%", "TTFT (ms)"), server_p99, saturated))
+        Ok((
+            report.percentile("99%", metric::TTFT),
+            server_p99,
+            saturated,
+        ))
     }
 }
 
@@ -315,9 +313,9 @@ pub fn run(args: &CalibrateArgs) -> anyhow::Result<i32> {
         }
     );
     let t = cal.throughput(args.quick)?;
-    let req_s = t.num("Req Throughput (req/s)");
-    let chunks_s = t.num("Output Throughput (tok/s)");
-    let cpu_us = 1e6 * t.num("Client CPU (s)") / t.num("Total Requests");
+    let req_s = t.summary.req_per_s;
+    let chunks_s = t.summary.output_tok_per_s;
+    let cpu_us = 1e6 * t.summary.client_cpu_s.unwrap_or(f64::NAN) / t.summary.total as f64;
     println!(
         "throughput (zero-delay simulator, 32-token streams, 64 streams): {req_s:.0} requests/s, {chunks_s:.0} chunks/s, {cpu_us:.0} us of client CPU per request"
     );

@@ -4,6 +4,7 @@
 use comfy_table::{presets::ASCII_FULL_CONDENSED, Cell, CellAlignment, Table};
 use serde_json::Value;
 
+use crate::aggregate::{metric, Percentiles, Summary};
 use crate::plan::RunSpec;
 
 fn number(v: &Value) -> String {
@@ -32,33 +33,33 @@ fn table(header: Vec<&str>) -> Table {
     t
 }
 
-/// The "Benchmarking summary" of one run.
-pub fn summary_table(summary: &[(String, Value)]) -> String {
+/// The "Benchmarking summary" of one run: every key of `benchmark_summary.json`.
+pub fn summary_table(summary: &Summary) -> String {
     let mut t = table(vec!["Key", "Value"]);
-    for (k, v) in summary {
-        t.add_row(vec![
-            Cell::new(k),
-            Cell::new(number(v)).set_alignment(CellAlignment::Right),
-        ]);
+    if let Value::Object(map) = summary.to_json() {
+        for (k, v) in &map {
+            t.add_row(vec![
+                Cell::new(k),
+                Cell::new(number(v)).set_alignment(CellAlignment::Right),
+            ]);
+        }
     }
     format!("Benchmarking summary:\n{t}")
 }
 
 /// The "Percentile results" of one run: a row per metric, a column per percentile.
-pub fn percentile_table(rows: &[Vec<(String, Value)>]) -> String {
-    let Some(first) = rows.first() else {
+pub fn percentile_table(p: &Percentiles) -> String {
+    if p.rows.is_empty() {
         return String::new();
-    };
+    }
     let mut header = vec!["Metric"];
-    let labels: Vec<String> = rows.iter().map(|r| number(&r[0].1)).collect();
-    header.extend(labels.iter().map(String::as_str));
+    header.extend(p.rows.iter().map(|r| r.label));
     let mut t = table(header);
-    for (col, (metric, _)) in first.iter().enumerate().skip(1) {
+    for (col, metric) in p.metrics.iter().enumerate() {
         let mut cells = vec![Cell::new(metric)];
-        cells.extend(
-            rows.iter()
-                .map(|r| Cell::new(number(&r[col].1)).set_alignment(CellAlignment::Right)),
-        );
+        cells.extend(p.rows.iter().map(|r| {
+            Cell::new(opt(r.values.get(col).copied().flatten())).set_alignment(CellAlignment::Right)
+        }));
         t.add_row(cells);
     }
     format!("Percentile results:\n{t}")
@@ -69,22 +70,17 @@ pub struct RunOutcome {
     /// The run.
     pub spec: RunSpec,
     /// Its summary.
-    pub summary: Vec<(String, Value)>,
-    /// Its percentile rows.
-    pub percentiles: Vec<Vec<(String, Value)>>,
+    pub summary: Summary,
+    /// Its percentiles.
+    pub percentiles: Percentiles,
 }
 
-fn get<'a>(pairs: &'a [(String, Value)], key: &str) -> &'a Value {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map_or(&Value::Null, |(_, v)| v)
+fn opt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| number(&serde_json::json!(v)))
 }
 
-fn pct<'a>(rows: &'a [Vec<(String, Value)>], label: &str, key: &str) -> &'a Value {
-    rows.iter()
-        .find(|r| r.first().is_some_and(|(_, v)| v == label))
-        .map_or(&Value::Null, |r| get(r, key))
+fn num(v: f64) -> String {
+    number(&serde_json::json!(v))
 }
 
 /// The report printed after the whole sweep.
@@ -99,18 +95,9 @@ pub fn sweep_report(
     let mut info = table(vec!["Basic Information", ""]);
     let generated: f64 = runs
         .iter()
-        .map(|r| {
-            get(&r.summary, "Avg Output Tokens")
-                .as_f64()
-                .unwrap_or(0.0)
-                .max(0.0)
-                * get(&r.summary, "Success Requests").as_f64().unwrap_or(0.0)
-        })
+        .map(|r| r.summary.avg_output_tokens.max(0.0) * r.summary.succeeded as f64)
         .sum();
-    let duration: f64 = runs
-        .iter()
-        .map(|r| get(&r.summary, "Test Duration (s)").as_f64().unwrap_or(0.0))
-        .sum();
+    let duration: f64 = runs.iter().map(|r| r.summary.duration_s).sum();
     for (k, v) in [
         ("Model", model.to_string()),
         ("Endpoint", endpoint.to_string()),
@@ -122,9 +109,7 @@ pub fn sweep_report(
     ] {
         info.add_row(vec![k.to_string(), v]);
     }
-    let input_only = runs
-        .first()
-        .is_some_and(|r| !get(&r.summary, "Input Throughput (tok/s)").is_null());
+    let input_only = runs.first().is_some_and(|r| r.summary.input_only());
     let perf = if input_only {
         input_overview(runs)
     } else {
@@ -133,11 +118,9 @@ pub fn sweep_report(
     format!("Performance Test Summary Report\n{info}\nPerformance Overview:\n{perf}")
 }
 
-fn success_rate(s: &[(String, Value)]) -> String {
-    let total = get(s, "Total Requests").as_f64().unwrap_or(0.0);
-    let ok = get(s, "Success Requests").as_f64().unwrap_or(0.0);
-    if total > 0.0 {
-        format!("{:.1}%", 100.0 * ok / total)
+fn success_rate(s: &Summary) -> String {
+    if s.total > 0 {
+        format!("{:.1}%", 100.0 * s.succeeded as f64 / s.total as f64)
     } else {
         "-".into()
     }
@@ -161,20 +144,20 @@ fn input_overview(runs: &[RunOutcome]) -> comfy_table::Table {
         "P99 Lag(ms)",
     ]);
     for r in runs {
-        let s = &r.summary;
+        let (s, p) = (&r.summary, &r.percentiles);
         perf.add_row(vec![
-            number(get(s, "Concurrency")),
-            number(get(s, "Request Rate (req/s)")),
+            s.concurrency.to_string(),
+            num(s.request_rate),
             r.spec.number.to_string(),
-            number(get(s, "Req Throughput (req/s)")),
+            num(s.req_per_s),
             success_rate(s),
-            number(get(s, "Avg Latency (s)")),
-            number(pct(&r.percentiles, "99%", "Latency (s)")),
-            number(get(s, "Input Throughput (tok/s)")),
-            number(pct(&r.percentiles, "99%", "Input (tok/s)")),
-            number(get(s, "Avg Input Tokens")),
-            number(get(s, "Client CPU Util (%)")),
-            number(get(s, "P99 Dispatch Lag (ms)")),
+            num(s.avg_latency_s),
+            opt(p.get("99%", metric::LATENCY)),
+            opt(s.input_tok_per_s),
+            opt(p.get("99%", metric::INPUT_TOK_S)),
+            num(s.avg_input_tokens),
+            opt(s.client_cpu_util_percent),
+            num(s.p99_dispatch_lag_ms),
         ]);
     }
     perf
@@ -198,23 +181,22 @@ fn generation_overview(runs: &[RunOutcome]) -> comfy_table::Table {
         "P99 Lag(ms)",
     ]);
     for r in runs {
-        let s = &r.summary;
-        let success = success_rate(s);
+        let (s, p) = (&r.summary, &r.percentiles);
         perf.add_row(vec![
-            number(get(s, "Concurrency")),
-            number(get(s, "Request Rate (req/s)")),
+            s.concurrency.to_string(),
+            num(s.request_rate),
             r.spec.number.to_string(),
-            number(get(s, "Req Throughput (req/s)")),
-            number(get(s, "Output Throughput (tok/s)")),
-            success,
-            number(get(s, "Avg Latency (s)")),
-            number(pct(&r.percentiles, "99%", "Latency (s)")),
-            number(get(s, "Avg TTFT (ms)")),
-            number(pct(&r.percentiles, "99%", "TTFT (ms)")),
-            number(get(s, "Avg TPOT (ms)")),
-            number(pct(&r.percentiles, "99%", "TPOT (ms)")),
-            number(get(s, "Client CPU Util (%)")),
-            number(get(s, "P99 Dispatch Lag (ms)")),
+            num(s.req_per_s),
+            num(s.output_tok_per_s),
+            success_rate(s),
+            num(s.avg_latency_s),
+            opt(p.get("99%", metric::LATENCY)),
+            num(s.avg_ttft_ms),
+            opt(p.get("99%", metric::TTFT)),
+            num(s.avg_tpot_ms),
+            opt(p.get("99%", metric::TPOT)),
+            opt(s.client_cpu_util_percent),
+            num(s.p99_dispatch_lag_ms),
         ]);
     }
     perf

@@ -7,12 +7,11 @@
 
 use std::path::Path;
 
-use perf_plugin_api::RequestRecord;
 use rusqlite::{params, Connection};
 use serde_json::json;
 
-use crate::aggregate::derive;
-use crate::worker::RawRecord;
+use crate::aggregate::derive::{self, Derived};
+use crate::aggregate::Rows;
 
 const SCHEMA: &str = "
 CREATE TABLE result (
@@ -84,13 +83,14 @@ impl ResultDb {
     }
 
     /// Adds one request.
-    pub fn insert(&mut self, rec: &RequestRecord, raw: &RawRecord) -> rusqlite::Result<()> {
-        let written = self.write(rec, raw);
+    pub fn insert(&mut self, d: &Derived) -> rusqlite::Result<()> {
+        let written = self.write(d);
         self.incomplete |= written.is_err();
         written
     }
 
-    fn write(&mut self, rec: &RequestRecord, raw: &RawRecord) -> rusqlite::Result<()> {
+    fn write(&mut self, d: &Derived) -> rusqlite::Result<()> {
+        let (rec, raw) = (&d.record, &d.raw);
         let rel = |epoch: f64| epoch - self.run_start_epoch;
         let response = json!({
             "content": raw.text,
@@ -131,7 +131,7 @@ impl ResultDb {
             rec.times.first_output.into_option(),
             rec.times.completed,
             crate::worker::request_id(raw.index),
-            derive::tokens(raw).source(),
+            d.tokens.source(),
         ])?;
         self.pending += 1;
         if self.pending >= self.commit_every {
@@ -141,20 +141,14 @@ impl ResultDb {
         Ok(())
     }
 
-    /// Nearest-rank values of `expr` over the rows matching `rows` (an SQL condition), one for
-    /// each percentile in `ps` (0 = min, 100 = max): the element at `ceil(p/100 * n) - 1` of the
-    /// sorted finite values, as [`crate::aggregate::nearest_rank`] defines it. SQLite sorts, on
-    /// disk when the run is large, so memory does not grow with the number of requests.
-    pub fn nearest_ranks(
-        &self,
-        expr: &str,
-        rows: &str,
-        ps: &[f64],
-    ) -> Result<Vec<Option<f64>>, String> {
+    /// The table as [`Rows`] for the percentiles, when it holds every request: after a row
+    /// failed to be written it does not, and the error says so (percentiles over only the
+    /// rows that made it would be wrong).
+    pub fn complete_rows(&self) -> Result<CompleteRows<'_>, String> {
         if self.incomplete {
             return Err("some rows could not be written, so the table misses requests".into());
         }
-        self.ranks(expr, rows, ps).map_err(|e| e.to_string())
+        Ok(CompleteRows(self))
     }
 
     fn ranks(&self, expr: &str, rows: &str, ps: &[f64]) -> rusqlite::Result<Vec<Option<f64>>> {
@@ -199,5 +193,22 @@ impl ResultDb {
         self.conn
             .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")?;
         self.conn.close().map_err(|(_, e)| e)
+    }
+}
+
+/// A run's table known to hold every measured request.
+pub struct CompleteRows<'a>(&'a ResultDb);
+
+impl Rows for CompleteRows<'_> {
+    /// Nearest-rank values of `expr` over the rows matching `filter` (an SQL condition): the
+    /// element at `ceil(p/100 * n) - 1` of the sorted finite values. SQLite sorts, on disk when
+    /// the run is large, so memory does not grow with the number of requests.
+    fn nearest_ranks(
+        &self,
+        expr: &str,
+        filter: &str,
+        ps: &[f64],
+    ) -> Result<Vec<Option<f64>>, String> {
+        self.0.ranks(expr, filter, ps).map_err(|e| e.to_string())
     }
 }

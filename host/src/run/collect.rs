@@ -19,13 +19,12 @@ const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 use indicatif::ProgressBar;
 use perf_plugin_api::sdk::TokenizerPlugin;
 use perf_plugin_api::{NamedValue, RVec, RunSnapshot};
-use serde_json::Value;
 
 use tokio::sync::mpsc::{error::TryRecvError, Receiver};
 
 use super::sinks::{SinkEvent, SinkSender};
-use crate::aggregate::{derive, RunStats};
-use crate::output::{db::ResultDb, log, object};
+use crate::aggregate::{derive, RunStats, Summary};
+use crate::output::{db::ResultDb, log};
 use crate::tokenizer::HostTokenizer;
 use crate::worker::RawRecord;
 use perf_timing::EpochClock;
@@ -63,14 +62,13 @@ pub struct Collected {
 }
 
 /// Numbers of a summary, for sinks.
-pub fn named(summary: &[(String, Value)]) -> RVec<NamedValue> {
+pub fn named(summary: &Summary) -> RVec<NamedValue> {
     summary
-        .iter()
-        .filter_map(|(k, v)| {
-            v.as_f64().map(|value| NamedValue {
-                name: k.as_str().into(),
-                value,
-            })
+        .numbers()
+        .into_iter()
+        .map(|(name, value)| NamedValue {
+            name: name.into(),
+            value,
         })
         .collect()
 }
@@ -106,7 +104,7 @@ impl Collector {
             }
             measured += 1;
             self.count_output(&mut raw);
-            self.collect(&raw, measured, &mut db_error);
+            self.collect(raw, measured, &mut db_error);
         }
         if !self.sinks.is_empty() {
             self.snapshot(measured, started);
@@ -132,27 +130,27 @@ impl Collector {
         }
     }
 
-    fn collect(&mut self, raw: &RawRecord, measured: u64, db_error: &mut Option<String>) {
-        let rec = derive::record(raw, self.run_index, &self.clock);
+    fn collect(&mut self, raw: RawRecord, measured: u64, db_error: &mut Option<String>) {
+        let derived = derive::derive(raw, self.run_index, &self.clock);
         if log::debugging() {
-            log::debug(debug_line(&rec, raw));
+            log::debug(debug_line(&derived.record, &derived.raw));
         }
-        self.stats.add(&rec, raw);
+        self.stats.add(&derived);
         if db_error.is_none() {
-            if let Err(e) = self.db.insert(&rec, raw) {
+            if let Err(e) = self.db.insert(&derived) {
                 log::warn(format!(
                     "writing benchmark_data.db failed: {e}; the summary files are still written"
                 ));
                 *db_error = Some(e.to_string());
             }
         }
-        self.sinks.send(SinkEvent::Record(rec));
+        self.sinks.send(SinkEvent::Record(derived.record));
         self.bar.inc(1);
         if measured % self.log_every == 0 {
             let summary = self.stats.summary(None);
             log::info(format!(
                 "running summary after {measured} requests: {}",
-                object(&summary)
+                summary.to_json()
             ));
         }
     }

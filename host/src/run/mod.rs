@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use perf_plugin_api::sdk::DatasetConfig;
 use perf_plugin_api::SessionInfo;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::usage;
@@ -129,8 +128,10 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
     let (url, _local) = start_local(&plan, &registry, url)?;
     let exchange = Arc::new(Exchange {
         timed: crate::transport::TimedHttp::for_url(&url, plan.http.connect_timeout),
-        client,
-        fresh_client: http::fresh_client(&plan)?,
+        reqwest: crate::worker::Reqwest {
+            pooled: client,
+            fresh: http::fresh_client(&plan)?,
+        },
         adapter,
         url,
         headers,
@@ -293,17 +294,11 @@ impl Session<'_> {
 }
 
 fn exit_code(outcomes: &[RunOutcome], interrupted: bool) -> i32 {
-    let total: f64 = outcomes
-        .iter()
-        .map(|o| summary_f64(&o.summary, "Total Requests"))
-        .sum();
-    let ok: f64 = outcomes
-        .iter()
-        .map(|o| summary_f64(&o.summary, "Success Requests"))
-        .sum();
+    let total: u64 = outcomes.iter().map(|o| o.summary.total).sum();
+    let ok: u64 = outcomes.iter().map(|o| o.summary.succeeded).sum();
     if interrupted {
         INTERRUPTED
-    } else if total > 0.0 && ok == 0.0 {
+    } else if total > 0 && ok == 0 {
         log::warn(
             "every request failed; see the error column of benchmark_data.db and benchmark.log",
         );
@@ -311,14 +306,6 @@ fn exit_code(outcomes: &[RunOutcome], interrupted: bool) -> i32 {
     } else {
         0
     }
-}
-
-fn summary_f64(summary: &[(String, Value)], key: &str) -> f64 {
-    summary
-        .iter()
-        .find(|(k, _)| k == key)
-        .and_then(|(_, v)| v.as_f64())
-        .unwrap_or(0.0)
 }
 
 fn report(plan: &RunPlan, outcomes: &[RunOutcome]) -> anyhow::Result<()> {

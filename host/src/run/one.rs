@@ -8,16 +8,15 @@ use std::time::Instant;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use perf_plugin_api::{DatasetItem, PromptItem, RunInfo, RunSummary};
-use serde_json::Value;
 
 use super::collect::{named, Collected, Collector};
 use super::dispatch::{self, Dispatch, PromptFeed};
 use super::sinks::SinkEvent;
 use super::{dataset_config, Session};
-use crate::aggregate::{ClientLoad, RunStats};
+use crate::aggregate::{ClientLoad, Percentiles, RunStats};
 use crate::error::usage;
 use crate::output::console::{self, RunOutcome};
-use crate::output::{db::ResultDb, log, object, write_json};
+use crate::output::{db::ResultDb, log, write_json};
 use crate::plan::{PromptPlan, RunPlan, RunSpec};
 use crate::tokenizer::HostTokenizer;
 use perf_timing::EpochClock;
@@ -253,21 +252,27 @@ impl Session<'_> {
         load: ClientLoad,
     ) -> anyhow::Result<RunOutcome> {
         let summary = collected.stats.summary(Some(load));
-        let percentiles = match collected.stats.percentiles(&collected.db) {
-            Ok(rows) => rows,
+        let percentiles = collected
+            .db
+            .complete_rows()
+            .and_then(|rows| collected.stats.percentiles(&rows));
+        let percentiles = match percentiles {
+            Ok(p) => p,
             Err(e) => {
                 log::warn(format!(
                     "reading the percentiles back from benchmark_data.db failed: {e}; benchmark_percentile.json is left empty"
                 ));
-                Vec::new()
+                Percentiles::default()
             }
         };
         if let Err(e) = collected.db.finish() {
             log::warn(format!("finishing benchmark_data.db failed: {e}"));
         }
-        write_json(&dir.join("benchmark_summary.json"), &object(&summary))?;
-        let rows: Vec<Value> = percentiles.iter().map(|r| object(r)).collect();
-        write_json(&dir.join("benchmark_percentile.json"), &Value::Array(rows))?;
+        write_json(&dir.join("benchmark_summary.json"), &summary.to_json())?;
+        write_json(
+            &dir.join("benchmark_percentile.json"),
+            &percentiles.to_json(),
+        )?;
         let text = format!(
             "{}\n{}",
             console::summary_table(&summary),
@@ -289,10 +294,21 @@ impl Session<'_> {
             run_index: index as u32,
             summary: named(&summary),
             percentiles: percentiles
+                .rows
                 .iter()
                 .map(|r| perf_plugin_api::PercentileRow {
-                    label: r.first().and_then(|(_, v)| v.as_str()).unwrap_or("").into(),
-                    values: named(&r[1..]),
+                    label: r.label.into(),
+                    values: percentiles
+                        .metrics
+                        .iter()
+                        .zip(&r.values)
+                        .filter_map(|(m, v)| {
+                            v.map(|value| perf_plugin_api::NamedValue {
+                                name: (*m).into(),
+                                value,
+                            })
+                        })
+                        .collect(),
                 })
                 .collect(),
             ext: Default::default(),

@@ -5,12 +5,17 @@
 //! `first_byte` when the response head arrived, and for every read of the body its arrival time,
 //! *before* any framing or decoding. Every event completed by a read carries that read's time.
 //! Plain http endpoints go through the timed transport (`timed.rs`: kernel arrival times),
-//! others through reqwest (`via_reqwest.rs`: the time this task received the data). A failed
+//! others through reqwest (`via_reqwest.rs`: the time this task received the data); both
+//! behind one trait, with what they share (resending, error bodies, the read loop) written
+//! once in `exchange.rs`. A failed
 //! request is data: it comes back as a record with a [`FailureKind`] and a message, never as
 //! an `Err`.
 
+mod exchange;
 mod timed;
 mod via_reqwest;
+
+pub use via_reqwest::Reqwest;
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::framing::{Event, Framer};
 use crate::plugin_host::{ApiAdapter, ResponseDecoder};
-use crate::transport::{ConnectError, TimedHttp};
+use crate::transport::TimedHttp;
 
 /// One request to send.
 #[derive(Debug)]
@@ -135,16 +140,6 @@ impl RawRecord {
         }
     }
 
-    fn fail_to_connect(&mut self, e: ConnectError) {
-        match e {
-            ConnectError::Timeout => self.fail(
-                FailureKind::Timeout,
-                "connecting timed out (--connect-timeout)",
-            ),
-            ConnectError::Failed(message) => self.fail(FailureKind::Connect, message),
-        }
-    }
-
     /// Whether the request succeeded.
     pub fn success(&self) -> bool {
         self.failure == FailureKind::None
@@ -167,10 +162,8 @@ fn prompt_chars(item: &DatasetItem) -> usize {
 
 /// Everything a worker needs, shared by all workers of a run.
 pub struct Exchange {
-    /// The HTTP client (one pool for the run).
-    pub client: reqwest::Client,
-    /// The same without a pool, for sending again on a fresh connection.
-    pub fresh_client: reqwest::Client,
+    /// reqwest, for what the timed transport does not serve (https, proxies).
+    pub reqwest: Reqwest,
     /// The API adapter.
     pub adapter: ApiAdapter,
     /// `--url`.
@@ -399,18 +392,17 @@ pub async fn execute(ex: &Exchange, job: Job, cancel: &CancellationToken) -> Raw
     ex.in_flight
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let timed = ex.timed.as_ref().filter(|t| t.serves(&prepared.url));
+    let limit = ex.total_timeout;
     tokio::select! {
         biased;
         _ = cancel.cancelled() => record.fail(FailureKind::Cancelled, "the run was interrupted"),
         _ = async {
-            match timed {
-                Some(t) => {
-                    let limit = ex.total_timeout;
-                    if tokio::time::timeout(limit, timed::exchange_timed(ex, t, prepared, &mut record)).await.is_err() {
-                        record.fail(FailureKind::Timeout, format!("the request took longer than {limit:?} (--total-timeout)"));
-                    }
-                }
-                None => via_reqwest::exchange_reqwest(ex, prepared, &mut record).await,
+            let within = match timed {
+                Some(t) => tokio::time::timeout(limit, exchange::exchange(ex, t, prepared, &mut record)).await,
+                None => tokio::time::timeout(limit, exchange::exchange(ex, &ex.reqwest, prepared, &mut record)).await,
+            };
+            if within.is_err() {
+                record.fail(FailureKind::Timeout, format!("the request took longer than {limit:?} (--total-timeout)"));
             }
         } => {}
     }

@@ -1,11 +1,13 @@
 //! Sending through reqwest: https and proxied endpoints (and any endpoint with
 //! `PERF_HTTP_CLIENT=reqwest`). Reads are stamped when this task receives them.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use bytes::Bytes;
 use perf_plugin_api::FailureKind;
 
-use super::{content_type, error_text, BodyReader, Exchange, Prepared, RawRecord};
+use super::exchange::{Head, NoResponse, Transport};
+use super::{content_type, Prepared};
 
 fn classify(e: &reqwest::Error) -> FailureKind {
     if e.is_timeout() {
@@ -50,96 +52,68 @@ fn closed_unanswered(e: &reqwest::Error) -> bool {
     false
 }
 
-pub(super) async fn exchange_reqwest(ex: &Exchange, p: Prepared, record: &mut RawRecord) {
-    let send = |client: &reqwest::Client| {
-        client
+/// reqwest with a pool for the run, and one without, for sending again on a fresh connection
+/// (reqwest does not say whether a connection was reused, so any connection that closed
+/// without answering counts as one).
+pub struct Reqwest {
+    /// The client with the run's pool.
+    pub pooled: reqwest::Client,
+    /// A client that keeps no idle connections.
+    pub fresh: reqwest::Client,
+}
+
+impl Transport for Reqwest {
+    type Body = reqwest::Response;
+
+    async fn send(
+        &self,
+        p: &Prepared,
+        body: Bytes,
+        fresh: bool,
+    ) -> Result<(Head, Self::Body), NoResponse> {
+        let client = if fresh { &self.fresh } else { &self.pooled };
+        let sent = client
             .request(p.method.clone(), p.url.clone())
             .headers(p.headers.clone())
-            .timeout(ex.total_timeout)
-            .body(record.request_body.clone())
+            .body(body)
             .send()
-    };
-    // As on the timed transport (see `timed.rs`): a connection closed without any answer is
-    // sent once more, on a fresh connection (a client without a pool), and counted. reqwest
-    // does not say whether the connection was reused.
-    let mut response = match send(&ex.client).await {
-        Ok(r) => r,
-        Err(e) if closed_unanswered(&e) => {
-            record.retries += 1;
-            record.sent = Instant::now();
-            match send(&ex.fresh_client).await {
-                Ok(r) => r,
-                Err(e) => return record.fail(classify(&e), describe(&e)),
+            .await;
+        match sent {
+            Ok(response) => {
+                let head = Head {
+                    status: response.status().as_u16(),
+                    content_type: content_type(response.headers()),
+                    at: Instant::now(),
+                };
+                Ok((head, response))
             }
-        }
-        Err(e) => return record.fail(classify(&e), describe(&e)),
-    };
-    record.first_byte = Some(Instant::now());
-    record.status = response.status().as_u16();
-    if !response.status().is_success() {
-        let body = read_error_body(&mut response, ex.read_timeout).await;
-        return record.fail(
-            FailureKind::HttpStatus,
-            format!("HTTP {}: {body}", record.status),
-        );
-    }
-    let Some(mut body) = BodyReader::new(ex, p.framing, &content_type(response.headers()), record)
-    else {
-        return;
-    };
-    loop {
-        let chunk = match ex.read_timeout {
-            Some(limit) => match tokio::time::timeout(limit, response.chunk()).await {
-                Ok(c) => c,
-                Err(_) => {
-                    body.fail(
-                        FailureKind::Timeout,
-                        format!("no data for {limit:?} (--read-timeout)"),
-                    );
-                    break;
-                }
-            },
-            None => response.chunk().await,
-        };
-        match chunk {
-            Ok(Some(bytes)) => body.push(&bytes, Instant::now()),
-            Ok(None) => break,
-            Err(e) => {
-                body.fail(classify(&e).max_stream(), describe(&e));
-                break;
-            }
+            Err(e) => Err(NoResponse {
+                kind: classify(&e),
+                message: describe(&e),
+                retry_fresh: closed_unanswered(&e),
+            }),
         }
     }
-    body.finish();
-}
 
-trait StreamKind {
-    fn max_stream(self) -> FailureKind;
-}
-
-impl StreamKind for FailureKind {
-    /// Once the headers arrived, a broken connection is a broken stream, not a connect error.
-    fn max_stream(self) -> FailureKind {
-        match self {
-            FailureKind::Connect => FailureKind::Stream,
-            other => other,
+    async fn next(
+        body: &mut Self::Body,
+    ) -> Result<Option<(Bytes, Instant)>, (FailureKind, String)> {
+        match body.chunk().await {
+            Ok(Some(bytes)) => Ok(Some((bytes, Instant::now()))),
+            Ok(None) => Ok(None),
+            // Once the head arrived, a broken connection is a broken stream, not a connect
+            // error.
+            Err(e) => Err((
+                match classify(&e) {
+                    FailureKind::Connect => FailureKind::Stream,
+                    other => other,
+                },
+                describe(&e),
+            )),
         }
     }
-}
 
-async fn read_error_body(
-    response: &mut reqwest::Response,
-    read_timeout: Option<Duration>,
-) -> String {
-    let mut body = Vec::new();
-    let limit = read_timeout
-        .unwrap_or(Duration::from_secs(10))
-        .min(Duration::from_secs(10));
-    while body.len() < 2048 {
-        match tokio::time::timeout(limit, response.chunk()).await {
-            Ok(Ok(Some(b))) => body.extend_from_slice(&b),
-            _ => break,
-        }
+    fn finish(&self, _body: Self::Body, _clean: bool) {
+        // reqwest returns the connection to its pool by itself.
     }
-    error_text(&body)
 }

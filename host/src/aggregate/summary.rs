@@ -1,0 +1,304 @@
+//! The two results of a run as types: [`Summary`] (`benchmark_summary.json`) and
+//! [`Percentiles`] (`benchmark_percentile.json`). Each key is written once, here; the exit
+//! code, the console, `perf calibrate` and the sinks read fields, not strings.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+/// `benchmark_summary.json`: evalscope's keys in evalscope's order (their types and meaning
+/// too), then perf's own. Optional keys are written only when the run has them.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Summary {
+    /// First send to last completion, seconds.
+    #[serde(rename = "Test Duration (s)")]
+    pub duration_s: f64,
+    /// `--parallel` (-1 in open loop).
+    #[serde(rename = "Concurrency")]
+    pub concurrency: i64,
+    /// `--rate` (-1 unpaced).
+    #[serde(rename = "Request Rate (req/s)")]
+    pub request_rate: f64,
+    /// Measured requests (interrupted ones excluded).
+    #[serde(rename = "Total Requests")]
+    pub total: u64,
+    /// Successful requests.
+    #[serde(rename = "Success Requests")]
+    pub succeeded: u64,
+    /// Failed requests.
+    #[serde(rename = "Failed Requests")]
+    pub failed: u64,
+    /// Successful streamed requests.
+    #[serde(rename = "Stream Requests")]
+    pub streamed: u64,
+    /// Successful requests that were not streamed.
+    #[serde(rename = "Non-Stream Requests")]
+    pub non_streamed: u64,
+    /// Successful requests per second of the run.
+    #[serde(rename = "Req Throughput (req/s)")]
+    pub req_per_s: f64,
+    /// Mean latency of successful requests, seconds.
+    #[serde(rename = "Avg Latency (s)")]
+    pub avg_latency_s: f64,
+    /// Mean prompt tokens.
+    #[serde(rename = "Avg Input Tokens")]
+    pub avg_input_tokens: f64,
+    /// Output tokens per second of the run.
+    #[serde(rename = "Output Throughput (tok/s)")]
+    pub output_tok_per_s: f64,
+    /// Prompt and output tokens per second of the run.
+    #[serde(rename = "Total Throughput (tok/s)")]
+    pub total_tok_per_s: f64,
+    /// Mean time to first token, ms (-1 without any).
+    #[serde(rename = "Avg TTFT (ms)")]
+    pub avg_ttft_ms: f64,
+    /// Mean time per output token, ms.
+    #[serde(rename = "Avg TPOT (ms)")]
+    pub avg_tpot_ms: f64,
+    /// Mean inter-token latency, ms (-1 without any).
+    #[serde(rename = "Avg ITL (ms)")]
+    pub avg_itl_ms: f64,
+    /// Mean output tokens.
+    #[serde(rename = "Avg Output Tokens")]
+    pub avg_output_tokens: f64,
+    /// Input-only APIs: prompt tokens per second of the run.
+    #[serde(
+        rename = "Input Throughput (tok/s)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub input_tok_per_s: Option<f64>,
+    /// Input-only APIs: evalscope's prompt tokens per summed latency (a per-stream speed).
+    #[serde(
+        rename = "Input Throughput per Stream (evalscope) (tok/s)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub input_tok_per_s_per_stream: Option<f64>,
+    /// Cached prompt tokens over prompt tokens, when the server reports cached tokens.
+    #[serde(
+        rename = "KV Cache Hit Rate (%)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kv_cache_hit_rate: Option<f64>,
+    /// Mean time to the response head, ms (-1 without any).
+    #[serde(rename = "Avg TTFB (ms)")]
+    pub avg_ttfb_ms: f64,
+    /// Mean lag of actual behind intended send, ms.
+    #[serde(rename = "Avg Dispatch Lag (ms)")]
+    pub avg_dispatch_lag_ms: f64,
+    /// p99 of that lag, ms.
+    #[serde(rename = "P99 Dispatch Lag (ms)")]
+    pub p99_dispatch_lag_ms: f64,
+    /// Its maximum, ms.
+    #[serde(rename = "Max Dispatch Lag (ms)")]
+    pub max_dispatch_lag_ms: f64,
+    /// CPU seconds perf used during the run.
+    #[serde(
+        rename = "Client CPU (s)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_cpu_s: Option<f64>,
+    /// That CPU time over the run's wall time, percent of one core.
+    #[serde(
+        rename = "Client CPU Util (%)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_cpu_util_percent: Option<f64>,
+    /// How late a probe task on perf's event loop ran, p99, ms.
+    #[serde(
+        rename = "Event Loop Delay P99 (ms)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub loop_delay_p99_ms: Option<f64>,
+    /// Its maximum, ms.
+    #[serde(
+        rename = "Event Loop Delay Max (ms)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub loop_delay_max_ms: Option<f64>,
+    /// Whether the client may have distorted the run (see the README's thresholds).
+    #[serde(
+        rename = "Client Saturated",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_saturated: Option<bool>,
+    /// Events the adapter could not decode (skipped).
+    #[serde(rename = "Malformed Chunks")]
+    pub malformed_chunks: u64,
+    /// Requests cut short by an interruption (not measured).
+    #[serde(rename = "Interrupted Requests")]
+    pub interrupted: u64,
+    /// Requests whose token counts were estimated.
+    #[serde(rename = "Estimated Token Counts")]
+    pub estimated_token_counts: u64,
+    /// Requests whose token counts perf counted.
+    #[serde(rename = "Client-Counted Token Counts")]
+    pub client_counted_token_counts: u64,
+    /// Requests sent again after a reused connection closed unanswered.
+    #[serde(rename = "Reused-Connection Retries")]
+    pub reused_connection_retries: u64,
+    /// Failed requests by kind, as `Failed: <kind>` keys.
+    #[serde(flatten)]
+    pub failures: BTreeMap<String, u64>,
+}
+
+impl Summary {
+    /// The key of the failures of `kind`.
+    pub fn failure_key(kind: &str) -> String {
+        format!("Failed: {kind}")
+    }
+
+    /// The summary as the JSON object of `benchmark_summary.json`, keys in order.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// The numeric entries, in order (for sinks and running summaries).
+    pub fn numbers(&self) -> Vec<(String, f64)> {
+        match self.to_json() {
+            Value::Object(map) => map
+                .into_iter()
+                .filter_map(|(k, v)| v.as_f64().map(|v| (k, v)))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the run was of an input-only API (embeddings, rerank).
+    pub fn input_only(&self) -> bool {
+        self.input_tok_per_s.is_some()
+    }
+}
+
+/// Metric names of `benchmark_percentile.json`, as evalscope writes them.
+pub mod metric {
+    /// Latency, seconds.
+    pub const LATENCY: &str = "Latency (s)";
+    /// Time to first token, ms.
+    pub const TTFT: &str = "TTFT (ms)";
+    /// Inter-token latency, ms.
+    pub const ITL: &str = "ITL (ms)";
+    /// Time per output token, ms.
+    pub const TPOT: &str = "TPOT (ms)";
+    /// Prompt tokens.
+    pub const INPUT_TOKENS: &str = "Input tokens";
+    /// Output tokens.
+    pub const OUTPUT_TOKENS: &str = "Output tokens";
+    /// Output tokens per second of each request.
+    pub const OUTPUT_TOK_S: &str = "Output (tok/s)";
+    /// Prompt and output tokens per second of each request.
+    pub const TOTAL_TOK_S: &str = "Total (tok/s)";
+    /// 1 / TPOT.
+    pub const DECODE_TOK_S: &str = "Decode (tok/s)";
+    /// Prompt tokens per second of each request (input-only APIs).
+    pub const INPUT_TOK_S: &str = "Input (tok/s)";
+}
+
+/// One row of `benchmark_percentile.json`: a percentile and each metric's value at it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PercentileRow {
+    /// `min`, `1%`, ..., `99%`, `max`.
+    pub label: &'static str,
+    /// One value per metric (`None`: no request had the metric), in the metrics' order.
+    pub values: Vec<Option<f64>>,
+}
+
+/// `benchmark_percentile.json`: a row per percentile, a column per metric.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Percentiles {
+    /// The metrics, in column order.
+    pub metrics: Vec<&'static str>,
+    /// The rows, `min` first.
+    pub rows: Vec<PercentileRow>,
+}
+
+impl Percentiles {
+    /// The value of `metric` at the row `label`.
+    pub fn get(&self, label: &str, metric: &str) -> Option<f64> {
+        let column = self.metrics.iter().position(|m| *m == metric)?;
+        let row = self.rows.iter().find(|r| r.label == label)?;
+        row.values.get(column).copied().flatten()
+    }
+
+    /// The file's rows as JSON objects: `Percentiles` (the label) first, then each metric
+    /// (`null` where no request had it).
+    pub fn to_json(&self) -> Value {
+        Value::Array(
+            self.rows
+                .iter()
+                .map(|row| {
+                    let mut object = Map::new();
+                    object.insert("Percentiles".into(), json!(row.label));
+                    for (metric, value) in self.metrics.iter().zip(&row.values) {
+                        object.insert(metric.to_string(), value.map_or(Value::Null, |v| json!(v)));
+                    }
+                    Value::Object(object)
+                })
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_writes_evalscopes_keys_in_order_and_reads_back() {
+        let mut s = Summary {
+            total: 3,
+            concurrency: 8,
+            request_rate: -1.0,
+            ..Summary::default()
+        };
+        s.failures.insert(Summary::failure_key("timeout"), 1);
+        let json = s.to_json();
+        let keys: Vec<&str> = json
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            keys[..4],
+            [
+                "Test Duration (s)",
+                "Concurrency",
+                "Request Rate (req/s)",
+                "Total Requests"
+            ]
+        );
+        assert_eq!(keys.last(), Some(&"Failed: timeout"));
+        assert!(
+            !keys.contains(&"KV Cache Hit Rate (%)"),
+            "optional keys only when present"
+        );
+        assert_eq!(json["Concurrency"], json!(8));
+        assert_eq!(json["Request Rate (req/s)"], json!(-1.0));
+        let back: Summary = serde_json::from_value(json).expect("reads back");
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn percentiles_are_read_by_label_and_metric() {
+        let p = Percentiles {
+            metrics: vec![metric::LATENCY, metric::TTFT],
+            rows: vec![PercentileRow {
+                label: "99%",
+                values: vec![Some(1.5), None],
+            }],
+        };
+        assert_eq!(p.get("99%", metric::LATENCY), Some(1.5));
+        assert_eq!(p.get("99%", metric::TTFT), None);
+        assert_eq!(
+            p.to_json(),
+            json!([{"Percentiles": "99%", "Latency (s)": 1.5, "TTFT (ms)": null}])
+        );
+    }
+}
