@@ -333,3 +333,80 @@ fn the_frozen_copy_is_the_interface_as_released() {
         "plugin-api/src differs from the frozen 0.2.0 copy in {differing:?}: a change to the released interface bumps its version (see plugin-api/CHANGELOG.md)"
     );
 }
+
+/// Answers every request on 127.0.0.1 with `body` (status 200, `content_type`) and closes.
+fn serve_garbage(content_type: &'static str, body: &'static str) -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut length = 0usize;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut request = vec![0; length];
+            let _ = reader.read_exact(&mut request);
+            let mut writer = stream;
+            let _ = write!(
+                writer,
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn a_response_the_adapter_cannot_decode_at_all_fails_as_decode() {
+    for (stream, content_type, body, message) in [
+        (
+            "--stream",
+            "text/event-stream",
+            "data: <html>\n\ndata: not json either\n\n",
+            "none of the response's 2 event(s) could be decoded; the first:",
+        ),
+        (
+            "--no-stream",
+            "text/html",
+            "<html><body>Bad gateway</body></html>",
+            "the response could not be decoded:",
+        ),
+    ] {
+        let port = serve_garbage(content_type, body);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+        let out = perf_in(
+            dir.path(),
+            &[
+                "--url",
+                &url,
+                "--model",
+                "m",
+                "--prompt",
+                "hi",
+                stream,
+                "-n",
+                "3",
+                "--no-test-connection",
+                "--outputs-dir",
+                "out",
+                "--no-timestamp",
+                "--name",
+                "d",
+            ],
+        );
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "every request failed: {stderr}");
+        let conn = db(&dir.path().join("out/d"), "parallel_1_number_3");
+        let pattern = message.replace('\'', "''");
+        let filter = format!("error_kind = 'decode' AND error LIKE '{pattern}%'");
+        assert_eq!(count(&conn, &filter), 3, "{stream}: {stderr}");
+    }
+}
