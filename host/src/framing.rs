@@ -10,6 +10,10 @@
 //! The framer works on bytes and never decodes text, so a UTF-8 character split across two
 //! reads is simply reassembled in the line buffer. Callers timestamp each read before they
 //! push it; every event completed by that read carries the read's timestamp.
+//!
+//! Nothing after `[DONE]` is an event. An event (a line, an SSE event's data, a whole body)
+//! longer than the framer's limit ends the framing with [`Event::TooLarge`], so a hostile
+//! body without a newline cannot grow memory without bound.
 
 use perf_plugin_api::Framing;
 
@@ -20,6 +24,8 @@ pub enum Event<'a> {
     Data(&'a [u8]),
     /// The SSE `[DONE]` sentinel.
     Done,
+    /// An event grew past the framer's limit; nothing follows.
+    TooLarge,
 }
 
 /// An incremental framer for one response body.
@@ -33,26 +39,57 @@ pub struct Framer {
     has_data: bool,
     /// The previous read ended in CR: an LF at the start of the next read belongs to it.
     skip_lf: bool,
+    /// The longest event, in bytes.
+    max_event: usize,
+    /// `[DONE]` came, or an event was too large: the rest of the body is not framed.
+    ended: bool,
 }
 
 impl Framer {
-    /// A framer for `framing`.
-    pub fn new(framing: Framing) -> Self {
+    /// A framer for `framing` whose events are at most `max_event` bytes.
+    pub fn new(framing: Framing, max_event: usize) -> Self {
         Framer {
             framing,
             line: Vec::new(),
             data: Vec::new(),
             has_data: false,
             skip_lf: false,
+            max_event,
+            ended: false,
         }
     }
 
+    /// Whether the framing ended (`[DONE]`, or an event too large).
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    fn overflow(&mut self, on_event: &mut dyn FnMut(Event<'_>)) {
+        self.ended = true;
+        self.line = Vec::new();
+        self.data = Vec::new();
+        on_event(Event::TooLarge);
+    }
+
     /// Feeds one read; calls `on_event` for every event it completes.
-    pub fn push(&mut self, mut bytes: &[u8], on_event: &mut dyn FnMut(Event<'_>)) {
+    pub fn push(&mut self, bytes: &[u8], on_event: &mut dyn FnMut(Event<'_>)) {
+        if self.ended {
+            return;
+        }
+        if self.line.len() + bytes.len() > self.max_event && self.framing == Framing::None {
+            return self.overflow(on_event);
+        }
         if self.framing == Framing::None {
             self.line.extend_from_slice(bytes);
             return;
         }
+        self.push_lines(bytes, on_event);
+        if !self.ended && (self.line.len() > self.max_event || self.data.len() > self.max_event) {
+            self.overflow(on_event);
+        }
+    }
+
+    fn push_lines(&mut self, mut bytes: &[u8], on_event: &mut dyn FnMut(Event<'_>)) {
         if self.skip_lf {
             self.skip_lf = false;
             if let Some(rest) = bytes.strip_prefix(b"\n") {
@@ -70,6 +107,9 @@ impl Framer {
                     None => self.skip_lf = true,
                 }
             }
+            if self.ended {
+                return;
+            }
             if self.line.is_empty() {
                 self.line_complete(head, on_event);
             } else {
@@ -85,6 +125,9 @@ impl Framer {
 
     /// The body ended: dispatches whatever is pending.
     pub fn finish(&mut self, on_event: &mut dyn FnMut(Event<'_>)) {
+        if self.ended {
+            return;
+        }
         let line = std::mem::take(&mut self.line);
         match self.framing {
             Framing::None => {
@@ -144,6 +187,7 @@ impl Framer {
         }
         self.has_data = false;
         if self.data.trim_ascii() == b"[DONE]" {
+            self.ended = true;
             on_event(Event::Done);
         } else {
             on_event(Event::Data(&self.data));
@@ -157,12 +201,17 @@ mod tests {
     use super::*;
 
     fn frame(framing: Framing, reads: &[&[u8]]) -> Vec<String> {
-        let mut f = Framer::new(framing);
+        frame_limited(framing, usize::MAX, reads)
+    }
+
+    fn frame_limited(framing: Framing, max: usize, reads: &[&[u8]]) -> Vec<String> {
+        let mut f = Framer::new(framing, max);
         let mut out = Vec::new();
         let mut push = |e: Event<'_>| {
             out.push(match e {
                 Event::Data(d) => String::from_utf8(d.to_vec()).expect("utf-8"),
                 Event::Done => "<DONE>".into(),
+                Event::TooLarge => "<TOO LARGE>".into(),
             })
         };
         for r in reads {
@@ -240,6 +289,40 @@ mod tests {
         assert_eq!(
             frame(Framing::None, &[b"{\"a\":", b"1}\n"]),
             vec!["{\"a\":1}\n"]
+        );
+    }
+
+    #[test]
+    fn nothing_after_done_is_an_event() {
+        assert_eq!(
+            frame(
+                Framing::Sse,
+                &[
+                    b"data: a\n\ndata: [DONE]\n\ndata: late\n\n",
+                    b"data: later\n\n"
+                ]
+            ),
+            ["a", "<DONE>"]
+        );
+    }
+
+    #[test]
+    fn an_event_past_the_limit_ends_the_framing() {
+        assert_eq!(
+            frame_limited(Framing::Sse, 8, &[b"data: ok\n\ndata: 0123", b"456789"]),
+            ["ok", "<TOO LARGE>"]
+        );
+        assert_eq!(
+            frame_limited(Framing::NdJson, 8, &[b"{}\n", b"0123456789", b"\n{}\n"]),
+            ["{}", "<TOO LARGE>"]
+        );
+        assert_eq!(
+            frame_limited(Framing::None, 8, &[b"01234", b"56789"]),
+            ["<TOO LARGE>"]
+        );
+        assert_eq!(
+            frame_limited(Framing::None, 8, &[b"0123", b"4567"]),
+            ["01234567"]
         );
     }
 }

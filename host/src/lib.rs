@@ -68,7 +68,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", output::redact::redact(&format!("{e:#}")));
             error::exit_code(&e)
         }
     }
@@ -96,6 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::ServeMock(args)) => commands::serve_mock::run(&args),
         Some(Command::Calibrate(args)) => commands::calibrate::run(&args),
         None => {
+            output::redact::register(plan::secrets(&cli.run));
             let plan = plan::plan(&cli.run, &registry)?;
             run::run(plan, std::sync::Arc::new(registry))
         }

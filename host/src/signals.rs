@@ -34,3 +34,13 @@ pub fn default_from_now_on() {
         libc::signal(libc::SIGTERM, libc::SIG_DFL);
     }
 }
+
+/// Writing past a file-size limit fails with an error perf reports, instead of the default of
+/// SIGXFSZ, which kills the process with nothing written.
+pub fn report_file_size_limits() {
+    #[cfg(unix)]
+    // SAFETY: ignoring a signal is async-signal-safe and affects nothing else in the process.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}

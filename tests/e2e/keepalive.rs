@@ -1,7 +1,8 @@
 //! A server that keeps connections alive in its headers but closes a connection when the next
 //! request arrives on it, without answering (llama.cpp's server does this after every streamed
 //! response). Such a request was never processed: perf sends it again once on a fresh
-//! connection, counts it, and every request succeeds, on both transports.
+//! connection, counts it, and every request succeeds, on both transports; after a few such
+//! closes perf stops reusing this server's connections, so the retries stay few.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -77,7 +78,7 @@ fn run(client: Option<&str>) {
         "--prompt",
         "hello",
         "-n",
-        "30",
+        "60",
         "--parallel",
         "3",
         "--outputs-dir",
@@ -95,12 +96,20 @@ fn run(client: Option<&str>) {
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     let summary = dir
         .path()
-        .join("outputs/t/parallel_3_number_30/benchmark_summary.json");
+        .join("outputs/t/parallel_3_number_60/benchmark_summary.json");
     let s: Value =
         serde_json::from_str(&std::fs::read_to_string(summary).expect("summary")).expect("JSON");
-    assert_eq!(s["Success Requests"], 30, "{s}");
+    assert_eq!(s["Success Requests"], 60, "{s}");
     let retries = s["Reused-Connection Retries"].as_u64().expect("retries");
     assert!(retries >= 1, "the closes were met and retried: {s}");
+    // The evidence (3 closed reuses) plus what was already in flight on reused connections.
+    assert!(retries <= 3 + 3, "perf stopped reusing: {s}");
+    let fresh = s["Fresh-Connection Requests"].as_u64().expect("fresh");
+    assert!(fresh >= 60 - 12, "the rest went on fresh connections: {s}");
+    assert!(
+        stderr.contains("closes its connections after its responses"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -3,10 +3,12 @@
 mod apis;
 mod datasets;
 mod engine;
+mod faults;
 mod hub;
 mod interface;
 mod keepalive;
 mod local_vllm;
 mod plugins;
+mod signals;
 mod sinks;
 mod visualizers;

@@ -104,7 +104,7 @@ fn acme_adapter_decodes_a_recorded_ndjson_stream_through_the_host_framer() {
         .expect("adapter");
     let recorded = include_bytes!("data/acme_stream.ndjson");
     let mut decoder = adapter.decoder().expect("a decoder");
-    let mut framer = Framer::new(Framing::NdJson);
+    let mut framer = Framer::new(Framing::NdJson, 1 << 20);
     let mut events = RVec::new();
     let mut frames = 0;
     // Reads of 7 bytes cut lines and the two-byte "à" apart, as a network would.

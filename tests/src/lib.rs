@@ -5,6 +5,8 @@
 //! first), so the `.so` files under test are the real ones from `sdk-examples/` and
 //! `tests/fixtures/`.
 
+pub mod hostile;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -182,9 +184,72 @@ impl Simulator {
     }
 }
 
+impl Simulator {
+    /// Stops it as Ctrl-C does (it flushes its `--mock-log`) and waits for it.
+    pub fn stop(mut self) {
+        // SAFETY: signals our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Simulator {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `perf` with `args` in `dir` and returns its output and its peak resident memory in
+/// KiB. The peak is the kernel's high-water mark of the process's own memory (`VmHWM`),
+/// sampled until it exits (`ru_maxrss` would include the test process it was forked from).
+pub fn perf_measured(dir: &Path, args: &[&str]) -> (Output, u64) {
+    let child = Command::new(perf_bin())
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("perf starts");
+    let status = format!("/proc/{}/status", child.id());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watching = done.clone();
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0u64;
+        while !watching.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok(text) = std::fs::read_to_string(&status) else {
+                break;
+            };
+            let hwm = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            peak = peak.max(hwm.unwrap_or(0));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        peak
+    });
+    let output = child.wait_with_output().expect("perf runs");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    (output, sampler.join().unwrap_or(0))
+}
+
+/// Every file under `dir` as text (lossy), with its path: to check that no secret is written.
+pub fn all_text_under(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.push((p, String::from_utf8_lossy(&bytes).into_owned()));
+            }
+        }
+    }
+    out
 }

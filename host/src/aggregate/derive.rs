@@ -143,7 +143,8 @@ fn record(raw: &RawRecord, t: Tokens, run_index: u32, clock: &EpochClock) -> Req
         is_stream: raw.is_stream,
         http_status: raw.status,
         failure: raw.failure,
-        error: RString::from(raw.error.as_str()),
+        // A server's error text may echo what it was sent, credentials included.
+        error: RString::from(crate::output::redact::redact(&raw.error).as_ref()),
         times: RequestTimes {
             intended_send: clock.unix_s(raw.intended),
             sent: clock.unix_s(raw.sent),
@@ -165,9 +166,14 @@ fn record(raw: &RawRecord, t: Tokens, run_index: u32, clock: &EpochClock) -> Req
     }
 }
 
-/// Seconds from intended to actual send.
+/// Seconds from intended to (first) actual send.
 pub fn dispatch_lag_s(raw: &RawRecord) -> f64 {
-    secs(raw.sent, raw.intended)
+    secs(raw.first_sent, raw.intended)
+}
+
+/// Seconds lost to sending again after a reused connection closed unanswered.
+pub fn retry_cost_s(raw: &RawRecord) -> Option<f64> {
+    (raw.retries > 0).then(|| secs(raw.sent, raw.first_sent))
 }
 
 /// Seconds from sending to the response headers.

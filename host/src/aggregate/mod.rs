@@ -95,6 +95,8 @@ pub struct RunStats {
     estimated: u64,
     client_counted: u64,
     retried: u64,
+    retry_cost: Sum,
+    fresh_connections: u64,
 }
 
 impl RunStats {
@@ -132,6 +134,8 @@ impl RunStats {
             estimated: 0,
             client_counted: 0,
             retried: 0,
+            retry_cost: Sum::default(),
+            fresh_connections: 0,
         }
     }
 
@@ -150,6 +154,12 @@ impl RunStats {
         let (rec, raw) = (&d.record, &d.raw);
         self.malformed += u64::from(raw.malformed_chunks);
         self.retried += u64::from(raw.retries);
+        if let Some(cost) = derive::retry_cost_s(raw) {
+            self.retry_cost.add(cost);
+        }
+        if raw.fresh_connection {
+            self.fresh_connections += 1;
+        }
         if derive::cancelled(raw) {
             self.cancelled += 1;
             return;
@@ -303,8 +313,11 @@ impl RunStats {
         let some_lag = |v: f64| (lag.n > 0).then_some(v);
         s.avg_ttfb_ms = ms((self.ttfb_count > 0).then(|| self.ttfb_sum_s / self.ttfb_count as f64));
         s.avg_dispatch_lag_ms = ms(some_lag(lag.sum / lag.n.max(1) as f64));
+        // The histogram rounds to three significant digits; its p99 never exceeds the exact
+        // maximum.
         s.p99_dispatch_lag_ms = ms(some_lag(
-            self.dispatch_lag_us.value_at_quantile(0.99) as f64 / 1e6,
+            (self.dispatch_lag_us.value_at_quantile(0.99) as f64 / 1e6)
+                .min(self.dispatch_lag_max_s),
         ));
         s.max_dispatch_lag_ms = ms(some_lag(self.dispatch_lag_max_s));
         if let Some(load) = load {
@@ -316,6 +329,9 @@ impl RunStats {
         s.estimated_token_counts = self.estimated;
         s.client_counted_token_counts = self.client_counted;
         s.reused_connection_retries = self.retried;
+        s.avg_retry_cost_ms =
+            ms((self.retry_cost.n > 0).then(|| self.retry_cost.sum / self.retry_cost.n as f64));
+        s.fresh_connection_requests = self.fresh_connections;
         for (kind, n) in &self.failures {
             s.failures.insert(Summary::failure_key(kind), *n);
         }
@@ -490,6 +506,8 @@ mod tests {
             error: String::new(),
             is_stream: true,
             retries: 0,
+            first_sent: sent,
+            fresh_connection: false,
             request_body: bytes::Bytes::new(),
             prompt_tokens_hint: None,
             prompt_chars: 0,

@@ -145,6 +145,13 @@ pub struct Summary {
     /// Requests sent again after a reused connection closed unanswered.
     #[serde(rename = "Reused-Connection Retries")]
     pub reused_connection_retries: u64,
+    /// Mean time such a resend cost a retried request (first send to resend), ms; -1 without.
+    #[serde(rename = "Avg Retry Cost (ms)")]
+    pub avg_retry_cost_ms: f64,
+    /// Requests sent on a connection of their own because the server closes its connections
+    /// after its responses.
+    #[serde(rename = "Fresh-Connection Requests")]
+    pub fresh_connection_requests: u64,
     /// Failed requests by kind, as `Failed: <kind>` keys.
     #[serde(flatten)]
     pub failures: BTreeMap<String, u64>,

@@ -73,6 +73,8 @@ pub struct RunOutcome {
     pub summary: Summary,
     /// Its percentiles.
     pub percentiles: Percentiles,
+    /// Why its database misses rows, if it does.
+    pub write_error: Option<String>,
 }
 
 fn opt(v: Option<f64>) -> String {

@@ -6,12 +6,14 @@
 //! transaction per `--db-commit-interval` rows.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection};
 use serde_json::json;
 
 use crate::aggregate::derive::{self, Derived};
 use crate::aggregate::Rows;
+use crate::output::redact::redact;
 
 const SCHEMA: &str = "
 CREATE TABLE result (
@@ -50,11 +52,16 @@ const INSERT: &str =
     "INSERT INTO result VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, ?27, ?12,
     ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?28)";
 
+/// Longest time a finished request waits in an open transaction: a killed process loses at
+/// most about this much (plus `--db-commit-interval` rows, whichever comes first).
+pub const COMMIT_AFTER: Duration = Duration::from_secs(1);
+
 /// The per-run database.
 pub struct ResultDb {
     conn: Connection,
     pending: usize,
     commit_every: usize,
+    last_commit: Instant,
     run_start_epoch: f64,
     /// A row failed to be written: the table no longer holds every request.
     incomplete: bool,
@@ -77,6 +84,7 @@ impl ResultDb {
             conn,
             pending: 0,
             commit_every: commit_every.max(1),
+            last_commit: Instant::now(),
             run_start_epoch,
             incomplete: false,
         })
@@ -103,24 +111,33 @@ impl ResultDb {
         });
         let itl = serde_json::to_string(rec.itl_s.as_slice()).unwrap_or_else(|_| "[]".into());
         let request = String::from_utf8_lossy(&raw.request_body);
+        let request = redact(&request);
+        let response = response.to_string();
+        let response = redact(&response);
         self.conn.prepare_cached(INSERT)?.execute(params![
-            request,
+            request.as_ref(),
             rel(rec.times.sent),
             itl,
             rec.success,
-            response.to_string(),
+            response.as_ref(),
             rel(rec.times.completed),
             rec.latency_s.into_option(),
             rec.ttft_s.into_option(),
             rec.tpot_s.into_option(),
-            rec.prompt_tokens.into_option().map(|n| n as i64),
-            rec.completion_tokens.into_option().map(|n| n as i64),
+            rec.prompt_tokens
+                .into_option()
+                .and_then(|n| i64::try_from(n).ok()),
+            rec.completion_tokens
+                .into_option()
+                .and_then(|n| i64::try_from(n).ok()),
             rec.is_stream,
             rec.request_index as i64,
             (rec.http_status != 0).then_some(rec.http_status),
             (!rec.success).then(|| rec.failure.as_str()),
             (!rec.success).then(|| rec.error.as_str()),
-            rec.cached_tokens.into_option().map(|n| n as i64),
+            rec.cached_tokens
+                .into_option()
+                .and_then(|n| i64::try_from(n).ok()),
             rec.tokens_estimated,
             raw.output_events,
             raw.malformed_chunks,
@@ -135,10 +152,34 @@ impl ResultDb {
         ])?;
         self.pending += 1;
         if self.pending >= self.commit_every {
-            self.conn.execute_batch("COMMIT; BEGIN")?;
-            self.pending = 0;
+            self.commit()?;
         }
         Ok(())
+    }
+
+    fn commit(&mut self) -> rusqlite::Result<()> {
+        self.conn.execute_batch("COMMIT; BEGIN")?;
+        self.pending = 0;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    /// Commits the rows waiting longer than [`COMMIT_AFTER`]; the collector calls this
+    /// between records, so a quiet spell does not leave finished requests uncommitted.
+    pub fn tick(&mut self) -> rusqlite::Result<()> {
+        if self.pending > 0 && self.last_commit.elapsed() >= COMMIT_AFTER && !self.incomplete {
+            let committed = self.commit();
+            self.incomplete |= committed.is_err();
+            return committed;
+        }
+        Ok(())
+    }
+
+    /// After a failed write: keeps what can be kept (commits the rows written since the last
+    /// commit, if the database still takes it).
+    pub fn salvage(&mut self) {
+        let _ = self.conn.execute_batch("COMMIT; BEGIN");
+        self.pending = 0;
     }
 
     /// The table as [`Rows`] for the percentiles, when it holds every request: after a row

@@ -1,5 +1,5 @@
 //! The run log: every line goes to stderr (above the progress bar) and to
-//! `benchmark.log`, with a timestamp.
+//! `benchmark.log`, with a timestamp, secrets masked (`redact`).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -45,6 +45,7 @@ pub fn set_bar(bar: Option<ProgressBar>) {
 }
 
 fn write(level: &str, message: &str, to_stderr: bool) {
+    let message = super::redact::redact(message);
     let stamp = chrono::Local::now().format("%Y-%m-%d %H:%M:%S%.3f");
     let Ok(mut l) = log().lock() else { return };
     for line in message.lines() {

@@ -7,6 +7,7 @@
 pub mod console;
 pub mod db;
 pub mod log;
+pub mod redact;
 
 use std::path::Path;
 
@@ -25,5 +26,21 @@ pub fn write_json(path: &Path, value: &Value) -> anyhow::Result<()> {
     let mut ser = serde_json::Serializer::with_formatter(&mut text, formatter);
     serde::Serialize::serialize(value, &mut ser).context("serialising JSON")?;
     text.push(b'\n');
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    let text = String::from_utf8_lossy(&text);
+    write_atomically(path, redact::redact(&text).as_bytes())
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a reader
+/// (or a crash, or a full disk) never meets a half-written file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("cannot write {}", path.display()))
 }

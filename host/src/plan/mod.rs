@@ -12,7 +12,7 @@ mod secrets;
 mod sinks;
 
 pub use runs::fmt_rate;
-pub use secrets::{is_secret_key, redacted_url};
+pub use secrets::{is_secret_key, masked_url, redacted_url, secrets, MASK};
 
 use perf_plugin_api::sdk::{ApiConfig, DatasetConfig, SinkConfig};
 use perf_plugin_api::{PluginKind, ResultKind};
@@ -62,6 +62,8 @@ pub struct HttpPlan {
     pub read_timeout: Option<Duration>,
     /// Whole-request timeout.
     pub total_timeout: Duration,
+    /// How large a response may be.
+    pub limits: crate::worker::Limits,
 }
 
 /// Where prompts come from.
@@ -125,6 +127,9 @@ pub struct RunPlan {
     pub args_json: Value,
     /// Debug logging.
     pub debug: bool,
+    /// What the flags do that the user may not expect (two flags setting one header), logged
+    /// when the run starts.
+    pub warnings: Vec<String>,
     /// `--tokenizer-path`: a tokenizer.json, a directory holding one, or a model id on the hub.
     pub tokenizer_path: Option<String>,
     /// `--data-source`: the hub model ids and datasets come from.
@@ -196,6 +201,29 @@ fn headers(raw: &[String]) -> anyhow::Result<Vec<(String, String)>> {
             ))),
         })
         .collect()
+}
+
+/// Two flags that set the same header: `--headers` twice, or `--headers Authorization=...`
+/// with `--api-key` (whose `Bearer` header wins).
+fn header_warnings(a: &RunArgs, headers: &[(String, String)]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    for (name, _) in headers {
+        let lower = name.to_ascii_lowercase();
+        if seen.contains(&lower) {
+            warnings.push(format!(
+                "--headers sets {name} more than once; the last value is sent"
+            ));
+        }
+        seen.push(lower);
+    }
+    if a.api_key.is_some() && seen.iter().any(|h| h == "authorization") {
+        warnings.push(
+            "--api-key and --headers both set Authorization; --api-key's `Bearer` header is sent"
+                .into(),
+        );
+    }
+    warnings
 }
 
 fn model(a: &RunArgs, mode: Option<ServerMode>) -> anyhow::Result<String> {
@@ -332,6 +360,10 @@ fn http_plan(a: &RunArgs, url: String) -> anyhow::Result<HttpPlan> {
         connect_timeout: optional(a.connect_timeout, "--connect-timeout")?,
         read_timeout: optional(a.read_timeout, "--read-timeout")?,
         total_timeout: seconds(a.total_timeout, "--total-timeout")?,
+        limits: crate::worker::Limits {
+            response_bytes: a.max_response_bytes,
+            event_bytes: a.max_event_bytes.min(a.max_response_bytes),
+        },
     })
 }
 
@@ -359,6 +391,8 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         None => None,
     };
     let sinks = sinks::sinks(a)?;
+    let http = http_plan(a, url)?;
+    let warnings = header_warnings(a, &http.headers);
     for (id, config) in &sinks {
         if let Some(entry) = registry.find(PluginKind::ResultSink, id) {
             prompts::check_options(&entry.info, &config.options, &format!("--sink {id}"))?;
@@ -368,7 +402,7 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         api_id: adapter.id.to_string(),
         api_flag: a.api.clone(),
         api,
-        http: http_plan(a, url)?,
+        http,
         test_connection: !a.no_test_connection,
         runs,
         sleep_interval: seconds(a.sleep_interval, "--sleep-interval")?,
@@ -389,6 +423,7 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         db_commit_interval: a.db_commit_interval.max(1),
         args_json: secrets::masked_args(a),
         debug: a.debug,
+        warnings,
         tokenizer_path: a.tokenizer_path.clone(),
         image_patch_size: a.image_patch_size,
         input_only: adapter.results == ResultKind::InputOnly,
@@ -418,6 +453,16 @@ mod tests {
 
     fn err(line: &str) -> String {
         format!("{:#}", plan(&args(line)).expect_err("must be rejected"))
+    }
+
+    /// The error of a line the command line itself refuses (a value out of its range).
+    fn parse_err(line: &str) -> String {
+        let mut v = vec!["perf"];
+        v.extend(line.split_whitespace());
+        Cli::try_parse_from(v)
+            .map(|_| ())
+            .expect_err("must be refused")
+            .to_string()
     }
 
     #[test]
@@ -454,7 +499,10 @@ mod tests {
         assert_eq!(p.runs[1].label, "parallel_4_number_40");
         assert_eq!(p.runs[1].rate, Some(5.0));
         assert!(err("--model m --parallel 1 4 --number 10").contains("give as many of each"));
-        assert!(err("--model m --parallel 0").contains("--parallel must be > 0"));
+        assert!(parse_err("--model m --parallel 0").contains(
+            "invalid value '0' for '--parallel <PARALLEL>...': must be a whole number of concurrent requests from 1 to 1000000"
+        ));
+        assert!(parse_err("--model m --number -5").contains("invalid value '-5' for '--number"));
         assert!(err("--model m --parallel 2 2 --number 5 5").contains("appears twice"));
     }
 

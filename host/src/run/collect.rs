@@ -59,6 +59,8 @@ pub struct Collected {
     pub db: ResultDb,
     /// Warmup requests seen.
     pub warmup: u64,
+    /// Why the database stopped taking rows, if it did.
+    pub db_error: Option<String>,
 }
 
 /// Numbers of a summary, for sinks.
@@ -93,6 +95,11 @@ impl Collector {
             let mut raw = match records.try_recv() {
                 Ok(raw) => raw,
                 Err(TryRecvError::Empty) => {
+                    if db_error.is_none() {
+                        if let Err(e) = self.db.tick() {
+                            self.db_failed(&e.to_string(), &mut db_error);
+                        }
+                    }
                     std::thread::sleep(POLL);
                     continue;
                 }
@@ -114,7 +121,17 @@ impl Collector {
             stats: self.stats,
             db: self.db,
             warmup,
+            db_error,
         }
+    }
+
+    /// Writing the database failed: keep what is committed, say so once, stop writing.
+    fn db_failed(&mut self, error: &str, db_error: &mut Option<String>) {
+        self.db.salvage();
+        log::warn(format!(
+            "writing benchmark_data.db failed: {error}; the rows committed so far are kept, the later ones are not written, and perf will exit with code 1"
+        ));
+        *db_error = Some(error.to_string());
     }
 
     /// Counts the output with the tokenizer when the server sent no usage.
@@ -138,10 +155,7 @@ impl Collector {
         self.stats.add(&derived);
         if db_error.is_none() {
             if let Err(e) = self.db.insert(&derived) {
-                log::warn(format!(
-                    "writing benchmark_data.db failed: {e}; the summary files are still written"
-                ));
-                *db_error = Some(e.to_string());
+                self.db_failed(&e.to_string(), db_error);
             }
         }
         self.sinks.send(SinkEvent::Record(derived.record));

@@ -195,7 +195,9 @@ pub async fn run(d: Dispatch, mut prompts: Prompts, records: Sender<RawRecord>) 
     let (job_tx, job_rx) =
         async_channel::bounded::<Job>(d.spec.parallel.unwrap_or(1).clamp(1, 1024));
     if let Some(parallel) = d.spec.parallel {
-        for _ in 0..parallel {
+        // No more workers than requests: memory follows what can be in flight, not the flag.
+        let workers = (parallel as u64).min(total.max(1));
+        for _ in 0..workers {
             let w = d.worker(&records, &clock, paced);
             tracker.spawn(w.closed_loop(job_rx.clone()));
         }
@@ -224,6 +226,7 @@ pub async fn run(d: Dispatch, mut prompts: Prompts, records: Sender<RawRecord>) 
             item,
             intended,
             max_tokens: Some(schedule::max_tokens(d.max_tokens, &mut rng)),
+            connection_test: false,
         };
         if d.spec.parallel.is_some() {
             if job_tx.send(job).await.is_err() {

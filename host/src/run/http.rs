@@ -39,6 +39,10 @@ fn client_with_pool(plan: &RunPlan, pool: usize) -> anyhow::Result<reqwest::Clie
     if let Some(t) = plan.http.connect_timeout {
         builder = builder.connect_timeout(t);
     }
+    // Each read, the wait for the response head included.
+    if let Some(t) = plan.http.read_timeout {
+        builder = builder.read_timeout(t);
+    }
     builder
         .build()
         .map_err(|e| usage(format!("cannot set up the HTTP client: {e}")))
@@ -83,6 +87,7 @@ pub async fn test_connection(ex: &Exchange, plan: &RunPlan) -> anyhow::Result<()
             item: DatasetItem::new(PromptItem::Text("hello".into())),
             intended: std::time::Instant::now(),
             max_tokens: Some(max_tokens),
+            connection_test: true,
         };
         let rec = execute(ex, job, &CancellationToken::new()).await;
         let retry = match rec.failure {

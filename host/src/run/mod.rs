@@ -89,6 +89,7 @@ struct Session<'a> {
 
 /// Runs the benchmark the plan describes.
 pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> {
+    crate::signals::report_file_size_limits();
     // Everything a user can get wrong is checked before any traffic.
     let adapter = registry.api_adapter(&plan.api_id, &plan.api)?;
     let tokenizer = match &plan.tokenizer_path {
@@ -96,7 +97,18 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
         None => None,
     };
     if let Some((id, config)) = dataset_config(&plan, 0) {
-        registry.dataset_source(&id, &config, tokenizer.as_ref().map(HostTokenizer::handle))?;
+        let mut source =
+            registry.dataset_source(&id, &config, tokenizer.as_ref().map(HostTokenizer::handle))?;
+        // A dataset that cannot give a single prompt would make a run that measures nothing.
+        match source.next_item() {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(usage(format!(
+                    "--dataset {id} yielded no prompt: check --dataset-path and the length filters (--min-prompt-length, --max-prompt-length)"
+                )))
+            }
+            Err(e) => return Err(usage(format!("--dataset {id}: {e}"))),
+        }
     }
     let sinks = plan
         .sinks
@@ -131,12 +143,15 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
         reqwest: crate::worker::Reqwest {
             pooled: client,
             fresh: http::fresh_client(&plan)?,
+            reuse: Default::default(),
+            server: crate::plan::redacted_url(url.as_str()),
         },
         adapter,
         url,
         headers,
         read_timeout: plan.http.read_timeout,
         total_timeout: plan.http.total_timeout,
+        limits: plan.http.limits,
         in_flight: Default::default(),
     });
     let interrupt = watch_signals(&rt);
@@ -162,20 +177,26 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
 }
 
 fn open_output(plan: &RunPlan) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&plan.output_dir).with_context(|| {
-        format!(
-            "cannot create the output directory {}",
-            plan.output_dir.display()
-        )
+    let dir = plan.output_dir.display();
+    std::fs::create_dir_all(&plan.output_dir).map_err(|e| {
+        usage(format!(
+            "cannot create the output directory {dir}: {e}; pick another --outputs-dir"
+        ))
     })?;
-    log::open(&plan.output_dir.join("benchmark.log"), plan.debug)
-        .context("cannot create benchmark.log")?;
+    log::open(&plan.output_dir.join("benchmark.log"), plan.debug).map_err(|e| {
+        usage(format!(
+            "cannot write {dir}/benchmark.log: {e}; pick another --outputs-dir"
+        ))
+    })?;
     log::info(format!(
         "perf {} writing to {}",
         env!("CARGO_PKG_VERSION"),
         plan.output_dir.display()
     ));
     log::file_only(format!("arguments: {}", plan.args_json));
+    for warning in &plan.warnings {
+        log::warn(warning);
+    }
     Ok(())
 }
 
@@ -296,9 +317,17 @@ impl Session<'_> {
 fn exit_code(outcomes: &[RunOutcome], interrupted: bool) -> i32 {
     let total: u64 = outcomes.iter().map(|o| o.summary.total).sum();
     let ok: u64 = outcomes.iter().map(|o| o.summary.succeeded).sum();
-    if interrupted {
+    if let Some(e) = outcomes.iter().find_map(|o| o.write_error.as_ref()) {
+        log::warn(format!(
+            "benchmark_data.db misses rows ({e}); the results are incomplete"
+        ));
+        1
+    } else if interrupted {
         INTERRUPTED
-    } else if total > 0 && ok == 0 {
+    } else if total == 0 {
+        log::warn("no request was measured; see benchmark.log for why");
+        1
+    } else if ok == 0 {
         log::warn(
             "every request failed; see the error column of benchmark_data.db and benchmark.log",
         );
@@ -324,11 +353,11 @@ fn report(plan: &RunPlan, outcomes: &[RunOutcome]) -> anyhow::Result<()> {
         &plan.output_dir.to_string_lossy(),
         outcomes,
     );
+    let text = crate::output::redact::redact(&text);
     println!("{text}");
     log::file_only(&text);
-    std::fs::write(
-        plan.output_dir.join("performance_summary.txt"),
-        format!("{text}\n"),
+    crate::output::write_atomically(
+        &plan.output_dir.join("performance_summary.txt"),
+        format!("{text}\n").as_bytes(),
     )
-    .context("cannot write performance_summary.txt")
 }

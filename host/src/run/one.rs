@@ -265,8 +265,10 @@ impl Session<'_> {
                 Percentiles::default()
             }
         };
+        let mut write_error = collected.db_error.clone();
         if let Err(e) = collected.db.finish() {
             log::warn(format!("finishing benchmark_data.db failed: {e}"));
+            write_error.get_or_insert(e.to_string());
         }
         write_json(&dir.join("benchmark_summary.json"), &summary.to_json())?;
         write_json(
@@ -278,7 +280,7 @@ impl Session<'_> {
             console::summary_table(&summary),
             console::percentile_table(&percentiles)
         );
-        println!("{text}");
+        println!("{}", crate::output::redact::redact(&text));
         log::file_only(&text);
         for reason in collected.stats.saturation(&load) {
             log::warn(format!("CLIENT SATURATED: {reason}"));
@@ -317,6 +319,7 @@ impl Session<'_> {
             spec: spec.clone(),
             summary,
             percentiles,
+            write_error,
         })
     }
 }

@@ -12,10 +12,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_queue::SegQueue;
+
+use crate::worker::Reuse;
 use http_body_util::Full;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use perf_timing::{ReadClock, TimedStream};
@@ -28,6 +30,8 @@ pub struct Conn {
     pub driver: Driver,
     /// When the latest read's data arrived.
     pub clock: Arc<ReadClock>,
+    /// When it was last returned to the pool.
+    returned: Instant,
 }
 
 /// The connection ended (closed or failed) before the awaited future finished.
@@ -104,7 +108,12 @@ pub struct TimedHttp {
     authority: String,
     idle: SegQueue<Conn>,
     connect_timeout: Option<Duration>,
+    reuse: Reuse,
 }
+
+/// A connection the server closes within this time of returning it to the pool closed it
+/// after the response, not for idling.
+const CLOSED_AFTER_RESPONSE: Duration = Duration::from_secs(1);
 
 /// Why no connection could be made.
 #[derive(Debug)]
@@ -143,6 +152,7 @@ impl TimedHttp {
             authority,
             idle: SegQueue::new(),
             connect_timeout,
+            reuse: Reuse::default(),
         })
     }
 
@@ -167,11 +177,20 @@ impl TimedHttp {
         &self.authority
     }
 
+    /// Whether this server's connections are worth keeping.
+    pub fn reuse(&self) -> &Reuse {
+        &self.reuse
+    }
+
     /// An idle connection (`true`: reused), or a new one.
     pub async fn checkout(&self) -> Result<(Conn, bool), ConnectError> {
         while let Some(mut conn) = self.idle.pop() {
+            self.reuse.reused();
             if conn.alive() {
                 return Ok((conn, true));
+            }
+            if conn.returned.elapsed() < CLOSED_AFTER_RESPONSE {
+                self.reuse.closed(&self.authority);
             }
         }
         self.connect().await.map(|c| (c, false))
@@ -199,11 +218,13 @@ impl TimedHttp {
             sender,
             driver: Driver(Box::pin(driver)),
             clock,
+            returned: Instant::now(),
         })
     }
 
     /// Returns a connection whose response was read to the end.
-    pub fn checkin(&self, conn: Conn) {
+    pub fn checkin(&self, mut conn: Conn) {
+        conn.returned = Instant::now();
         self.idle.push(conn);
     }
 }

@@ -8,6 +8,7 @@
 //! worker's body reader.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -41,17 +42,68 @@ pub(super) struct Head {
     pub at: Instant,
 }
 
+/// Whether connections to the server are worth keeping. Some servers close a keep-alive
+/// connection after every response without saying `Connection: close` (llama.cpp's server
+/// does after every streamed one); reusing such connections makes every other request race
+/// the close and be sent again. Once at least [`Reuse::EVIDENCE`] reused connections turned
+/// out closed, and they are at least half of all reuses, every request gets a fresh
+/// connection (counted as `Fresh-Connection Requests`), and perf says so once.
+#[derive(Default)]
+pub struct Reuse {
+    reused: AtomicU64,
+    closed: AtomicU64,
+    fresh_only: AtomicBool,
+}
+
+impl Reuse {
+    /// Closed reuses needed before perf stops reusing.
+    pub const EVIDENCE: u64 = 3;
+
+    /// A request goes out on a reused connection.
+    pub fn reused(&self) {
+        self.reused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A reused connection turned out closed by the server: unanswered, or dead moments after
+    /// its last response. `server` names it for the message.
+    pub fn closed(&self, server: &str) {
+        let closed = self.closed.fetch_add(1, Ordering::Relaxed) + 1;
+        let reused = self.reused.load(Ordering::Relaxed);
+        if closed >= Self::EVIDENCE
+            && closed * 2 >= reused
+            && !self.fresh_only.swap(true, Ordering::Relaxed)
+        {
+            crate::output::log::warn(format!(
+                "{server} closes its connections after its responses ({closed} of {reused} reused connections were closed): every further request gets a fresh connection (Fresh-Connection Requests in the summary)"
+            ));
+        }
+    }
+
+    /// Whether every request gets a fresh connection.
+    pub fn fresh_only(&self) -> bool {
+        self.fresh_only.load(Ordering::Relaxed)
+    }
+}
+
 /// What carries requests: one request at a time on some connection.
 pub(super) trait Transport: Sync {
     /// A response body being read.
     type Body: Send;
 
-    /// Sends `p` with `body`, on a fresh connection when `fresh`, and waits for the head.
+    /// Whether its server's connections are worth keeping.
+    fn reuse(&self) -> &Reuse;
+
+    /// The server, for messages.
+    fn server(&self) -> String;
+
+    /// Sends `p` with `body`, on a fresh connection when `fresh`, and waits for the head, at
+    /// most `head_timeout` once the request is written (`--read-timeout`).
     fn send(
         &self,
         p: &Prepared,
         body: Bytes,
         fresh: bool,
+        head_timeout: Option<Duration>,
     ) -> impl Future<Output = Result<(Head, Self::Body), NoResponse>> + Send;
 
     /// The next piece of the body and when it arrived; `None` at its clean end. An error is
@@ -72,7 +124,7 @@ pub(super) async fn exchange<T: Transport>(
     p: Prepared,
     record: &mut RawRecord,
 ) {
-    let Some((head, mut body)) = send(t, &p, record).await else {
+    let Some((head, mut body)) = send(t, &p, record, ex.read_timeout).await else {
         return;
     };
     record.first_byte = Some(head.at);
@@ -104,10 +156,17 @@ async fn send<T: Transport>(
     t: &T,
     p: &Prepared,
     record: &mut RawRecord,
+    head_timeout: Option<Duration>,
 ) -> Option<(Head, T::Body)> {
-    let first = match t.send(p, record.request_body.clone(), false).await {
+    let body = record.request_body.clone();
+    let fresh = t.reuse().fresh_only();
+    record.fresh_connection = fresh;
+    let first = match t.send(p, body, fresh, head_timeout).await {
         Ok(answer) => return Some(answer),
-        Err(e) if e.retry_fresh => e,
+        Err(e) if e.retry_fresh => {
+            t.reuse().closed(&t.server());
+            e
+        }
         Err(e) => {
             record.fail(e.kind, e.message);
             return None;
@@ -115,7 +174,10 @@ async fn send<T: Transport>(
     };
     record.retries += 1;
     record.sent = Instant::now();
-    match t.send(p, record.request_body.clone(), true).await {
+    match t
+        .send(p, record.request_body.clone(), true, head_timeout)
+        .await
+    {
         Ok(answer) => Some(answer),
         Err(e) => {
             record.fail(
@@ -168,7 +230,11 @@ async fn read<T: Transport>(
             None => T::next(body).await,
         };
         match next {
-            Ok(Some((piece, at))) => reader.push(&piece, at),
+            Ok(Some((piece, at))) => {
+                if !reader.push(&piece, at) {
+                    return false;
+                }
+            }
             Ok(None) => return true,
             Err((kind, message)) => {
                 reader.fail(kind, message);

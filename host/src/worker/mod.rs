@@ -15,6 +15,7 @@ mod exchange;
 mod timed;
 mod via_reqwest;
 
+pub use exchange::Reuse;
 pub use via_reqwest::Reqwest;
 
 use std::time::{Duration, Instant};
@@ -44,6 +45,8 @@ pub struct Job {
     pub intended: Instant,
     /// `max_tokens` drawn for this request.
     pub max_tokens: Option<u32>,
+    /// The connection test: its `x-request-id` is `perf-<pid>-test`, unlike any measured one.
+    pub connection_test: bool,
 }
 
 /// What one request produced, with raw monotonic timestamps.
@@ -92,8 +95,13 @@ pub struct RawRecord {
     pub error: String,
     /// The response was streamed.
     pub is_stream: bool,
-    /// Times it was sent again after a connection closed without answering (see `timed.rs`).
+    /// Times it was sent again after a connection closed without answering (see
+    /// `exchange.rs`).
     pub retries: u32,
+    /// When it was first handed to the HTTP client (`sent` is the last send, after a retry).
+    pub first_sent: Instant,
+    /// It went out on a fresh connection because the server does not keep connections.
+    pub fresh_connection: bool,
     /// The exact body sent.
     pub request_body: Bytes,
     /// Prompt tokens the dataset knew.
@@ -127,6 +135,8 @@ impl RawRecord {
             error: String::new(),
             is_stream: false,
             retries: 0,
+            first_sent: now,
+            fresh_connection: false,
             request_body: Bytes::new(),
             prompt_tokens_hint: job.item.prompt_tokens.into_option(),
             prompt_chars: prompt_chars(&job.item),
@@ -178,6 +188,8 @@ pub struct Exchange {
     pub timed: Option<TimedHttp>,
     /// Requests sent and not yet finished.
     pub in_flight: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// How large a response may be.
+    pub limits: Limits,
 }
 
 /// Folds decoded events into a record.
@@ -195,12 +207,36 @@ struct Reader<'a> {
     /// The decoder failed (an error other than `Invalid`, or a panic): it is not called again.
     failed: bool,
     adapter: &'a str,
+    limits: Limits,
+    /// An event was longer than the limit.
+    too_large: bool,
+}
+
+/// How large a response may be.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The whole body (`--max-response-bytes`).
+    pub response_bytes: u64,
+    /// One SSE event or NDJSON line (`--max-event-bytes`).
+    pub event_bytes: u64,
 }
 
 impl Reader<'_> {
     fn on_event(&mut self, event: Event<'_>, at: Instant) {
         match event {
             Event::Done => {}
+            Event::TooLarge => {
+                self.too_large = true;
+                let (flag, limit) = if self.whole_body {
+                    ("--max-response-bytes", self.limits.response_bytes)
+                } else {
+                    ("--max-event-bytes", self.limits.event_bytes)
+                };
+                self.record.fail(
+                    FailureKind::Stream,
+                    format!("the response has an event longer than {flag} ({limit} bytes)"),
+                );
+            }
             Event::Data(data) => {
                 if self.failed {
                     return;
@@ -259,7 +295,11 @@ impl Reader<'_> {
                         };
                 }
                 ResponseEvent::EmptyChunk => chunk = true,
-                ResponseEvent::Usage(u) => merge_usage(&mut r.usage, u),
+                // An implausible count is not used (the count then comes from perf) and the
+                // event counts as malformed.
+                ResponseEvent::Usage(u) => {
+                    r.malformed_chunks += u32::from(!merge_usage(&mut r.usage, u));
+                }
                 ResponseEvent::Error(message) => r.fail(FailureKind::ServerError, message.as_str()),
                 _ => {}
             }
@@ -278,16 +318,26 @@ impl Reader<'_> {
     }
 }
 
-fn merge_usage(into: &mut Usage, from: &Usage) {
-    if from.prompt_tokens.is_some() {
-        into.prompt_tokens = from.prompt_tokens;
+/// More tokens than any request could have: a server reporting it is broken (or hostile),
+/// and the value would wrap where it is stored.
+const MAX_PLAUSIBLE_TOKENS: u64 = 1_000_000_000_000;
+
+/// Merges `from` into `into`, field by field; returns `false` (and keeps the field as it was)
+/// when a count is beyond any plausible value.
+fn merge_usage(into: &mut Usage, from: &Usage) -> bool {
+    let mut plausible = true;
+    for (to, value) in [
+        (&mut into.prompt_tokens, from.prompt_tokens),
+        (&mut into.completion_tokens, from.completion_tokens),
+        (&mut into.cached_tokens, from.cached_tokens),
+    ] {
+        match value.into_option() {
+            Some(n) if n > MAX_PLAUSIBLE_TOKENS => plausible = false,
+            Some(_) => *to = value,
+            None => {}
+        }
     }
-    if from.completion_tokens.is_some() {
-        into.completion_tokens = from.completion_tokens;
-    }
-    if from.cached_tokens.is_some() {
-        into.cached_tokens = from.cached_tokens;
-    }
+    plausible
 }
 
 fn method(m: HttpMethod) -> Option<reqwest::Method> {
@@ -347,7 +397,12 @@ fn build(ex: &Exchange, job: &Job, record: &mut RawRecord) -> Option<Prepared> {
     // A request id servers can log (vLLM does), to match their logs with benchmark_data.db's
     // request_id column; --headers can set its own.
     if !headers.contains_key(REQUEST_ID) {
-        if let Ok(v) = HeaderValue::try_from(request_id(job.index)) {
+        let id = if job.connection_test {
+            format!("perf-{}-test", std::process::id())
+        } else {
+            request_id(job.index)
+        };
+        if let Ok(v) = HeaderValue::try_from(id) {
             headers.insert(REQUEST_ID, v);
         }
     }
@@ -389,6 +444,7 @@ pub async fn execute(ex: &Exchange, job: Job, cancel: &CancellationToken) -> Raw
         return record;
     };
     record.sent = Instant::now();
+    record.first_sent = record.sent;
     ex.in_flight
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let timed = ex.timed.as_ref().filter(|t| t.serves(&prepared.url));
@@ -417,6 +473,8 @@ struct BodyReader<'a> {
     framer: Framer,
     reader: Reader<'a>,
     last_read: Instant,
+    /// Bytes of the body read so far.
+    read: u64,
 }
 
 impl<'a> BodyReader<'a> {
@@ -445,8 +503,14 @@ impl<'a> BodyReader<'a> {
                 return None;
             }
         };
+        let max_event = if framing == Framing::None {
+            ex.limits.response_bytes
+        } else {
+            ex.limits.event_bytes
+        };
         Some(BodyReader {
-            framer: Framer::new(framing),
+            framer: Framer::new(framing, usize::try_from(max_event).unwrap_or(usize::MAX)),
+            read: 0,
             reader: Reader {
                 decoder,
                 record,
@@ -457,15 +521,28 @@ impl<'a> BodyReader<'a> {
                 decoded: 0,
                 failed: false,
                 adapter,
+                limits: ex.limits,
+                too_large: false,
             },
             last_read: Instant::now(),
         })
     }
 
-    fn push(&mut self, bytes: &[u8], at: Instant) {
+    /// Feeds one read; `false` when the rest of the body is not worth reading (too large).
+    fn push(&mut self, bytes: &[u8], at: Instant) -> bool {
         self.last_read = at;
+        self.read += bytes.len() as u64;
+        let limit = self.reader.limits.response_bytes;
+        if self.read > limit {
+            self.reader.record.fail(
+                FailureKind::Stream,
+                format!("the response is longer than --max-response-bytes ({limit} bytes)"),
+            );
+            return false;
+        }
         let reader = &mut self.reader;
         self.framer.push(bytes, &mut |e| reader.on_event(e, at));
+        !self.reader.too_large
     }
 
     fn fail(&mut self, kind: FailureKind, message: String) {

@@ -1,14 +1,14 @@
 //! Sending through the timed transport: the request drives its own connection, and reads
 //! carry the kernel's arrival time (see `crate::transport`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use perf_plugin_api::FailureKind;
 use reqwest::header::HeaderValue;
 
-use super::exchange::{Head, NoResponse, Transport};
+use super::exchange::{Head, NoResponse, Reuse, Transport};
 use super::{content_type, Prepared, USER_AGENT};
 use crate::transport::{Conn, ConnectError, TimedHttp};
 
@@ -44,11 +44,20 @@ fn request(
 impl Transport for TimedHttp {
     type Body = (Conn, Incoming);
 
+    fn reuse(&self) -> &Reuse {
+        self.reuse()
+    }
+
+    fn server(&self) -> String {
+        self.authority().to_string()
+    }
+
     async fn send(
         &self,
         p: &Prepared,
         body: Bytes,
         fresh: bool,
+        head_timeout: Option<Duration>,
     ) -> Result<(Head, Self::Body), NoResponse> {
         // A pooled connection leaves out idle connections the server closed; `reused` says
         // whether this one served a request before.
@@ -74,7 +83,20 @@ impl Transport for TimedHttp {
             message,
             retry_fresh: false,
         })?;
-        match send_on(&mut conn, request).await {
+        let answered = match head_timeout {
+            Some(limit) => match tokio::time::timeout(limit, send_on(&mut conn, request)).await {
+                Ok(answered) => answered,
+                Err(_) => {
+                    return Err(NoResponse {
+                        kind: FailureKind::Timeout,
+                        message: format!("no response head for {limit:?} (--read-timeout)"),
+                        retry_fresh: false,
+                    })
+                }
+            },
+            None => send_on(&mut conn, request).await,
+        };
+        match answered {
             Ok(response) => {
                 let head = Head {
                     status: response.status().as_u16(),
@@ -112,7 +134,7 @@ impl Transport for TimedHttp {
     }
 
     fn finish(&self, (conn, _): Self::Body, clean: bool) {
-        if clean {
+        if clean && !self.reuse().fresh_only() {
             self.checkin(conn);
         }
     }

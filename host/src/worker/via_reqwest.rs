@@ -1,12 +1,12 @@
 //! Sending through reqwest: https and proxied endpoints (and any endpoint with
 //! `PERF_HTTP_CLIENT=reqwest`). Reads are stamped when this task receives them.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use perf_plugin_api::FailureKind;
 
-use super::exchange::{Head, NoResponse, Transport};
+use super::exchange::{Head, NoResponse, Reuse, Transport};
 use super::{content_type, Prepared};
 
 fn classify(e: &reqwest::Error) -> FailureKind {
@@ -60,18 +60,38 @@ pub struct Reqwest {
     pub pooled: reqwest::Client,
     /// A client that keeps no idle connections.
     pub fresh: reqwest::Client,
+    /// Whether the server's connections are worth keeping.
+    pub reuse: Reuse,
+    /// The server, for messages.
+    pub server: String,
 }
 
 impl Transport for Reqwest {
     type Body = reqwest::Response;
+
+    fn reuse(&self) -> &Reuse {
+        &self.reuse
+    }
+
+    fn server(&self) -> String {
+        self.server.clone()
+    }
 
     async fn send(
         &self,
         p: &Prepared,
         body: Bytes,
         fresh: bool,
+        // reqwest's own read timeout (set from `--read-timeout`) covers the head.
+        _head_timeout: Option<Duration>,
     ) -> Result<(Head, Self::Body), NoResponse> {
-        let client = if fresh { &self.fresh } else { &self.pooled };
+        let client = if fresh {
+            &self.fresh
+        } else {
+            // reqwest does not say whether it reuses a connection; count every pooled send.
+            self.reuse.reused();
+            &self.pooled
+        };
         let sent = client
             .request(p.method.clone(), p.url.clone())
             .headers(p.headers.clone())

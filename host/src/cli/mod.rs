@@ -5,12 +5,15 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod values;
+
 /// Load-test and benchmark LLM inference services (a drop-in for `evalscope perf`).
 #[derive(Debug, Parser)]
 #[command(
     name = "perf",
     version,
     subcommand_negates_reqs = true,
+    allow_negative_numbers = true,
     after_help = "Metric definitions: see the README, section \"Metrics\"."
 )]
 pub struct Cli {
@@ -65,7 +68,7 @@ pub struct ServeMockArgs {
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// Port to listen on (0 = any free port; the chosen port is printed).
-    #[arg(long, default_value_t = 8877)]
+    #[arg(long, value_parser = values::port, default_value_t = 8877)]
     pub port: u16,
     /// The simulated server's behaviour.
     #[command(flatten)]
@@ -76,31 +79,31 @@ pub struct ServeMockArgs {
 #[derive(Debug, Clone, Args, Default, serde::Serialize)]
 pub struct MockArgs {
     /// perf: simulator time to first token, in milliseconds.
-    #[arg(long, default_value_t = 50.0, value_name = "MS")]
+    #[arg(long, value_parser = values::milliseconds, default_value_t = 50.0, value_name = "MS")]
     pub mock_ttft_ms: f64,
     /// perf: simulator time per output token after the first, in milliseconds.
-    #[arg(long, default_value_t = 5.0, value_name = "MS")]
+    #[arg(long, value_parser = values::milliseconds, default_value_t = 5.0, value_name = "MS")]
     pub mock_tpot_ms: f64,
     /// perf: simulator output length in tokens (capped by the request's max_tokens).
-    #[arg(long, default_value_t = 64, value_name = "N")]
+    #[arg(long, value_parser = values::tokens_or_zero, default_value_t = 64, value_name = "N")]
     pub mock_output_tokens: u32,
     /// perf: simulator tokens per streamed chunk.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, value_parser = values::count_u32, default_value_t = 1, value_name = "N")]
     pub mock_tokens_per_chunk: u32,
     /// perf: simulator concurrent slots; requests beyond it queue (0 = unlimited).
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, value_parser = values::small_usize, default_value_t = 0, value_name = "N")]
     pub mock_capacity: usize,
     /// perf: every Nth request gets an HTTP error (0 = never).
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, value_parser = values::any_u64, default_value_t = 0, value_name = "N")]
     pub mock_fail_every: u64,
     /// perf: the status of injected HTTP errors.
-    #[arg(long, default_value_t = 500, value_name = "CODE")]
+    #[arg(long, value_parser = values::status, default_value_t = 500, value_name = "CODE")]
     pub mock_fail_status: u16,
     /// perf: every Nth streamed request has its connection dropped mid-stream (0 = never).
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, value_parser = values::any_u64, default_value_t = 0, value_name = "N")]
     pub mock_drop_every: u64,
     /// perf: every Nth streamed request gets one malformed (non-JSON) chunk (0 = never).
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, value_parser = values::any_u64, default_value_t = 0, value_name = "N")]
     pub mock_malformed_every: u64,
     /// perf: write the simulator's own timestamps (request received, each chunk sent) as
     /// JSON lines to this file, to check a client's numbers against the server's.
@@ -129,7 +132,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "http://127.0.0.1:8877/v1/chat/completions")]
     pub url: String,
     /// Port of the local server (--api local, local_vllm, mock).
-    #[arg(long, default_value_t = 8877)]
+    #[arg(long, value_parser = values::port, default_value_t = 8877)]
     pub port: u16,
     /// Extra HTTP headers, `key=value` (split at the first `=`).
     #[arg(long, num_args = 1.., value_name = "KEY=VALUE")]
@@ -138,14 +141,22 @@ pub struct RunArgs {
     #[arg(long)]
     pub api_key: Option<String>,
     /// Connect timeout in seconds.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_parser = values::seconds, value_name = "SECONDS")]
     pub connect_timeout: Option<f64>,
     /// Read timeout in seconds: the longest gap between two reads of a response.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_parser = values::seconds, value_name = "SECONDS")]
     pub read_timeout: Option<f64>,
     /// Total timeout of one request in seconds; also caps the connection test.
-    #[arg(long, default_value_t = 21600.0, value_name = "SECONDS")]
+    #[arg(long, value_parser = values::seconds, default_value_t = 21600.0, value_name = "SECONDS")]
     pub total_timeout: f64,
+    /// perf: the longest response body read, in bytes; a longer one fails its request
+    /// (default 256 MiB).
+    #[arg(long, value_parser = values::bytes, default_value_t = 256 << 20, value_name = "BYTES")]
+    pub max_response_bytes: u64,
+    /// perf: the longest server-sent event or NDJSON line, in bytes; a longer one fails its
+    /// request (default 16 MiB).
+    #[arg(long, value_parser = values::bytes, default_value_t = 16 << 20, value_name = "BYTES")]
+    pub max_event_bytes: u64,
     /// Skip the connection test before the run.
     #[arg(long)]
     pub no_test_connection: bool,
@@ -155,16 +166,16 @@ pub struct RunArgs {
 
     // ----- Load shape
     /// Requests per run; several values make a sweep, paired with --parallel (or --rate).
-    #[arg(short = 'n', long, num_args = 1.., default_values_t = [1000u64])]
+    #[arg(short = 'n', long, value_parser = values::requests, num_args = 1.., default_values_t = [1000u64])]
     pub number: Vec<u64>,
     /// Maximum in-flight requests per run; several values make a sweep.
-    #[arg(long, num_args = 1.., default_values_t = [1i64], allow_negative_numbers = true)]
+    #[arg(long, value_parser = values::parallel, num_args = 1.., default_values_t = [1i64])]
     pub parallel: Vec<i64>,
     /// Requests per second (Poisson arrivals); -1 sends as fast as --parallel allows.
-    #[arg(long, num_args = 1.., default_values_t = [-1.0f64], allow_negative_numbers = true)]
+    #[arg(long, value_parser = values::rate, num_args = 1.., default_values_t = [-1.0f64])]
     pub rate: Vec<f64>,
     /// Warmup requests before each run (>= 1: a count; between 0 and 1: a fraction of --number).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, value_parser = values::warmup, default_value_t = 0.0)]
     pub warmup_num: f64,
     /// Prefill/decode disaggregation metrics.
     #[arg(long)]
@@ -173,10 +184,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub open_loop: bool,
     /// Seconds to sleep between the runs of a sweep.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, value_parser = values::seconds_or_zero, default_value_t = 5.0)]
     pub sleep_interval: f64,
     /// Wall-clock budget of each run in seconds; no new requests after it, in-flight ones finish.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_parser = values::seconds, value_name = "SECONDS")]
     pub duration: Option<f64>,
 
     // ----- SLA auto-tune
@@ -190,38 +201,38 @@ pub struct RunArgs {
     #[arg(long)]
     pub sla_params: Option<String>,
     /// Repeats per probed value.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, value_parser = values::count_u32, default_value_t = 3)]
     pub sla_num_runs: u32,
     /// Upper bound of the SLA search.
-    #[arg(long, default_value_t = 65536)]
+    #[arg(long, value_parser = values::count, default_value_t = 65536)]
     pub sla_upper_bound: u64,
     /// Lower bound of the SLA search.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_parser = values::count, default_value_t = 1)]
     pub sla_lower_bound: u64,
     /// Concurrency while tuning the rate.
-    #[arg(long)]
+    #[arg(long, value_parser = values::count)]
     pub sla_fixed_parallel: Option<u64>,
     /// Requests per probe = value x multiplier.
-    #[arg(long)]
+    #[arg(long, value_parser = values::multiplier)]
     pub sla_number_multiplier: Option<f64>,
 
     // ----- Tuning knobs
     /// SQLite rows per commit.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, value_parser = values::count_usize, default_value_t = 1000)]
     pub db_commit_interval: usize,
     /// Accepted for compatibility; perf's result queue does not block senders.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, value_parser = values::small_usize, default_value_t = 5)]
     pub queue_size_multiplier: usize,
     /// Accepted for compatibility; perf keeps exactly --parallel requests in flight.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, value_parser = values::small_usize, default_value_t = 2)]
     pub in_flight_task_multiplier: usize,
     /// Threads for prompt generation (0 = automatic).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_parser = values::small_usize, default_value_t = 0)]
     pub num_workers: usize,
 
     // ----- Logging / visualisation
     /// Log the running summary every N measured responses.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, value_parser = values::every, default_value_t = 100)]
     pub log_every_n_query: u64,
     /// Debug logging.
     #[arg(long)]
@@ -250,16 +261,16 @@ pub struct RunArgs {
 
     // ----- Prompt construction
     /// Maximum prompt length (tokens with a tokenizer, else characters).
-    #[arg(long, default_value_t = 131072)]
+    #[arg(long, value_parser = values::length, default_value_t = 131072)]
     pub max_prompt_length: u64,
     /// Minimum prompt length.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_parser = values::length, default_value_t = 0)]
     pub min_prompt_length: u64,
     /// Random shared prefix length in tokens (random dataset).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_parser = values::length, default_value_t = 0)]
     pub prefix_length: u64,
     /// Number of distinct random prefixes (random dataset).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_parser = values::count, default_value_t = 1)]
     pub prefix_count: u64,
     /// A fixed prompt, or `@file`; wins over --dataset.
     #[arg(long)]
@@ -274,19 +285,19 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_apply_chat_template: bool,
     /// random_vl image width.
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, value_parser = values::pixels, default_value_t = 224)]
     pub image_width: u32,
     /// random_vl image height.
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, value_parser = values::pixels, default_value_t = 224)]
     pub image_height: u32,
     /// random_vl image colour mode.
     #[arg(long, default_value = "RGB")]
     pub image_format: String,
     /// random_vl images per request.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_parser = values::images, default_value_t = 1)]
     pub image_num: u32,
     /// Patch size for the client-side image token estimate.
-    #[arg(long, default_value_t = 28)]
+    #[arg(long, value_parser = values::count_u32, default_value_t = 28)]
     pub image_patch_size: u32,
 
     // ----- Output
@@ -308,7 +319,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "modelscope")]
     pub data_source: String,
     /// Offset into the vocabulary for random datasets.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_parser = values::any_u64, default_value_t = 0)]
     pub dataset_offset: u64,
     /// Dataset options as JSON (also the options of a --plugin dataset).
     #[arg(long)]
@@ -316,22 +327,22 @@ pub struct RunArgs {
 
     // ----- Generation parameters
     /// frequency_penalty.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, value_parser = values::frequency_penalty)]
     pub frequency_penalty: Option<f64>,
     /// repetition_penalty.
-    #[arg(long)]
+    #[arg(long, value_parser = values::repetition_penalty)]
     pub repetition_penalty: Option<f64>,
     /// Request log probabilities.
     #[arg(long)]
     pub logprobs: bool,
     /// max_tokens: one value, or `MIN MAX` to draw each request's value uniformly.
-    #[arg(long, num_args = 1..=2, default_values_t = [2048u32])]
+    #[arg(long, value_parser = values::tokens, num_args = 1.., default_values_t = [2048u32])]
     pub max_tokens: Vec<u32>,
     /// min_tokens.
-    #[arg(long)]
+    #[arg(long, value_parser = values::tokens_or_zero)]
     pub min_tokens: Option<u32>,
     /// n (completion choices).
-    #[arg(long)]
+    #[arg(long, value_parser = values::count_u32)]
     pub n_choices: Option<u32>,
     /// Random seed; also sent as `seed`.
     #[arg(long)]
@@ -349,13 +360,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_stream: bool,
     /// Sampling temperature.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, value_parser = values::temperature, default_value_t = 0.0)]
     pub temperature: f64,
     /// top_p.
-    #[arg(long)]
+    #[arg(long, value_parser = values::top_p)]
     pub top_p: Option<f64>,
     /// top_k.
-    #[arg(long)]
+    #[arg(long, value_parser = values::top_k)]
     pub top_k: Option<i64>,
     /// JSON object merged into every body last.
     #[arg(long)]
@@ -369,10 +380,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub multi_turn: bool,
     /// Minimum user turns.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_parser = values::count_u32, default_value_t = 1)]
     pub min_turns: u32,
     /// Maximum user turns.
-    #[arg(long)]
+    #[arg(long, value_parser = values::count_u32)]
     pub max_turns: Option<u32>,
     /// Deprecated multi-turn options.
     #[arg(long)]
