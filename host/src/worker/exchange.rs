@@ -46,8 +46,9 @@ pub(super) struct Head {
 /// connection after every response without saying `Connection: close` (llama.cpp's server
 /// does after every streamed one); reusing such connections makes every other request race
 /// the close and be sent again. Once at least [`Reuse::EVIDENCE`] reused connections turned
-/// out closed, and they are at least half of all reuses, every request gets a fresh
-/// connection (counted as `Fresh-Connection Requests`), and perf says so once.
+/// out closed, and they are at least a quarter of all reuses (a server that keeps its
+/// connections closes next to none), every request gets a fresh connection (counted as
+/// `Fresh-Connection Requests`), and perf says so once.
 #[derive(Default)]
 pub struct Reuse {
     reused: AtomicU64,
@@ -70,7 +71,7 @@ impl Reuse {
         let closed = self.closed.fetch_add(1, Ordering::Relaxed) + 1;
         let reused = self.reused.load(Ordering::Relaxed);
         if closed >= Self::EVIDENCE
-            && closed * 2 >= reused
+            && closed * 4 >= reused
             && !self.fresh_only.swap(true, Ordering::Relaxed)
         {
             crate::output::log::warn(format!(
