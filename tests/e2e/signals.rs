@@ -208,3 +208,42 @@ fn sigkill_loses_at_most_about_a_second_of_completed_requests() {
         &lost[..lost.len().min(5)]
     );
 }
+
+#[test]
+fn the_connection_test_has_a_request_id_of_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("server.jsonl");
+    let sim = Simulator::start(&["--mock-log", log.to_str().expect("utf-8")]);
+    let out = Command::new(perf_bin())
+        .args([
+            "--url",
+            &sim.url("/v1/chat/completions"),
+            "--model",
+            "m",
+            "--prompt",
+            "hi",
+            "-n",
+            "2",
+            "--max-tokens",
+            "4",
+            "--outputs-dir",
+            "out",
+            "--no-timestamp",
+            "--name",
+            "t",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("perf runs");
+    assert_eq!(out.status.code(), Some(0));
+    sim.stop();
+    let ids: Vec<String> = server_log(&log).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(
+        ids.len(),
+        3,
+        "the test request and two measured ones: {ids:?}"
+    );
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), 3, "{ids:?}");
+    assert!(ids.iter().any(|id| id.ends_with("-test")), "{ids:?}");
+}

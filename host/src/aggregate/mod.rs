@@ -624,6 +624,20 @@ mod tests {
     }
 
     #[test]
+    fn the_p99_dispatch_lag_is_never_above_the_maximum() {
+        // One lag of 12.3449 ms: the histogram's three significant digits put its p99 at the
+        // top of the 12.34-12.35 ms bucket, above the exact maximum.
+        let t0 = Instant::now();
+        let mut r = raw(t0, 100, &[10], 1);
+        r.intended = r.first_sent - Duration::from_micros(12_344) - Duration::from_nanos(900);
+        let mut stats = RunStats::new(1, -1.0);
+        stats.add(&derive::derive(r, 0, &EpochClock::new()));
+        let s = stats.summary(None);
+        assert_eq!(s.max_dispatch_lag_ms, 12.34);
+        assert!(s.p99_dispatch_lag_ms <= s.max_dispatch_lag_ms, "{s:?}");
+    }
+
+    #[test]
     fn nearest_rank_matches_evalscope_1_14_1() {
         let v: Vec<f64> = (1..=10).map(f64::from).collect();
         assert_eq!(nearest_rank(&v, 0.0), Some(1.0));
