@@ -17,6 +17,8 @@ use perf_plugin_api::sdk::TokenizerPlugin;
 use perf_plugin_api::{FinishReason, GenerateRequest, SamplingParams};
 use tokio::sync::mpsc;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::plugin_host::LocalModel;
 use crate::tokenizer::HostTokenizer;
 use perf_server::{Backend, CompletionRequest, Generation, Piece, Rejection};
@@ -196,7 +198,7 @@ impl Backend for LocalBackend {
                     .is_ok()
                 };
                 let finish = match model.generate(&request, &mut on_token) {
-                    Ok(outcome) => match outcome.finish {
+                    Ok(outcome) => match record_peak(&outcome).finish {
                         FinishReason::Length => "length",
                         // Stop, Cancelled, and reasons of a newer interface.
                         _ => "stop",
@@ -220,6 +222,23 @@ impl Backend for LocalBackend {
             pieces: rx,
         })
     }
+}
+
+/// The highest peak accelerator memory a generation of this process reported, in bytes.
+static PEAK_MEMORY_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// The backend's peak accelerator memory so far, in bytes (0 without a local model, or with a
+/// backend that does not measure it): what evalscope reads from torch as
+/// `max_gpu_memory_cost`.
+pub fn peak_memory_bytes() -> u64 {
+    PEAK_MEMORY_BYTES.load(Ordering::Relaxed)
+}
+
+fn record_peak(outcome: &perf_plugin_api::GenerateOutcome) -> &perf_plugin_api::GenerateOutcome {
+    if let Some(bytes) = outcome.peak_memory_bytes.into_option() {
+        PEAK_MEMORY_BYTES.fetch_max(bytes, Ordering::Relaxed);
+    }
+    outcome
 }
 
 #[cfg(test)]

@@ -419,6 +419,8 @@ fn without_usage_a_tokenizer_counts_the_output_exactly() {
             tokenizer.to_str().expect("utf-8"),
             "--extra-args",
             r#"{"stream_options": {"include_usage": false}}"#,
+            "--response-messages",
+            "text",
         ],
     );
     let (stdout, stderr) = text(&out);
@@ -569,7 +571,7 @@ fn without_usage_image_prompts_count_the_template_and_image_patches() {
 }
 
 #[test]
-fn random_vl_puts_generated_images_before_text_of_exact_length() {
+fn random_vl_puts_text_of_exact_length_before_generated_images() {
     let tok = load("qwen3");
     let mut config = random_config(20, 60, true);
     config.image_num = 2;
@@ -587,10 +589,14 @@ fn random_vl_puts_generated_images_before_text_of_exact_length() {
             panic!("chat messages: {:?}", item.prompt);
         };
         let parts = &messages[0].content;
-        assert_eq!(parts.len(), 3, "two images, then the text");
-        for part in &parts[..2] {
+        assert_eq!(
+            parts.len(),
+            3,
+            "the text, then two images (evalscope's order)"
+        );
+        for part in &parts[1..] {
             let Ok(ContentPart::ImageUrl(url)) = part.as_enum() else {
-                panic!("an image first: {part:?}");
+                panic!("images after the text: {part:?}");
             };
             assert!(
                 url.starts_with("data:image/png;base64,iVBORw0KGgo"),
@@ -598,8 +604,8 @@ fn random_vl_puts_generated_images_before_text_of_exact_length() {
             );
             urls.insert(url.to_string());
         }
-        let Ok(ContentPart::Text(text)) = parts[2].as_enum() else {
-            panic!("text last");
+        let Ok(ContentPart::Text(text)) = parts[0].as_enum() else {
+            panic!("text first");
         };
         // The text is exact; each 40 x 30 image adds 2 x 2 patches of 28 pixels.
         let target = item.prompt_tokens.into_option().expect("target") as usize;

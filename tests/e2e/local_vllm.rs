@@ -106,7 +106,7 @@ fn vllm_is_started_with_evalscopes_arguments_benchmarked_and_stopped() {
         "its log until ready: {console}"
     );
     assert!(
-        console.contains("Success Requests") && console.contains("| 12"),
+        console.contains("Total / Success / Failed") && console.contains("12 / 12 / 0"),
         "{console}"
     );
     let rec = record(dir.path());

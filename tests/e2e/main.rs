@@ -1,6 +1,7 @@
 //! perf's end-to-end tests: one binary, one module per area.
 
 mod apis;
+mod compat;
 mod datasets;
 mod engine;
 mod faults;

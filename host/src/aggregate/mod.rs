@@ -97,6 +97,8 @@ pub struct RunStats {
     retried: u64,
     retry_cost: Sum,
     fresh_connections: u64,
+    /// Output tokens per decode step, over the requests with more than one.
+    decoded_per_step: Sum,
 }
 
 impl RunStats {
@@ -136,6 +138,7 @@ impl RunStats {
             retried: 0,
             retry_cost: Sum::default(),
             fresh_connections: 0,
+            decoded_per_step: Sum::default(),
         }
     }
 
@@ -181,14 +184,14 @@ impl RunStats {
         } else if d.tokens.client {
             self.client_counted += 1;
         }
+        if rec.is_stream {
+            self.streamed += 1;
+        }
         if !rec.success {
             *self.failures.entry(rec.failure.as_str()).or_default() += 1;
             return;
         }
         self.ok += 1;
-        if rec.is_stream {
-            self.streamed += 1;
-        }
         let get = |o: ROption<f64>| o.into_option();
         let latency = get(rec.latency_s).unwrap_or(0.0);
         let prompt = rec.prompt_tokens.into_option().unwrap_or(0) as f64;
@@ -203,8 +206,19 @@ impl RunStats {
                 self.ttft_other.add(ttft);
             }
         }
-        if let Some(tpot) = get(rec.tpot_s).filter(|t| *t > 0.0) {
+        // Streamed requests with more than one output token have a TPOT.
+        if let Some(tpot) = get(rec.tpot_s) {
             self.tpot.add(tpot);
+        }
+        // evalscope's tokens per decode step L = (tokens - 1) / (decode chunks - 1); above 1
+        // only when chunks carry several tokens (speculative decoding).
+        let steps = u64::from(raw.decode_chunks);
+        let tokens = d.tokens.completion;
+        if tokens > 1 && steps > 1 {
+            let per_step = (tokens - 1) as f64 / (steps - 1) as f64;
+            if per_step > 1.0 {
+                self.decoded_per_step.add(per_step);
+            }
         }
         for &gap in rec.itl_s.iter() {
             self.itl_sum_s += gap;
@@ -227,15 +241,6 @@ impl RunStats {
         }
     }
 
-    /// evalscope's TTFT: over streamed requests when there are any, else over the others.
-    fn ttft(&self) -> Sum {
-        if self.ttft_stream.n == 0 {
-            self.ttft_other
-        } else {
-            self.ttft_stream
-        }
-    }
-
     /// For embeddings and rerank, whose requests produce no text: the summary adds the input
     /// throughput and the percentiles are latency, input tokens and input tokens per second.
     pub fn input_only(mut self, yes: bool) -> Self {
@@ -244,14 +249,15 @@ impl RunStats {
     }
 
     /// `benchmark_summary.json` (see [`Summary`] for the keys), with the client's load when
-    /// the run is over.
+    /// the run is over. evalscope's formulas and sentinels: averages over no request are -1
+    /// (TTFT and TPOT, in ms, -1000); the ITL average over no gap is 0; input-only APIs (no
+    /// output) write 0 for every output figure.
     pub fn summary(&self, load: Option<ClientLoad>) -> Summary {
         let w = self.wall_s();
         let per_s = |x: f64| if w > 0.0 { x / w } else { 0.0 };
         let sum_prompt = self.prompt.sum;
         let sum_completion = self.completion.sum;
-        let ttft = self.ttft();
-        let ms = |v: f64| if v < 0.0 { -1.0 } else { round(v * 1000.0, 2) };
+        let ms = |seconds: f64| round(seconds * 1000.0, 2);
         let mut s = Summary {
             duration_s: round(w, 4),
             concurrency: self.parallel,
@@ -260,36 +266,54 @@ impl RunStats {
             succeeded: self.ok,
             failed: self.total - self.ok,
             streamed: self.streamed,
-            non_streamed: self.ok - self.streamed,
+            non_streamed: self.total - self.streamed,
             req_per_s: round(per_s(self.ok as f64), 4),
             avg_latency_s: round(mean(self.latency.sum, self.ok), 4),
             avg_input_tokens: round(mean(sum_prompt, self.ok), 4),
-            output_tok_per_s: round(per_s(sum_completion), 4),
-            total_tok_per_s: round(per_s(sum_prompt + sum_completion), 4),
-            avg_ttft_ms: ms(mean(ttft.sum, ttft.n)),
-            avg_tpot_ms: ms(if self.tpot.n == 0 {
-                0.0
-            } else {
-                mean(self.tpot.sum, self.tpot.n)
-            }),
-            avg_itl_ms: ms(mean(self.itl_sum_s, self.itl_count)),
-            avg_output_tokens: round(mean(sum_completion, self.ok), 4),
             ..Summary::default()
         };
         if self.input_only {
             // evalscope divides by the summed latencies, which under concurrency is a
-            // per-stream speed; the honest figure divides by the run's wall time.
-            s.input_tok_per_s = Some(round(per_s(sum_prompt), 4));
-            let per_stream = if self.latency.sum > 0.0 {
-                sum_prompt / self.latency.sum
+            // per-stream speed; perf's own figure divides by the run's wall time.
+            s.input_tok_per_s = if self.latency.sum > 0.0 {
+                round(sum_prompt / self.latency.sum, 4)
             } else {
-                0.0
+                -1.0
             };
-            s.input_tok_per_s_per_stream = Some(round(per_stream, 4));
+            s.run_input_tok_per_s = Some(round(per_s(sum_prompt), 4));
+        } else {
+            let (ttft, tpot) = if self.ttft_stream.n > 0 {
+                // Over the streamed requests; TPOT over those with more than one token.
+                let tpot = if self.tpot.n == 0 {
+                    0.0
+                } else {
+                    self.tpot.sum / self.tpot.n as f64
+                };
+                (mean(self.ttft_stream.sum, self.ttft_stream.n), tpot)
+            } else {
+                // Nothing streamed: TTFT is the latency and TPOT 0 (-1 without a success).
+                let tpot = if self.ok == 0 { -1.0 } else { 0.0 };
+                (mean(self.ttft_other.sum, self.ok), tpot)
+            };
+            s.output_tok_per_s = round(per_s(sum_completion), 4);
+            s.total_tok_per_s = round(per_s(sum_prompt + sum_completion), 4);
+            s.avg_ttft_ms = ms(ttft);
+            s.avg_tpot_ms = ms(tpot);
+            s.avg_itl_ms = if self.itl_count == 0 {
+                0.0
+            } else {
+                ms(self.itl_sum_s / self.itl_count as f64)
+            };
+            s.avg_output_tokens = round(mean(sum_completion, self.ok), 4);
         }
         if self.cache_reported && self.cached_prompt_tokens > 0 {
             let rate = 100.0 * self.cached_tokens as f64 / self.cached_prompt_tokens as f64;
             s.kv_cache_hit_rate = Some(round(rate, 4));
+        }
+        if self.decoded_per_step.n > 0 {
+            let l = self.decoded_per_step.sum / self.decoded_per_step.n as f64;
+            s.avg_decoded_tok_per_iter = Some(round(l, 4));
+            s.spec_accept_rate = Some(round((1.0 - 1.0 / l).clamp(0.0, 1.0), 4));
         }
         self.extras(&mut s, load);
         s
@@ -348,7 +372,14 @@ impl RunStats {
         } else {
             "success = 1 AND is_stream = 0"
         };
-        let tpot_rows = "success = 1 AND time_per_output_token > 0";
+        // TPOT over the streamed requests that have one (a pure non-streamed run: every
+        // request, at 0); its inverse over those with one.
+        let (tpot_rows, decode_rows) = if self.ttft_stream.n > 0 {
+            let streamed = "success = 1 AND is_stream = 1 AND time_per_output_token > 0";
+            (streamed, streamed)
+        } else {
+            ("success = 1", "success = 1 AND time_per_output_token > 0")
+        };
         let rate_rows = "success = 1 AND latency > 0";
         let input_columns = [
             (metric::LATENCY, "COALESCE(latency, 0)", ok),
@@ -382,7 +413,7 @@ impl RunStats {
             (
                 metric::DECODE_TOK_S,
                 "1.0 / time_per_output_token",
-                tpot_rows,
+                decode_rows,
             ),
         ];
         let columns: &[(&'static str, &str, &str)] = if self.input_only {
@@ -511,6 +542,8 @@ mod tests {
             request_body: bytes::Bytes::new(),
             prompt_tokens_hint: None,
             prompt_chars: 0,
+            messages: Default::default(),
+            peak_memory_bytes: 0,
         }
     }
 
@@ -552,7 +585,8 @@ mod tests {
         assert_eq!(s.avg_output_tokens, 2.5);
         assert!((s.output_tok_per_s - round(5.0 / 0.281, 4)).abs() < 1e-9);
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut db = ResultDb::create(&dir.path().join("b.db"), 10, 0.0).expect("db");
+        let mut db =
+            ResultDb::create(&dir.path().join("b.db"), 10, 0.0, Default::default()).expect("db");
         for d in &derived {
             db.insert(d).expect("row");
         }
@@ -577,7 +611,8 @@ mod tests {
         let t0 = Instant::now();
         let clock = EpochClock::new();
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut db = ResultDb::create(&dir.path().join("b.db"), 64, 0.0).expect("db");
+        let mut db =
+            ResultDb::create(&dir.path().join("b.db"), 64, 0.0, Default::default()).expect("db");
         let mut stats = RunStats::new(8, -1.0);
         let (mut latency, mut ttft, mut tpot, mut out_tps) = (vec![], vec![], vec![], vec![]);
         let mut seed = 7u64;

@@ -29,53 +29,44 @@ pub struct Summary {
     /// Failed requests.
     #[serde(rename = "Failed Requests")]
     pub failed: u64,
-    /// Successful streamed requests.
+    /// Streamed requests (by the response; a failed request by whether it asked to be).
     #[serde(rename = "Stream Requests")]
     pub streamed: u64,
-    /// Successful requests that were not streamed.
+    /// Requests that were not streamed.
     #[serde(rename = "Non-Stream Requests")]
     pub non_streamed: u64,
     /// Successful requests per second of the run.
     #[serde(rename = "Req Throughput (req/s)")]
     pub req_per_s: f64,
-    /// Mean latency of successful requests, seconds.
+    /// Mean latency of successful requests, seconds (-1 without any).
     #[serde(rename = "Avg Latency (s)")]
     pub avg_latency_s: f64,
-    /// Mean prompt tokens.
+    /// Mean prompt tokens (-1 without a successful request).
     #[serde(rename = "Avg Input Tokens")]
     pub avg_input_tokens: f64,
-    /// Output tokens per second of the run.
+    /// Output tokens per second of the run (0 for input-only APIs).
     #[serde(rename = "Output Throughput (tok/s)")]
     pub output_tok_per_s: f64,
-    /// Prompt and output tokens per second of the run.
+    /// Prompt and output tokens per second of the run (0 for input-only APIs).
     #[serde(rename = "Total Throughput (tok/s)")]
     pub total_tok_per_s: f64,
-    /// Mean time to first token, ms (-1 without any).
+    /// Mean time to first token, ms (evalscope's -1000 without a successful request; 0 for
+    /// input-only APIs).
     #[serde(rename = "Avg TTFT (ms)")]
     pub avg_ttft_ms: f64,
-    /// Mean time per output token, ms.
+    /// Mean time per output token, ms (as TTFT).
     #[serde(rename = "Avg TPOT (ms)")]
     pub avg_tpot_ms: f64,
-    /// Mean inter-token latency, ms (-1 without any).
+    /// Mean inter-token latency, ms (0 without any gap).
     #[serde(rename = "Avg ITL (ms)")]
     pub avg_itl_ms: f64,
-    /// Mean output tokens.
+    /// Mean output tokens (-1 without a successful request; 0 for input-only APIs).
     #[serde(rename = "Avg Output Tokens")]
     pub avg_output_tokens: f64,
-    /// Input-only APIs: prompt tokens per second of the run.
-    #[serde(
-        rename = "Input Throughput (tok/s)",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub input_tok_per_s: Option<f64>,
-    /// Input-only APIs: evalscope's prompt tokens per summed latency (a per-stream speed).
-    #[serde(
-        rename = "Input Throughput per Stream (evalscope) (tok/s)",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub input_tok_per_s_per_stream: Option<f64>,
+    /// Input-only APIs: evalscope's prompt tokens per summed latency (under concurrency a
+    /// per-stream speed, not the run's; see `Run Input Throughput (tok/s)`); 0 otherwise.
+    #[serde(rename = "Input Throughput (tok/s)")]
+    pub input_tok_per_s: f64,
     /// Cached prompt tokens over prompt tokens, when the server reports cached tokens.
     #[serde(
         rename = "KV Cache Hit Rate (%)",
@@ -83,6 +74,28 @@ pub struct Summary {
         skip_serializing_if = "Option::is_none"
     )]
     pub kv_cache_hit_rate: Option<f64>,
+    /// Mean output tokens per decode step over the requests with more than one (speculative
+    /// decoding), when there are any.
+    #[serde(
+        rename = "Avg Decoded Tok/Iter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub avg_decoded_tok_per_iter: Option<f64>,
+    /// 1 - 1 / that mean, clamped to [0, 1].
+    #[serde(
+        rename = "Spec. Accept Rate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub spec_accept_rate: Option<f64>,
+    /// Input-only APIs: prompt tokens per second of the run (perf's).
+    #[serde(
+        rename = "Run Input Throughput (tok/s)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub run_input_tok_per_s: Option<f64>,
     /// Mean time to the response head, ms (-1 without any).
     #[serde(rename = "Avg TTFB (ms)")]
     pub avg_ttfb_ms: f64,
@@ -181,7 +194,7 @@ impl Summary {
 
     /// Whether the run was of an input-only API (embeddings, rerank).
     pub fn input_only(&self) -> bool {
-        self.input_tok_per_s.is_some()
+        self.run_input_tok_per_s.is_some()
     }
 }
 
@@ -236,7 +249,7 @@ impl Percentiles {
     }
 
     /// The file's rows as JSON objects: `Percentiles` (the label) first, then each metric
-    /// (`null` where no request had it).
+    /// (`null` where no request had it, which the file writes as evalscope's `NaN`).
     pub fn to_json(&self) -> Value {
         Value::Array(
             self.rows

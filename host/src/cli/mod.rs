@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::output::messages::ResponseMessages;
+
 pub mod values;
 
 /// Load-test and benchmark LLM inference services (a drop-in for `evalscope perf`).
@@ -14,6 +16,7 @@ pub mod values;
     version,
     subcommand_negates_reqs = true,
     allow_negative_numbers = true,
+    infer_long_args = true,
     after_help = "Metric definitions: see the README, section \"Metrics\"."
 )]
 pub struct Cli {
@@ -315,9 +318,10 @@ pub struct RunArgs {
     /// Local dataset file or directory.
     #[arg(long)]
     pub dataset_path: Option<String>,
-    /// Hub for built-in datasets: modelscope, huggingface or local.
-    #[arg(long, default_value = "modelscope")]
-    pub data_source: String,
+    /// Hub for built-in datasets, tokenizers and models: modelscope (the default),
+    /// huggingface or local.
+    #[arg(long)]
+    pub data_source: Option<String>,
     /// Offset into the vocabulary for random datasets.
     #[arg(long, value_parser = values::any_u64, default_value_t = 0)]
     pub dataset_offset: u64,
@@ -344,9 +348,14 @@ pub struct RunArgs {
     /// n (completion choices).
     #[arg(long, value_parser = values::count_u32)]
     pub n_choices: Option<u32>,
-    /// Random seed; also sent as `seed`.
+    /// Random seed; also sent as `seed`. Without it every invocation draws new random prompts
+    /// (the seed drawn is written to benchmark_args.json as `dataset_seed`).
     #[arg(long)]
     pub seed: Option<i64>,
+    /// perf: the seed random datasets draw prompts with, without sending `seed` (to repeat a
+    /// run's prompts: its `dataset_seed` from benchmark_args.json); --seed sets it too.
+    #[arg(long, value_parser = values::any_u64)]
+    pub dataset_seed: Option<u64>,
     /// Stop sequences.
     #[arg(long, num_args = 0..)]
     pub stop: Option<Vec<String>>,
@@ -393,6 +402,11 @@ pub struct RunArgs {
     /// perf: options of the API adapter plugin, as JSON.
     #[arg(long)]
     pub api_args: Option<String>,
+    /// perf: how benchmark_data.db's response_messages holds each response: `evalscope`
+    /// (base64 of a pickled list of the parsed chunks, as evalscope writes it) or `text`
+    /// (perf's compact JSON of the text and usage; requests then keep no chunks in memory).
+    #[arg(long, value_enum, default_value_t = ResponseMessages::Evalscope, value_name = "FORM")]
+    pub response_messages: ResponseMessages,
     /// perf: enable a result sink by id, with JSON options: `ID` or `ID={"key": "value"}`;
     /// repeatable.
     #[arg(long = "sink", value_name = "ID[=JSON]")]

@@ -139,7 +139,7 @@ impl Calibration {
                     String::from_utf8_lossy(&result.stderr)
                 )
             })?;
-            Ok(serde_json::from_str(&text)?)
+            Ok(crate::output::parse_json_nan(&text)?)
         };
         let summary: Summary = serde_json::from_value(read("benchmark_summary.json")?)
             .context("the client run's benchmark_summary.json is not perf's")?;

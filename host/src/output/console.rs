@@ -1,10 +1,15 @@
-//! The tables printed at the end of each run and of the sweep (also written to
-//! `performance_summary.txt` and the log).
+//! The tables printed at the end of each run and of the sweep, laid out as evalscope 1.14.1
+//! lays them out: per run a grouped "Benchmarking summary", the "Percentile results" and the
+//! "Workload throughput"; after the sweep the "Performance Test Summary Report" with its
+//! Basic Information, Performance Overview, Per-Request Metrics and Workload Throughput
+//! (also written to `performance_summary.txt`). perf's own figures (client load, dispatch
+//! lag, failures by kind) are a group of their own after evalscope's.
 
-use comfy_table::{presets::ASCII_FULL_CONDENSED, Cell, CellAlignment, Table};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use serde_json::Value;
 
 use crate::aggregate::{metric, Percentiles, Summary};
+use crate::output::workload::Workload;
 use crate::plan::RunSpec;
 
 fn number(v: &Value) -> String {
@@ -14,11 +19,7 @@ fn number(v: &Value) -> String {
             if let Some(i) = n.as_i64() {
                 i.to_string()
             } else {
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                format!("{f:.4}")
-                    .trim_end_matches('0')
-                    .trim_end_matches('.')
-                    .to_string()
+                num(n.as_f64().unwrap_or(f64::NAN))
             }
         }
         Value::String(s) => s.clone(),
@@ -26,23 +27,130 @@ fn number(v: &Value) -> String {
     }
 }
 
+/// Up to four decimals, trailing zeros dropped.
+fn num(v: f64) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    let text = format!("{v:.4}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".into()
+    } else {
+        text.to_string()
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or("-".into(), num)
+}
+
 fn table(header: Vec<&str>) -> Table {
     let mut t = Table::new();
-    t.load_preset(ASCII_FULL_CONDENSED);
+    t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(header);
     t
 }
 
-/// The "Benchmarking summary" of one run: every key of `benchmark_summary.json`.
+fn right(text: impl Into<String>) -> Cell {
+    Cell::new(text.into()).set_alignment(CellAlignment::Right)
+}
+
+/// The keys of [`Summary`] that are evalscope's, by group, as its summary table shows them:
+/// a key with the value 0 (an average the run has none of) is left out of Latency and Tokens.
+const LATENCY: [&str; 4] = [
+    "Avg Latency (s)",
+    "Avg TTFT (ms)",
+    "Avg TPOT (ms)",
+    "Avg ITL (ms)",
+];
+const TOKENS: [&str; 5] = [
+    "Avg Input Tokens",
+    "Avg Output Tokens",
+    "Output Throughput (tok/s)",
+    "Total Throughput (tok/s)",
+    "Input Throughput (tok/s)",
+];
+const GENERAL: [&str; 9] = [
+    "Test Duration (s)",
+    "Concurrency",
+    "Request Rate (req/s)",
+    "Total Requests",
+    "Success Requests",
+    "Failed Requests",
+    "Stream Requests",
+    "Non-Stream Requests",
+    "Req Throughput (req/s)",
+];
+const CACHE: [&str; 1] = ["KV Cache Hit Rate (%)"];
+const SPECULATIVE: [&str; 2] = ["Avg Decoded Tok/Iter", "Spec. Accept Rate"];
+
+/// The "Benchmarking summary" of one run: evalscope's keys grouped as evalscope groups them,
+/// then perf's own.
 pub fn summary_table(summary: &Summary) -> String {
-    let mut t = table(vec!["Key", "Value"]);
-    if let Value::Object(map) = summary.to_json() {
-        for (k, v) in &map {
-            t.add_row(vec![
-                Cell::new(k),
-                Cell::new(number(v)).set_alignment(CellAlignment::Right),
-            ]);
+    let mut t = table(vec!["Metric", "Value"]);
+    let Value::Object(map) = summary.to_json() else {
+        return String::new();
+    };
+    let get = |k: &str| map.get(k).cloned().unwrap_or(Value::Null);
+    let group = |t: &mut Table, name: &str| {
+        t.add_row(vec![Cell::new(format!("── {name} ──")), Cell::new("")]);
+    };
+    group(&mut t, "General");
+    for key in &GENERAL[..3] {
+        t.add_row(vec![Cell::new(key), right(number(&get(key)))]);
+    }
+    t.add_row(vec![
+        Cell::new("Total / Success / Failed"),
+        right(format!(
+            "{} / {} / {}",
+            summary.total, summary.succeeded, summary.failed
+        )),
+    ]);
+    if summary.streamed > 0 && summary.non_streamed > 0 {
+        t.add_row(vec![
+            Cell::new("Stream / Non-Stream"),
+            right(format!("{} / {}", summary.streamed, summary.non_streamed)),
+        ]);
+    }
+    t.add_row(vec![Cell::new(GENERAL[8]), right(number(&get(GENERAL[8])))]);
+    let nonzero = |v: &Value| v.as_f64().is_some_and(|x| x != 0.0);
+    group(&mut t, "Latency");
+    for (i, key) in LATENCY.iter().enumerate() {
+        let v = get(key);
+        if i == 0 || nonzero(&v) {
+            t.add_row(vec![Cell::new(key), right(number(&v))]);
         }
+    }
+    group(&mut t, "Tokens");
+    for (i, key) in TOKENS.iter().enumerate() {
+        let v = get(key);
+        if i == 0 || nonzero(&v) {
+            t.add_row(vec![Cell::new(key), right(number(&v))]);
+        }
+    }
+    for (name, keys) in [
+        ("Multi-turn", &CACHE[..]),
+        ("Speculative Decoding", &SPECULATIVE[..]),
+    ] {
+        if keys.iter().any(|k| map.contains_key(*k)) {
+            group(&mut t, name);
+            for key in keys.iter().filter(|k| map.contains_key(**k)) {
+                t.add_row(vec![Cell::new(key), right(number(&get(key)))]);
+            }
+        }
+    }
+    group(&mut t, "Client and failures (perf)");
+    let evalscope: Vec<&str> = GENERAL
+        .iter()
+        .chain(&LATENCY)
+        .chain(&TOKENS)
+        .chain(&CACHE)
+        .chain(&SPECULATIVE)
+        .copied()
+        .collect();
+    for (k, v) in map.iter().filter(|(k, _)| !evalscope.contains(&k.as_str())) {
+        t.add_row(vec![Cell::new(k), right(number(v))]);
     }
     format!("Benchmarking summary:\n{t}")
 }
@@ -57,12 +165,36 @@ pub fn percentile_table(p: &Percentiles) -> String {
     let mut t = table(header);
     for (col, metric) in p.metrics.iter().enumerate() {
         let mut cells = vec![Cell::new(metric)];
-        cells.extend(p.rows.iter().map(|r| {
-            Cell::new(opt(r.values.get(col).copied().flatten())).set_alignment(CellAlignment::Right)
-        }));
+        cells.extend(
+            p.rows
+                .iter()
+                .map(|r| right(opt(r.values.get(col).copied().flatten()))),
+        );
         t.add_row(cells);
     }
     format!("Percentile results:\n{t}")
+}
+
+/// The "Workload throughput" of one run.
+pub fn workload_table(w: &Workload) -> String {
+    let mut t = table(vec![
+        "Metric (tok/s)",
+        "Overall",
+        "Last 30s",
+        "Steady (drop 20%)",
+    ]);
+    for (metric, values) in &w.rows {
+        let mut cells = vec![Cell::new(metric)];
+        cells.extend(values.iter().map(|v| right(rate(*v))));
+        t.add_row(cells);
+    }
+    format!("Workload throughput ({} samples):\n{t}", w.n_samples)
+}
+
+/// Two decimals, trailing zeros dropped.
+fn rate(v: f64) -> String {
+    let text = format!("{v:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// One finished run, for the sweep report.
@@ -73,133 +205,281 @@ pub struct RunOutcome {
     pub summary: Summary,
     /// Its percentiles.
     pub percentiles: Percentiles,
+    /// Its workload throughput, when a request succeeded.
+    pub workload: Option<Workload>,
     /// Why its database misses rows, if it does.
     pub write_error: Option<String>,
 }
 
-fn opt(v: Option<f64>) -> String {
-    v.map_or("-".into(), |v| number(&serde_json::json!(v)))
+/// What the sweep report says about the invocation.
+pub struct ReportInfo<'a> {
+    /// `--model`.
+    pub model: &'a str,
+    /// The dataset (or `--prompt`).
+    pub dataset: &'a str,
+    /// `--api`.
+    pub api: &'a str,
+    /// The endpoint, credentials masked.
+    pub endpoint: &'a str,
+    /// The output directory.
+    pub output: &'a str,
 }
 
-fn num(v: f64) -> String {
-    number(&serde_json::json!(v))
-}
-
-/// The report printed after the whole sweep.
-pub fn sweep_report(
-    model: &str,
-    endpoint: &str,
-    api: &str,
-    dataset: &str,
-    output: &str,
-    runs: &[RunOutcome],
-) -> String {
-    let mut info = table(vec!["Basic Information", ""]);
+/// The report printed after the whole sweep (and written to `performance_summary.txt`).
+pub fn sweep_report(info: &ReportInfo<'_>, runs: &[RunOutcome]) -> String {
     let generated: f64 = runs
         .iter()
         .map(|r| r.summary.avg_output_tokens.max(0.0) * r.summary.succeeded as f64)
         .sum();
     let duration: f64 = runs.iter().map(|r| r.summary.duration_s).sum();
+    let mut basic = Table::new();
+    basic.load_preset(UTF8_FULL_CONDENSED);
     for (k, v) in [
-        ("Model", model.to_string()),
-        ("Endpoint", endpoint.to_string()),
-        ("API", api.to_string()),
-        ("Dataset", dataset.to_string()),
-        ("Total Generated", format!("{generated:.0} tokens")),
-        ("Total Test Time", format!("{duration:.2} seconds")),
-        ("Output Path", output.to_string()),
+        ("Model", info.model.to_string()),
+        ("Test Dataset", info.dataset.to_string()),
+        ("API Type", info.api.to_string()),
+        ("Endpoint", info.endpoint.to_string()),
+        ("Total Generated", format!("{generated:.1} tokens")),
+        (
+            "Avg Output Rate",
+            format!(
+                "{:.2} tok/s",
+                if duration > 0.0 {
+                    generated / duration
+                } else {
+                    0.0
+                }
+            ),
+        ),
+        ("Total Test Time", format!("{duration:.2} s")),
+        ("Output Path", info.output.to_string()),
     ] {
-        info.add_row(vec![k.to_string(), v]);
+        basic.add_row(vec![k.to_string(), v]);
     }
     let input_only = runs.first().is_some_and(|r| r.summary.input_only());
-    let perf = if input_only {
-        input_overview(runs)
+    let mut text = format!("Performance Test Summary Report\n\nBasic Information:\n{basic}\n\n");
+    if input_only {
+        text += &format!("Performance Overview:\n{}\n", input_overview(runs));
     } else {
-        generation_overview(runs)
-    };
-    format!("Performance Test Summary Report\n{info}\nPerformance Overview:\n{perf}")
+        text += &format!(
+            "Performance Overview:\n{}\n\nPer-Request Metrics:\n{}\n",
+            generation_overview(runs),
+            per_request(runs)
+        );
+    }
+    if runs.iter().any(|r| r.workload.is_some()) {
+        text += &format!("\nWorkload Throughput:\n{}\n", workload_overview(runs));
+    }
+    text.trim_end().to_string()
 }
 
 fn success_rate(s: &Summary) -> String {
     if s.total > 0 {
-        format!("{:.1}%", 100.0 * s.succeeded as f64 / s.total as f64)
+        let rate = 100.0 * s.succeeded as f64 / s.total as f64;
+        format!("{}%", num((rate * 10.0).round() / 10.0))
     } else {
         "-".into()
     }
 }
 
-/// Embeddings and rerank: latency and input throughput (the run's, over wall time; the p99 of
-/// each request's own).
-fn input_overview(runs: &[RunOutcome]) -> comfy_table::Table {
-    let mut perf = table(vec![
+fn conc(s: &Summary) -> String {
+    if s.concurrency < 0 {
+        "-".into()
+    } else {
+        s.concurrency.to_string()
+    }
+}
+
+fn rate_label(s: &Summary) -> String {
+    if s.request_rate < 0.0 {
+        "-".into()
+    } else {
+        num(s.request_rate)
+    }
+}
+
+/// Embeddings and rerank: latency and input throughput (evalscope's per-stream figure and
+/// perf's over the run's wall time; the p99 of each request's own).
+fn input_overview(runs: &[RunOutcome]) -> Table {
+    let mut t = table(vec![
         "Conc.",
         "Rate",
         "Num",
         "RPS",
-        "Success",
         "Avg Lat(s)",
         "P99 Lat(s)",
-        "Input tok/s",
-        "P99 Req Input tok/s",
+        "Avg Input tok/s",
+        "P99 Input tok/s",
+        "Run Input tok/s",
         "Avg Input Tokens",
+        "Success",
         "Client CPU%",
         "P99 Lag(ms)",
     ]);
     for r in runs {
         let (s, p) = (&r.summary, &r.percentiles);
-        perf.add_row(vec![
-            s.concurrency.to_string(),
-            num(s.request_rate),
+        t.add_row(vec![
+            conc(s),
+            rate_label(s),
             r.spec.number.to_string(),
             num(s.req_per_s),
-            success_rate(s),
             num(s.avg_latency_s),
             opt(p.get("99%", metric::LATENCY)),
-            opt(s.input_tok_per_s),
+            num(s.input_tok_per_s),
             opt(p.get("99%", metric::INPUT_TOK_S)),
+            opt(s.run_input_tok_per_s),
             num(s.avg_input_tokens),
+            success_rate(s),
             opt(s.client_cpu_util_percent),
             num(s.p99_dispatch_lag_ms),
         ]);
     }
-    perf
+    t
 }
 
-fn generation_overview(runs: &[RunOutcome]) -> comfy_table::Table {
-    let mut perf = table(vec![
+fn generation_overview(runs: &[RunOutcome]) -> Table {
+    let mut t = table(vec![
         "Conc.",
         "Rate",
         "Num",
         "RPS",
         "Gen/s",
         "Success",
-        "Avg Lat(s)",
-        "P99 Lat(s)",
-        "Avg TTFT(ms)",
-        "P99 TTFT(ms)",
-        "Avg TPOT(ms)",
-        "P99 TPOT(ms)",
         "Client CPU%",
         "P99 Lag(ms)",
     ]);
     for r in runs {
-        let (s, p) = (&r.summary, &r.percentiles);
-        perf.add_row(vec![
-            s.concurrency.to_string(),
-            num(s.request_rate),
+        let s = &r.summary;
+        t.add_row(vec![
+            conc(s),
+            rate_label(s),
             r.spec.number.to_string(),
             num(s.req_per_s),
             num(s.output_tok_per_s),
             success_rate(s),
-            num(s.avg_latency_s),
-            opt(p.get("99%", metric::LATENCY)),
-            num(s.avg_ttft_ms),
-            opt(p.get("99%", metric::TTFT)),
-            num(s.avg_tpot_ms),
-            opt(p.get("99%", metric::TPOT)),
             opt(s.client_cpu_util_percent),
             num(s.p99_dispatch_lag_ms),
         ]);
     }
-    perf
+    t
+}
+
+/// avg, p50, p99 and max of each per-request metric, per run.
+fn per_request(runs: &[RunOutcome]) -> Table {
+    let mut t = table(vec!["Conc.", "Rate", "Metric", "avg", "p50", "p99", "max"]);
+    for r in runs {
+        let (s, p) = (&r.summary, &r.percentiles);
+        let at = |label: &str, m: &str| opt(p.get(label, m));
+        let mut rows: Vec<[String; 5]> = [
+            ("Latency (s)", s.avg_latency_s, metric::LATENCY),
+            ("TTFT (ms)", s.avg_ttft_ms, metric::TTFT),
+            ("TPOT (ms)", s.avg_tpot_ms, metric::TPOT),
+            ("Input Tokens", s.avg_input_tokens, metric::INPUT_TOKENS),
+            ("Output Tokens", s.avg_output_tokens, metric::OUTPUT_TOKENS),
+        ]
+        .into_iter()
+        .map(|(name, avg, m)| {
+            [
+                name.to_string(),
+                num(avg),
+                at("50%", m),
+                at("99%", m),
+                at("max", m),
+            ]
+        })
+        .collect();
+        if s.avg_tpot_ms > 0.0 {
+            rows.push(dash_row("Decode toks/s", 1000.0 / s.avg_tpot_ms));
+        }
+        if let Some(l) = s.avg_decoded_tok_per_iter {
+            rows.push(dash_row("Decoded Tok/Iter", l));
+        }
+        if let Some(a) = s.spec_accept_rate {
+            rows.push(dash_row("Accept Rate", a));
+        }
+        for (i, row) in rows.into_iter().enumerate() {
+            let (c, rt) = if i == 0 {
+                (conc(s), rate_label(s))
+            } else {
+                (String::new(), String::new())
+            };
+            let mut cells = vec![Cell::new(c), Cell::new(rt), Cell::new(&row[0])];
+            cells.extend(row[1..].iter().map(|v| right(v.clone())));
+            t.add_row(cells);
+        }
+    }
+    t
+}
+
+fn dash_row(name: &str, avg: f64) -> [String; 5] {
+    [
+        name.to_string(),
+        num((avg * 100.0).round() / 100.0),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+    ]
+}
+
+fn workload_overview(runs: &[RunOutcome]) -> Table {
+    let mut t = table(vec![
+        "Conc.",
+        "Rate",
+        "Metric (tok/s)",
+        "Overall",
+        "Last 30s",
+        "Steady (drop 20%)",
+    ]);
+    for r in runs {
+        let Some(w) = &r.workload else { continue };
+        for (i, (metric, values)) in w.rows.iter().enumerate() {
+            let (c, rt) = if i == 0 {
+                (conc(&r.summary), rate_label(&r.summary))
+            } else {
+                (String::new(), String::new())
+            };
+            let mut cells = vec![Cell::new(c), Cell::new(rt), Cell::new(metric)];
+            cells.extend(values.iter().map(|v| right(rate(*v))));
+            t.add_row(cells);
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_is_grouped_as_evalscope_groups_it() {
+        let s = Summary {
+            total: 10,
+            succeeded: 9,
+            failed: 1,
+            streamed: 10,
+            avg_latency_s: 0.5,
+            avg_ttft_ms: 12.5,
+            avg_input_tokens: 5.0,
+            avg_output_tokens: 16.0,
+            ..Summary::default()
+        };
+        let text = summary_table(&s);
+        let general = text.find("── General ──").expect("General");
+        let latency = text.find("── Latency ──").expect("Latency");
+        let tokens = text.find("── Tokens ──").expect("Tokens");
+        let perf = text.find("(perf) ──").expect("perf's group");
+        assert!(
+            general < latency && latency < tokens && tokens < perf,
+            "{text}"
+        );
+        assert!(text.contains("10 / 9 / 1"), "{text}");
+        assert!(
+            text.contains("Avg TTFT (ms)") && !text.contains("Avg TPOT (ms)"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("Stream / Non-Stream"),
+            "all streamed: {text}"
+        );
+    }
 }

@@ -1,56 +1,72 @@
-//! `benchmark_data.db`: one row per measured request, table `result` with evalscope's columns
-//! (responses as JSON instead of pickles) plus perf's: request index, HTTP status, error kind
-//! and text, cached tokens, chunk counts, and the Unix-epoch time of every phase.
+//! `benchmark_data.db`: one row per measured request, table `result`. evalscope's fourteen
+//! columns come first, in its order, with its types and values (failed requests have NULL
+//! latency, TTFT, token counts, memory and TPOT; `response_messages` in the form
+//! `--response-messages` picks, evalscope's pickle by default), then perf's own: request
+//! index, HTTP status, error kind and text, cached tokens, chunk counts, dispatch lag, the
+//! Unix-epoch time of every phase, and where the token counts came from. A script that reads
+//! `SELECT *` by position gets what it got from evalscope.
 //!
-//! Written on the aggregator thread, never on the threads that time requests, in one
-//! transaction per `--db-commit-interval` rows.
+//! Written on the collector thread, never on the threads that time requests, in one
+//! transaction per `--db-commit-interval` rows or per [`COMMIT_AFTER`].
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection};
-use serde_json::json;
 
 use crate::aggregate::derive::{self, Derived};
 use crate::aggregate::Rows;
+use crate::output::messages::{self, ResponseMessages};
 use crate::output::redact::redact;
+use crate::output::workload::Sample;
 
-const SCHEMA: &str = "
-CREATE TABLE result (
-    request TEXT,
-    start_time REAL,
-    inter_token_latencies TEXT,
-    success INTEGER,
-    response_messages TEXT,
-    completed_time REAL,
-    latency REAL,
-    first_chunk_latency REAL,
-    time_per_output_token REAL,
-    prompt_tokens INTEGER,
-    completion_tokens INTEGER,
-    max_gpu_memory_cost REAL,
-    request_id TEXT,
-    is_stream INTEGER,
-    request_index INTEGER,
-    http_status INTEGER,
-    error_kind TEXT,
-    error TEXT,
-    cached_tokens INTEGER,
-    tokens_estimated INTEGER,
-    output_chunks INTEGER,
-    malformed_chunks INTEGER,
-    dispatch_lag REAL,
-    intended_send_epoch REAL,
-    sent_epoch REAL,
-    first_byte_epoch REAL,
-    first_token_epoch REAL,
-    completed_epoch REAL,
-    token_counts TEXT
-);";
+/// The columns of `result`, in order: evalscope's first.
+pub const COLUMNS: [(&str, &str); 30] = [
+    ("request", "TEXT"),
+    ("start_time", "REAL"),
+    ("inter_token_latencies", "TEXT"),
+    ("success", "INTEGER"),
+    ("response_messages", "TEXT"),
+    ("completed_time", "REAL"),
+    ("latency", "REAL"),
+    ("first_chunk_latency", "REAL"),
+    ("prompt_tokens", "INTEGER"),
+    ("completion_tokens", "INTEGER"),
+    ("max_gpu_memory_cost", "REAL"),
+    ("time_per_output_token", "REAL"),
+    ("request_id", "TEXT"),
+    ("is_stream", "INTEGER"),
+    // perf's own, after evalscope's.
+    ("request_index", "INTEGER"),
+    ("http_status", "INTEGER"),
+    ("error_kind", "TEXT"),
+    ("error", "TEXT"),
+    ("cached_tokens", "INTEGER"),
+    ("tokens_estimated", "INTEGER"),
+    ("output_chunks", "INTEGER"),
+    ("decode_chunks", "INTEGER"),
+    ("malformed_chunks", "INTEGER"),
+    ("dispatch_lag", "REAL"),
+    ("intended_send_epoch", "REAL"),
+    ("sent_epoch", "REAL"),
+    ("first_byte_epoch", "REAL"),
+    ("first_token_epoch", "REAL"),
+    ("completed_epoch", "REAL"),
+    ("token_counts", "TEXT"),
+];
 
-const INSERT: &str =
-    "INSERT INTO result VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, ?27, ?12,
-    ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?28)";
+/// How many of [`COLUMNS`] are evalscope's.
+pub const EVALSCOPE_COLUMNS: usize = 14;
+
+fn schema() -> String {
+    let columns: Vec<String> = COLUMNS.iter().map(|(n, t)| format!("{n} {t}")).collect();
+    format!("CREATE TABLE result ({});", columns.join(", "))
+}
+
+fn insert_sql() -> String {
+    let slots: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("?{i}")).collect();
+    format!("INSERT INTO result VALUES ({})", slots.join(", "))
+}
 
 /// Longest time a finished request waits in an open transaction: a killed process loses at
 /// most about this much (plus `--db-commit-interval` rows, whichever comes first).
@@ -59,10 +75,13 @@ pub const COMMIT_AFTER: Duration = Duration::from_secs(1);
 /// The per-run database.
 pub struct ResultDb {
     conn: Connection,
+    insert: String,
     pending: usize,
     commit_every: usize,
     last_commit: Instant,
     run_start_epoch: f64,
+    messages: ResponseMessages,
+    scratch: Vec<u8>,
     /// A row failed to be written: the table no longer holds every request.
     incomplete: bool,
 }
@@ -73,19 +92,23 @@ impl ResultDb {
         path: &Path,
         commit_every: usize,
         run_start_epoch: f64,
+        messages: ResponseMessages,
     ) -> rusqlite::Result<Self> {
         let conn = Connection::open(path)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -256;",
         )?;
-        conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(&schema())?;
         conn.execute_batch("BEGIN")?;
         Ok(ResultDb {
             conn,
+            insert: insert_sql(),
             pending: 0,
             commit_every: commit_every.max(1),
             last_commit: Instant::now(),
             run_start_epoch,
+            messages,
+            scratch: Vec::new(),
             incomplete: false,
         })
     }
@@ -100,46 +123,45 @@ impl ResultDb {
     fn write(&mut self, d: &Derived) -> rusqlite::Result<()> {
         let (rec, raw) = (&d.record, &d.raw);
         let rel = |epoch: f64| epoch - self.run_start_epoch;
-        let response = json!({
-            "content": raw.text,
-            "reasoning": raw.reasoning,
-            "usage": {
-                "prompt_tokens": raw.usage.prompt_tokens.into_option(),
-                "completion_tokens": raw.usage.completion_tokens.into_option(),
-                "cached_tokens": raw.usage.cached_tokens.into_option(),
-            },
-        });
+        let ok = rec.success;
+        let count = |n: Option<u64>| n.and_then(|n| i64::try_from(n).ok());
         let itl = serde_json::to_string(rec.itl_s.as_slice()).unwrap_or_else(|_| "[]".into());
         let request = String::from_utf8_lossy(&raw.request_body);
         let request = redact(&request);
-        let response = response.to_string();
+        let response = messages::encode(self.messages, raw, &mut self.scratch);
         let response = redact(&response);
-        self.conn.prepare_cached(INSERT)?.execute(params![
+        // evalscope's GB of accelerator memory: 0.0 for a remote server.
+        let memory_gb = raw.peak_memory_bytes as f64 / (1u64 << 30) as f64;
+        // evalscope's completion is the last event, start + latency; a failure's is when it
+        // ended (evalscope leaves it 0).
+        let completed = match rec.latency_s.into_option().filter(|_| ok) {
+            Some(latency) => rel(rec.times.sent) + latency,
+            None => rel(rec.times.completed),
+        };
+        self.conn.prepare_cached(&self.insert)?.execute(params![
             request.as_ref(),
             rel(rec.times.sent),
             itl,
-            rec.success,
+            ok,
             response.as_ref(),
-            rel(rec.times.completed),
-            rec.latency_s.into_option(),
-            rec.ttft_s.into_option(),
-            rec.tpot_s.into_option(),
-            rec.prompt_tokens
-                .into_option()
-                .and_then(|n| i64::try_from(n).ok()),
-            rec.completion_tokens
-                .into_option()
-                .and_then(|n| i64::try_from(n).ok()),
+            completed,
+            rec.latency_s.into_option().filter(|_| ok),
+            rec.ttft_s.into_option().filter(|_| ok),
+            count(rec.prompt_tokens.into_option().filter(|_| ok)),
+            count(rec.completion_tokens.into_option().filter(|_| ok)),
+            ok.then_some(memory_gb),
+            // evalscope's 0 where there is no TPOT (one token, not streamed).
+            ok.then(|| rec.tpot_s.into_option().unwrap_or(0.0)),
+            crate::worker::request_id(raw.index),
             rec.is_stream,
             rec.request_index as i64,
             (rec.http_status != 0).then_some(rec.http_status),
-            (!rec.success).then(|| rec.failure.as_str()),
-            (!rec.success).then(|| rec.error.as_str()),
-            rec.cached_tokens
-                .into_option()
-                .and_then(|n| i64::try_from(n).ok()),
+            (!ok).then(|| rec.failure.as_str()),
+            (!ok).then(|| rec.error.as_str()),
+            count(rec.cached_tokens.into_option()),
             rec.tokens_estimated,
             raw.output_events,
+            raw.decode_chunks,
             raw.malformed_chunks,
             derive::dispatch_lag_s(raw),
             rec.times.intended_send,
@@ -147,7 +169,6 @@ impl ResultDb {
             rec.times.first_byte.into_option(),
             rec.times.first_output.into_option(),
             rec.times.completed,
-            crate::worker::request_id(raw.index),
             d.tokens.source(),
         ])?;
         self.pending += 1;
@@ -226,6 +247,27 @@ impl ResultDb {
             index += 1;
         }
         Ok(out)
+    }
+
+    /// The successful requests in the order they were written (the order they finished),
+    /// for the workload timeline.
+    pub fn successes(&self, visit: &mut dyn FnMut(&Sample)) -> rusqlite::Result<()> {
+        let mut stmt = self.conn.prepare(
+            "SELECT start_time, completed_time, prompt_tokens, completion_tokens, cached_tokens \
+             FROM result WHERE success = 1 ORDER BY rowid",
+        )?;
+        let mut rows = stmt.query([])?;
+        let count = |v: Option<i64>| v.map_or(0, |n| n.max(0) as u64);
+        while let Some(row) = rows.next()? {
+            visit(&Sample {
+                start: row.get(0)?,
+                completed: row.get(1)?,
+                prompt: count(row.get(2)?),
+                completion: count(row.get(3)?),
+                cached: count(row.get(4)?),
+            });
+        }
+        Ok(())
     }
 
     /// Commits what is pending and closes the file.

@@ -7,7 +7,9 @@
 pub mod console;
 pub mod db;
 pub mod log;
+pub mod messages;
 pub mod redact;
+pub mod workload;
 
 use std::path::Path;
 
@@ -21,13 +23,79 @@ pub fn object(pairs: &[(String, Value)]) -> Value {
 
 /// Writes `value` as indented JSON.
 pub fn write_json(path: &Path, value: &Value) -> anyhow::Result<()> {
+    write_json_as(path, value, false)
+}
+
+/// Writes `value` as indented JSON with Python's `NaN` where `value` has `null` (or a
+/// non-finite number): what evalscope writes for a percentile without samples.
+pub fn write_json_nan(path: &Path, value: &Value) -> anyhow::Result<()> {
+    write_json_as(path, value, true)
+}
+
+fn write_json_as(path: &Path, value: &Value, nan: bool) -> anyhow::Result<()> {
     let mut text = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let formatter = PythonJson {
+        pretty: serde_json::ser::PrettyFormatter::with_indent(b"    "),
+        nan,
+    };
     let mut ser = serde_json::Serializer::with_formatter(&mut text, formatter);
     serde::Serialize::serialize(value, &mut ser).context("serialising JSON")?;
     text.push(b'\n');
     let text = String::from_utf8_lossy(&text);
     write_atomically(path, redact::redact(&text).as_bytes())
+}
+
+/// Parses JSON that [`write_json_nan`] wrote: its `NaN` values read as `null`.
+pub fn parse_json_nan(text: &str) -> serde_json::Result<Value> {
+    serde_json::from_str(&text.replace(": NaN", ": null"))
+}
+
+/// Python's `json.dump(indent=4)`: serde_json's pretty layout, and `NaN` for `null` when
+/// asked (serde_json writes a non-finite number as `null`).
+struct PythonJson<'a> {
+    pretty: serde_json::ser::PrettyFormatter<'a>,
+    nan: bool,
+}
+
+impl serde_json::ser::Formatter for PythonJson<'_> {
+    fn write_null<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(if self.nan { b"NaN" } else { b"null" })
+    }
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.pretty.begin_array(w)
+    }
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.pretty.end_array(w)
+    }
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.pretty.begin_array_value(w, first)
+    }
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.pretty.end_array_value(w)
+    }
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.pretty.begin_object(w)
+    }
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.pretty.end_object(w)
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.pretty.begin_object_key(w, first)
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.pretty.begin_object_value(w)
+    }
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.pretty.end_object_value(w)
+    }
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a reader

@@ -20,6 +20,9 @@ pub(crate) struct Endpoint {
     pub url: String,
     /// Whether prompts become chat messages.
     pub chat: bool,
+    /// What planning changed that the user should hear about (the URL `--tokenize-prompt`
+    /// moved to the completions endpoint).
+    pub note: Option<String>,
 }
 
 /// The path of a URL that starts with `http://` or `https://`, without its query.
@@ -115,7 +118,7 @@ pub(crate) fn endpoint(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result
     let url = match mode {
         // perf's own servers: chat or completions on the port, as the flags and `--url` say.
         Some(_) => {
-            let path = if chat_by_default(a, &adapter, &a.url) && !a.tokenize_prompt {
+            let path = if chat_by_default(a, &adapter, &a.url) {
                 "/v1/chat/completions"
             } else {
                 "/v1/completions"
@@ -130,24 +133,56 @@ pub(crate) fn endpoint(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result
         )));
     }
     let url = resolve_url(&url, &adapter, registry);
-    // An adapter whose first endpoint takes chat messages cannot send token ids there.
-    let at_chat_endpoint = adapter.prompt_form == PromptForm::ChatAtFirstEndpoint
-        && adapter
-            .endpoints
-            .first()
-            .is_some_and(|first| ends_in(url_path(&url), first));
-    if a.tokenize_prompt && at_chat_endpoint {
-        return Err(usage(
-            "--tokenize-prompt sends token ids, which only a completions endpoint takes: use --url .../v1/completions, or drop --tokenize-prompt",
-        ));
-    }
-    let chat = chat_by_default(a, &adapter, &url) && !a.tokenize_prompt;
+    // As in evalscope, whether prompts are chat messages follows the URL as given, before
+    // --tokenize-prompt moves it: messages are then tokenized through the chat template.
+    let chat = chat_by_default(a, &adapter, &url);
+    let (url, note) = if a.tokenize_prompt {
+        tokenized_url(a, &adapter, url)?
+    } else {
+        (url, None)
+    };
     Ok(Endpoint {
         adapter,
         mode,
         url,
         chat,
+        note,
     })
+}
+
+/// `--tokenize-prompt` sends token ids, which a chat endpoint does not take: a URL at the
+/// adapter's chat endpoint moves to its next one (`.../chat/completions` to
+/// `.../completions`), as evalscope moves it.
+fn tokenized_url(
+    a: &RunArgs,
+    adapter: &PluginInfo,
+    url: String,
+) -> anyhow::Result<(String, Option<String>)> {
+    if a.tokenizer_path.is_none() {
+        return Err(usage(
+            "--tokenize-prompt needs --tokenizer-path: perf turns the prompts into token ids with it",
+        ));
+    }
+    let path = url_path(&url).trim_end_matches('/').to_string();
+    let chat_endpoint = adapter.endpoints.first().filter(|first| {
+        adapter.prompt_form == PromptForm::ChatAtFirstEndpoint && ends_in(&path, first)
+    });
+    let Some(first) = chat_endpoint else {
+        return Ok((url, None));
+    };
+    let Some(next) = adapter.endpoints.get(1) else {
+        return Err(usage(format!(
+            "--tokenize-prompt sends token ids, which the '{}' adapter's {first} endpoint does not take: drop --tokenize-prompt",
+            adapter.id
+        )));
+    };
+    let kept = &path[..path.len() - first.trim_matches('/').len()];
+    let moved = with_path(&url, &format!("{kept}{}", next.trim_matches('/')));
+    let note = format!(
+        "--tokenize-prompt sends token ids to a completions endpoint: the URL is now {}",
+        super::secrets::masked_url(&moved)
+    );
+    Ok((moved, Some(note)))
 }
 
 #[cfg(test)]

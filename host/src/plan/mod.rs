@@ -5,13 +5,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod args;
 mod endpoint;
 mod prompts;
 mod runs;
 mod secrets;
 mod sinks;
 
-pub use runs::fmt_rate;
+pub use runs::python_float;
 pub use secrets::{is_secret_key, masked_url, redacted_url, secrets, MASK};
 
 use perf_plugin_api::sdk::{ApiConfig, DatasetConfig, SinkConfig};
@@ -104,6 +105,8 @@ pub struct RunPlan {
     pub max_tokens: MaxTokens,
     /// `--seed` (also seeds the schedule and the max-tokens draws).
     pub seed: Option<i64>,
+    /// The seed datasets draw prompts with: `--dataset-seed`, else `--seed`, else a fresh one.
+    pub dataset_seed: u64,
     /// Prompts.
     pub prompts: PromptPlan,
     /// Result sinks to enable.
@@ -138,6 +141,8 @@ pub struct RunPlan {
     pub image_patch_size: u32,
     /// Embeddings or rerank: requests that produce no text, summarised by their input.
     pub input_only: bool,
+    /// `--response-messages`.
+    pub response_messages: crate::output::messages::ResponseMessages,
 }
 
 fn not_supported(what: &str) -> anyhow::Error {
@@ -174,17 +179,12 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
 }
 
 fn check_unsupported(a: &RunArgs) -> anyhow::Result<()> {
-    let unsupported: [(bool, &str); 6] = [
+    let unsupported: [(bool, &str); 5] = [
         (a.scenario.is_some(), "--scenario (AgentX via AIPerf)"),
         (a.sla_auto_tune, "--sla-auto-tune"),
         (a.multi_turn || a.multi_turn_args.is_some(), "--multi-turn"),
         (a.enable_pd_metrics, "--enable-pd-metrics"),
         (a.enable_progress_tracker, "--enable-progress-tracker"),
-        (
-            a.attn_implementation.is_some()
-                && ServerMode::from_api(&a.api) != Some(ServerMode::LocalModel),
-            "--attn-implementation without --api local",
-        ),
     ];
     match unsupported.iter().find(|(set, _)| *set) {
         Some((_, what)) => Err(not_supported(what)),
@@ -367,6 +367,11 @@ fn http_plan(a: &RunArgs, url: String) -> anyhow::Result<HttpPlan> {
     })
 }
 
+/// `--data-source`, modelscope by default.
+fn data_source(a: &RunArgs) -> String {
+    a.data_source.clone().unwrap_or_else(|| "modelscope".into())
+}
+
 /// Validates the flags into a plan. What is specific to an API, a dataset or a sink comes from
 /// the plugins' metadata in `registry`; nothing here names a plugin.
 pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
@@ -377,12 +382,17 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         mode,
         url,
         chat,
+        note,
     } = endpoint::endpoint(a, registry)?;
     let model = model(a, mode)?;
     let max_tokens = max_tokens(a)?;
     let mut api = api_config(a, &url, &model, chat, max_tokens, mode)?;
     prompts::check_options(&adapter, &api.options, "--api-args")?;
-    let mut prompts = prompts::prompt_plan(a, chat, registry)?;
+    let dataset_seed = a
+        .dataset_seed
+        .or(a.seed.map(|s| s as u64))
+        .unwrap_or_else(rand::random);
+    let mut prompts = prompts::prompt_plan(a, chat, dataset_seed, registry)?;
     prompts::move_dataset_knobs(&mut api, &mut prompts, registry);
     let (name, output_dir) = output_location(a, &model);
     let duration = match a.duration {
@@ -392,12 +402,32 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
     };
     let sinks = sinks::sinks(a)?;
     let http = http_plan(a, url)?;
-    let warnings = header_warnings(a, &http.headers);
+    let mut warnings = header_warnings(a, &http.headers);
+    warnings.extend(note);
+    if a.attn_implementation.is_some() && mode != Some(ServerMode::LocalModel) {
+        // evalscope takes it and uses it only for its local model.
+        warnings.push(
+            "--attn-implementation applies to --api local only (the model perf serves); ignored"
+                .into(),
+        );
+    }
     for (id, config) in &sinks {
         if let Some(entry) = registry.find(PluginKind::ResultSink, id) {
             prompts::check_options(&entry.info, &config.options, &format!("--sink {id}"))?;
         }
     }
+    let args_json = args::args_json(
+        a,
+        &args::Resolved {
+            model: &model,
+            url: &http.url,
+            stream: api.stream,
+            apply_chat_template: chat,
+            dataset_seed,
+        },
+        runs.first()
+            .ok_or_else(|| usage("--number needs at least one value"))?,
+    );
     Ok(RunPlan {
         api_id: adapter.id.to_string(),
         api_flag: a.api.clone(),
@@ -409,6 +439,7 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         duration,
         max_tokens,
         seed: a.seed,
+        dataset_seed,
         prompts,
         sinks,
         mock: (mode == Some(ServerMode::Simulator)).then(|| a.mock.clone()),
@@ -421,13 +452,14 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         output_dir,
         log_every_n: a.log_every_n_query.max(1),
         db_commit_interval: a.db_commit_interval.max(1),
-        args_json: secrets::masked_args(a),
+        args_json,
         debug: a.debug,
         warnings,
         tokenizer_path: a.tokenizer_path.clone(),
         image_patch_size: a.image_patch_size,
         input_only: adapter.results == ResultKind::InputOnly,
-        data_source: a.data_source.clone(),
+        data_source: data_source(a),
+        response_messages: a.response_messages,
     })
 }
 
@@ -530,7 +562,12 @@ mod tests {
         assert!(err("--model m --headers novalue").contains("key=value"));
         assert!(err("--model m --url ftp://x").contains("http://"));
         assert!(err("--model m --multi-turn").contains("not supported yet"));
-        assert!(err("--model m --attn-implementation eager").contains("not supported yet"));
+        let p = plan(&args("--model m --attn-implementation eager")).expect("plan");
+        assert!(
+            p.warnings[0].contains("--api local only"),
+            "{:?}",
+            p.warnings
+        );
         assert!(err("--model m --visualizer clearml").contains("not supported yet"));
         assert!(err("--model m --visualizer tensorboard").contains("use wandb or swanlab"));
     }
@@ -543,10 +580,11 @@ mod tests {
         .expect("plan");
         let dump = p.args_json.to_string();
         assert!(!dump.contains("sk-123") && !dump.contains("abc"), "{dump}");
-        assert!(
-            dump.contains("X-Api-Key=**********") && dump.contains("Other=1"),
-            "{dump}"
+        assert_eq!(
+            p.args_json["headers"],
+            json!({"X-Api-Key": "**********", "Other": "1", "Authorization": "**********"})
         );
+        assert_eq!(p.args_json["api_key"], json!("**********"));
         assert_eq!(p.http.api_key.as_deref(), Some("sk-123"));
 
         let p = plan(&args(

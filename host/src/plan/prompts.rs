@@ -27,6 +27,7 @@ fn dataset<'r>(a: &RunArgs, registry: &'r PluginRegistry) -> anyhow::Result<&'r 
 pub(crate) fn prompt_plan(
     a: &RunArgs,
     chat: bool,
+    dataset_seed: u64,
     registry: &PluginRegistry,
 ) -> anyhow::Result<PromptPlan> {
     if a.min_prompt_length > a.max_prompt_length {
@@ -49,7 +50,7 @@ pub(crate) fn prompt_plan(
         id: info.id.to_string(),
         config: Box::new(DatasetConfig {
             dataset_path: a.dataset_path.clone(),
-            data_source: a.data_source.clone(),
+            data_source: super::data_source(a),
             min_prompt_length: a.min_prompt_length,
             max_prompt_length: a.max_prompt_length,
             prefix_length: a.prefix_length,
@@ -57,7 +58,7 @@ pub(crate) fn prompt_plan(
             apply_chat_template: chat,
             tokenize_prompt: a.tokenize_prompt,
             dataset_offset: a.dataset_offset,
-            seed: a.seed.map(|s| s as u64),
+            seed: Some(dataset_seed),
             image_width: a.image_width,
             image_height: a.image_height,
             image_format: a.image_format.clone(),

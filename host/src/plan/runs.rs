@@ -43,7 +43,7 @@ pub(crate) fn runs(a: &RunArgs) -> anyhow::Result<Vec<RunSpec>> {
                 number,
                 rate: Some(rate),
                 warmup: warmup(number),
-                label: format!("rate_{}_number_{number}", fmt_rate(rate)),
+                label: format!("rate_{}_number_{number}", python_float(rate)),
             })
             .collect());
     }
@@ -82,11 +82,53 @@ pub(crate) fn runs(a: &RunArgs) -> anyhow::Result<Vec<RunSpec>> {
     Ok(specs)
 }
 
-/// A rate as it appears in a directory name (`2`, `0.5`).
-pub fn fmt_rate(rate: f64) -> String {
-    if rate.fract() == 0.0 {
-        format!("{}", rate as i64)
+/// `x` as Python's `str(float)` writes it (`10.0`, `0.5`, `1e-05`): evalscope names open-loop
+/// run directories `rate_<str(rate)>_number_<n>`.
+pub fn python_float(x: f64) -> String {
+    if !x.is_finite() {
+        return if x.is_nan() {
+            "nan".into()
+        } else if x > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
+    }
+    let abs = x.abs();
+    if x != 0.0 && !(1e-4..1e16).contains(&abs) {
+        // Rust writes `1e-5`, Python `1e-05`: the exponent takes a sign and two digits.
+        let text = format!("{x:e}");
+        let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+        let (sign, digits) = match exponent.strip_prefix('-') {
+            Some(d) => ('-', d),
+            None => ('+', exponent),
+        };
+        return format!("{mantissa}e{sign}{digits:0>2}");
+    }
+    if x.fract() == 0.0 {
+        format!("{x:.1}")
     } else {
-        format!("{rate}")
+        format!("{x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::python_float;
+
+    #[test]
+    fn floats_read_as_python_writes_them() {
+        for (x, want) in [
+            (10.0, "10.0"),
+            (0.5, "0.5"),
+            (2.25, "2.25"),
+            (0.1, "0.1"),
+            (1e-5, "1e-05"),
+            (1.5e20, "1.5e+20"),
+            (-1.0, "-1.0"),
+            (0.0, "0.0"),
+        ] {
+            assert_eq!(python_float(x), want);
+        }
     }
 }

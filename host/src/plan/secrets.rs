@@ -156,7 +156,7 @@ pub fn secrets(a: &RunArgs) -> Vec<String> {
 }
 
 /// Masks every value under a secret-looking key, at any depth.
-fn mask_secrets(v: &mut Value) {
+pub(crate) fn mask_secrets(v: &mut Value) {
     match v {
         Value::Object(map) => {
             for (k, val) in map.iter_mut() {

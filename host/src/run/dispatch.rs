@@ -62,17 +62,19 @@ impl Prompts {
     }
 }
 
-/// Counts the prompt tokens of an item that came without a count (the host's tokenizer).
-pub type Counter = Box<dyn Fn(&mut DatasetItem) + Send>;
+/// Readies a dataset's item on the feeder thread, with the host's tokenizer: counts the
+/// prompt tokens of an item that came without a count, or (`--tokenize-prompt`) turns its
+/// text into token ids.
+pub type Prepare = Box<dyn Fn(&mut DatasetItem) + Send>;
 
 /// Starts the feeder thread: `total` prompts into a bounded queue of about `capacity` prompts,
-/// each counted by `count` on the way when its dataset did not count it. A dataset that fails
-/// is reported through `on_error` and the run goes on with what was queued.
+/// each readied by `prepare` on the way. A dataset that fails is reported through `on_error`
+/// and the run goes on with what was queued.
 pub fn feed(
     mut prompts: PromptFeed,
     total: u64,
     capacity: usize,
-    count: Option<Counter>,
+    prepare: Option<Prepare>,
     on_error: impl Fn(String) + Send + 'static,
 ) -> Prompts {
     let (tx, rx) = mpsc::channel::<Vec<DatasetItem>>((capacity / BATCH).max(2));
@@ -90,8 +92,8 @@ pub fn feed(
                     PromptFeed::Fixed(item) => item.clone(),
                     PromptFeed::Dataset { source, reopen } => match source.next_item() {
                         Ok(Some(mut item)) => {
-                            if let (Some(count), None) = (&count, item.prompt_tokens.as_ref().into_option()) {
-                                count(&mut item);
+                            if let Some(prepare) = &prepare {
+                                prepare(&mut item);
                             }
                             item
                         }

@@ -152,6 +152,7 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
         read_timeout: plan.http.read_timeout,
         total_timeout: plan.http.total_timeout,
         limits: plan.http.limits,
+        keep_messages: plan.response_messages.keeps_chunks(),
         in_flight: Default::default(),
     });
     let interrupt = watch_signals(&rt);
@@ -346,11 +347,13 @@ fn report(plan: &RunPlan, outcomes: &[RunOutcome]) -> anyhow::Result<()> {
         PromptPlan::Dataset { id, .. } => id.clone(),
     };
     let text = console::sweep_report(
-        &plan.api.model,
-        &redacted_url(&plan.http.url),
-        &plan.api_flag,
-        &dataset,
-        &plan.output_dir.to_string_lossy(),
+        &console::ReportInfo {
+            model: &plan.api.model,
+            dataset: &dataset,
+            api: &plan.api_flag,
+            endpoint: &redacted_url(&plan.http.url),
+            output: &plan.output_dir.to_string_lossy(),
+        },
         outcomes,
     );
     let text = crate::output::redact::redact(&text);

@@ -16,7 +16,7 @@ use super::{dataset_config, Session};
 use crate::aggregate::{ClientLoad, Percentiles, RunStats};
 use crate::error::usage;
 use crate::output::console::{self, RunOutcome};
-use crate::output::{db::ResultDb, log, write_json};
+use crate::output::{db::ResultDb, log, write_json, write_json_nan};
 use crate::plan::{PromptPlan, RunPlan, RunSpec};
 use crate::tokenizer::HostTokenizer;
 use perf_timing::EpochClock;
@@ -33,7 +33,7 @@ fn progress(label: &str, n: u64) -> ProgressBar {
 }
 
 /// The run's directory with `benchmark_args.json`; refuses to overwrite a database.
-fn run_dir(plan: &RunPlan, spec: &RunSpec) -> anyhow::Result<PathBuf> {
+fn run_dir(plan: &RunPlan, spec: &RunSpec, offset: u64) -> anyhow::Result<PathBuf> {
     let dir = plan.output_dir.join(&spec.label);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let db_path = dir.join("benchmark_data.db");
@@ -43,8 +43,17 @@ fn run_dir(plan: &RunPlan, spec: &RunSpec) -> anyhow::Result<PathBuf> {
             db_path.display()
         )));
     }
-    write_json(&dir.join("benchmark_args.json"), &plan.args_json)?;
+    let args = crate::plan::args::for_run(&plan.args_json, spec, &dir, plan_offset(plan) + offset);
+    write_json(&dir.join("benchmark_args.json"), &args)?;
     Ok(dir)
+}
+
+/// `--dataset-offset`: where the first run's prompts start.
+fn plan_offset(plan: &RunPlan) -> u64 {
+    match &plan.prompts {
+        PromptPlan::Dataset { config, .. } => config.dataset_offset,
+        PromptPlan::Fixed(_) => 0,
+    }
 }
 
 fn announce(plan: &RunPlan, spec: &RunSpec, index: usize) {
@@ -73,11 +82,8 @@ impl Session<'_> {
             return match &self.plan.prompts {
                 PromptPlan::Fixed(p) => {
                     let mut item = DatasetItem::new(PromptItem::Text(p.as_str().into()));
-                    if let Some(tok) = &self.tokenizer {
-                        let n = tok
-                            .prompt_tokens(p, self.plan.api.apply_chat_template)
-                            .map_err(usage)?;
-                        item.prompt_tokens = Some(n as u64).into();
+                    if let Some(prepare) = self.prepare() {
+                        prepare(&mut item);
                     }
                     Ok(PromptFeed::Fixed(item))
                 }
@@ -102,13 +108,25 @@ impl Session<'_> {
         })
     }
 
-    /// Counts prompts that datasets did not count, with the host's tokenizer (chat template,
-    /// images by patch count) on the feeder thread, when there is a tokenizer.
-    fn prompt_counter(&self) -> Option<dispatch::Counter> {
+    /// Readies prompts with the host's tokenizer, when there is one: `--tokenize-prompt` turns
+    /// text and chat messages into token ids (messages through the chat template, text
+    /// without special tokens, as evalscope does); otherwise prompts that datasets did not
+    /// count are counted (chat template, images by patch count).
+    fn prepare(&self) -> Option<dispatch::Prepare> {
         let tok = self.tokenizer.clone()?;
         let chat = self.plan.api.apply_chat_template;
         let patch = self.plan.image_patch_size;
+        if self.plan.api.tokenize_prompt {
+            return Some(Box::new(move |item: &mut DatasetItem| {
+                if let Err(e) = tok.tokenize_item(item, chat) {
+                    log::warn_once(&format!("--tokenize-prompt: {e}"));
+                }
+            }));
+        }
         Some(Box::new(move |item: &mut DatasetItem| {
+            if item.prompt_tokens.is_some() {
+                return;
+            }
             if let Ok(Some(n)) = tok.item_tokens(item, chat, patch) {
                 item.prompt_tokens = Some(n as u64).into();
             }
@@ -123,7 +141,7 @@ impl Session<'_> {
         offset: u64,
     ) -> anyhow::Result<RunOutcome> {
         let plan = self.plan;
-        let dir = run_dir(plan, spec)?;
+        let dir = run_dir(plan, spec, offset)?;
         announce(plan, spec, index);
         let parallel = spec.parallel.map_or(-1, |p| p as i64);
         let rate = spec.rate.unwrap_or(-1.0);
@@ -139,8 +157,13 @@ impl Session<'_> {
         let started = Instant::now();
         let cpu_start = crate::cpu::process_cpu_seconds();
         let db_path = dir.join("benchmark_data.db");
-        let db = ResultDb::create(&db_path, plan.db_commit_interval, clock.unix_s(started))
-            .with_context(|| format!("cannot create {}", db_path.display()))?;
+        let db = ResultDb::create(
+            &db_path,
+            plan.db_commit_interval,
+            clock.unix_s(started),
+            plan.response_messages,
+        )
+        .with_context(|| format!("cannot create {}", db_path.display()))?;
         let bar = progress(&spec.label, spec.number);
         log::set_bar(Some(bar.clone()));
         let collector = Collector {
@@ -202,7 +225,7 @@ impl Session<'_> {
             self.prompt_feed(offset)?,
             spec.warmup + spec.number,
             capacity,
-            self.prompt_counter(),
+            self.prepare(),
             move |e| {
                 log::warn(&e);
                 if let Ok(mut slot) = errors.lock() {
@@ -265,21 +288,35 @@ impl Session<'_> {
                 Percentiles::default()
             }
         };
+        // The workload timeline is read back from the table, when it holds every request.
+        let workload = match collected.db.complete_rows() {
+            Ok(_) => crate::output::workload::write(dir, |visit| {
+                collected.db.successes(visit).map_err(anyhow::Error::from)
+            })
+            .unwrap_or_else(|e| {
+                log::warn(format!("writing the workload throughput failed: {e:#}"));
+                None
+            }),
+            Err(_) => None,
+        };
         let mut write_error = collected.db_error.clone();
         if let Err(e) = collected.db.finish() {
             log::warn(format!("finishing benchmark_data.db failed: {e}"));
             write_error.get_or_insert(e.to_string());
         }
         write_json(&dir.join("benchmark_summary.json"), &summary.to_json())?;
-        write_json(
+        write_json_nan(
             &dir.join("benchmark_percentile.json"),
             &percentiles.to_json(),
         )?;
-        let text = format!(
+        let mut text = format!(
             "{}\n{}",
             console::summary_table(&summary),
             console::percentile_table(&percentiles)
         );
+        if let Some(w) = &workload {
+            text = format!("{text}\n{}", console::workload_table(w));
+        }
         println!("{}", crate::output::redact::redact(&text));
         log::file_only(&text);
         for reason in collected.stats.saturation(&load) {
@@ -319,6 +356,7 @@ impl Session<'_> {
             spec: spec.clone(),
             summary,
             percentiles,
+            workload,
             write_error,
         })
     }

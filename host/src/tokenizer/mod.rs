@@ -222,6 +222,48 @@ impl HostTokenizer {
             .map_err(|e| format!("cannot tokenize the prompt: {e}"))
     }
 
+    /// `--tokenize-prompt`: `item`'s prompt as token ids, as evalscope tokenizes it: chat
+    /// messages (and text when `chat`, as the one user message) through the chat template,
+    /// other text without special tokens. Token ids and whole bodies stay as they are; a
+    /// prompt with images stays chat messages (an error says so).
+    pub fn tokenize_item(&self, item: &mut DatasetItem, chat: bool) -> Result<(), String> {
+        let ids = match item.prompt() {
+            Ok(PromptItem::Text(t)) if chat => self.chat_ids(&[ChatMessage::text("user", t)])?,
+            Ok(PromptItem::Text(t)) => self
+                .0
+                .inner
+                .encode_fast(t.as_str(), false)
+                .map_err(|e| format!("cannot tokenize the prompt: {e}"))?
+                .get_ids()
+                .to_vec(),
+            Ok(PromptItem::Messages(ms)) => {
+                let text_only = ms
+                    .iter()
+                    .flat_map(|m| m.parts())
+                    .all(|p| matches!(p, Ok(ContentPart::Text(_))));
+                if !text_only {
+                    return Err(
+                        "a prompt with images cannot be sent as token ids; it goes out as chat messages".into(),
+                    );
+                }
+                self.chat_ids(ms)?
+            }
+            Ok(PromptItem::TokenIds(ids)) => {
+                let n = ids.len() as u64;
+                item.prompt_tokens = Some(n).into();
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        item.prompt_tokens = Some(ids.len() as u64).into();
+        *item = DatasetItem {
+            prompt: perf_plugin_api::PromptItem_NE::new(PromptItem::TokenIds(ids.into())),
+            prompt_tokens: item.prompt_tokens,
+            ext: std::mem::take(&mut item.ext),
+        };
+        Ok(())
+    }
+
     /// A handle for a dataset source (the interface's tokenizer type).
     pub fn handle(&self) -> TokenizerRef {
         tokenizer_ref(self.clone())

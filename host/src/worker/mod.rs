@@ -108,6 +108,44 @@ pub struct RawRecord {
     pub prompt_tokens_hint: Option<u64>,
     /// Prompt length in characters, for estimates.
     pub prompt_chars: usize,
+    /// evalscope's `response_messages`: the events that carried generation (output or an
+    /// empty step; not the usage-only chunk), or the whole body when not streamed. Kept only
+    /// with `--response-messages evalscope`.
+    pub messages: Messages,
+    /// `--api local`: the backend's peak accelerator memory so far, in bytes, when the request
+    /// ended (evalscope's `max_gpu_memory_cost`); 0 for a remote server.
+    pub peak_memory_bytes: u64,
+}
+
+/// Event payloads, back to back.
+#[derive(Debug, Clone, Default)]
+pub struct Messages {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Messages {
+    /// Adds one payload.
+    pub fn push(&mut self, payload: &[u8]) {
+        self.bytes.extend_from_slice(payload);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// The payloads, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(a, &b)| &self.bytes[a..b])
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
 }
 
 impl RawRecord {
@@ -140,6 +178,8 @@ impl RawRecord {
             request_body: Bytes::new(),
             prompt_tokens_hint: job.item.prompt_tokens.into_option(),
             prompt_chars: prompt_chars(&job.item),
+            messages: Messages::default(),
+            peak_memory_bytes: 0,
         }
     }
 
@@ -190,6 +230,8 @@ pub struct Exchange {
     pub in_flight: std::sync::Arc<std::sync::atomic::AtomicI64>,
     /// How large a response may be.
     pub limits: Limits,
+    /// Keep the events evalscope keeps as `response_messages` (see [`RawRecord::messages`]).
+    pub keep_messages: bool,
 }
 
 /// Folds decoded events into a record.
@@ -210,6 +252,8 @@ struct Reader<'a> {
     limits: Limits,
     /// An event was longer than the limit.
     too_large: bool,
+    /// Keep the events evalscope keeps (see [`RawRecord::messages`]).
+    keep_messages: bool,
 }
 
 /// How large a response may be.
@@ -245,7 +289,10 @@ impl Reader<'_> {
                 match self.decoder.decode(data, &mut self.events) {
                     Ok(()) => {
                         self.decoded += 1;
-                        self.apply(at);
+                        let generation = self.apply(at);
+                        if self.keep_messages && (generation || self.whole_body) {
+                            self.record.messages.push(data);
+                        }
                     }
                     Err(e) if e.kind == ErrorKind::Invalid && !self.whole_body => {
                         self.record.malformed_chunks += 1;
@@ -273,7 +320,9 @@ impl Reader<'_> {
         self.record.fail(FailureKind::Plugin, message);
     }
 
-    fn apply(&mut self, at: Instant) {
+    /// Folds the decoded events in; returns whether they carried generation (output or an
+    /// empty generation step).
+    fn apply(&mut self, at: Instant) -> bool {
         let r = &mut *self.record;
         r.last_event = Some(at);
         let mut output = false;
@@ -315,6 +364,7 @@ impl Reader<'_> {
         if r.first_output.is_some() && (output || chunk) {
             r.decode_chunks += 1;
         }
+        output || chunk
     }
 }
 
@@ -465,7 +515,24 @@ pub async fn execute(ex: &Exchange, job: Job, cancel: &CancellationToken) -> Raw
     record.completed = Instant::now();
     ex.in_flight
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    record.peak_memory_bytes = crate::local_model::peak_memory_bytes();
+    // No streamed response to tell: a failed request counts as streamed when it asked to be,
+    // as evalscope counts it.
+    if !record.success() && !record.is_stream {
+        record.is_stream = asks_to_stream(&record.request_body);
+    }
     record
+}
+
+/// Whether a JSON request body has `"stream": true` at its top level.
+fn asks_to_stream(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Stream {
+        #[serde(default)]
+        stream: Option<serde_json::Value>,
+    }
+    serde_json::from_slice::<Stream>(body)
+        .is_ok_and(|b| b.stream == Some(serde_json::Value::Bool(true)))
 }
 
 /// Reads a response body: framing, decoding, and the checks at its end.
@@ -523,6 +590,7 @@ impl<'a> BodyReader<'a> {
                 adapter,
                 limits: ex.limits,
                 too_large: false,
+                keep_messages: ex.keep_messages,
             },
             last_read: Instant::now(),
         })
@@ -556,7 +624,9 @@ impl<'a> BodyReader<'a> {
         if !reader.failed {
             reader.events.clear();
             match reader.decoder.finish(&mut reader.events) {
-                Ok(()) if !reader.events.is_empty() => reader.apply(at),
+                Ok(()) if !reader.events.is_empty() => {
+                    reader.apply(at);
+                }
                 Ok(()) => {}
                 Err(e) => reader.plugin_failed("finish", e),
             }

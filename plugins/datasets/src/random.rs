@@ -69,7 +69,7 @@ struct Recipe {
     tokenize_prompt: bool,
     dataset_offset: u64,
     seed: u64,
-    /// `random_vl`: this many images of this kind before the text.
+    /// `random_vl`: this many images of this kind after the text.
     images: Option<(ImageSpec, u32)>,
     /// What those images count in the prompt, by `--image-patch-size` patches.
     image_tokens: u64,
@@ -246,10 +246,13 @@ impl Recipe {
         let prefix = which.map_or("", |w| self.prefix_texts[w].as_str());
         let text = self.exact(prefix, body, target, &mut rng)?;
         let prompt = if let Some((spec, count)) = self.images {
-            let mut parts = (0..count)
-                .map(|_| images::data_url(spec, &mut rng).map(|u| ContentPart::ImageUrl(u.into())))
-                .collect::<Result<Vec<_>, _>>()?;
-            parts.push(ContentPart::Text(text.into()));
+            // evalscope's order: the text, then the images.
+            let mut parts = vec![ContentPart::Text(text.into())];
+            for _ in 0..count {
+                parts.push(ContentPart::ImageUrl(
+                    images::data_url(spec, &mut rng)?.into(),
+                ));
+            }
             PromptItem::Messages(vec![ChatMessage::new("user", parts)].into())
         } else if self.chat {
             PromptItem::Messages(vec![ChatMessage::text("user", &text)].into())
