@@ -15,7 +15,7 @@ Scenarios:
               and per in-flight stream (1,000 and 10,000 streams held open).
 
 Usage: python3 bench/compare.py [--install-peers DIR] [--evalscope PATH] [--guidellm PATH] [--quick]
-Writes bench/results/latest.json and bench/results/latest.md. Builds target/release/perf when it
+Writes bench/results/latest.json and bench/results/latest.md. Builds target/dist/perf when it
 is missing; pins with taskset when there is one. Peers are optional: --install-peers DIR
 creates throwaway virtualenvs under DIR with evalscope[perf]==1.14.1 and guidellm==0.8.1 from
 PyPI (a peer whose install fails is skipped with a message), or point at installed ones.
@@ -39,7 +39,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PERF = os.path.join(ROOT, "target", "release", "perf")
+PERF = os.path.join(ROOT, "target", "dist", "perf")
 
 MEASURE = r"""
 import json, resource, subprocess, sys, time
@@ -425,7 +425,7 @@ def main():
     ap.add_argument("--evalscope", default=shutil.which("evalscope"), help="path to the evalscope executable")
     ap.add_argument("--guidellm", default=shutil.which("guidellm"), help="path to the guidellm executable")
     ap.add_argument("--install-peers", metavar="DIR", help="create virtualenvs with the peers under DIR (reused if present)")
-    ap.add_argument("--binary", metavar="PATH", help="the perf binary (default target/release/perf)")
+    ap.add_argument("--binary", metavar="PATH", help="the perf binary (default target/dist/perf)")
     ap.add_argument("--results", metavar="DIR", default=os.path.join(ROOT, "bench", "results"),
                     help="where latest.json and latest.md go (default bench/results)")
     ap.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
@@ -435,10 +435,10 @@ def main():
     if args.binary:
         PERF = os.path.abspath(args.binary)
     if not os.path.exists(PERF) and not args.binary:
-        print("building target/release/perf", file=sys.stderr)
-        subprocess.run(["cargo", "build", "--release", "-p", "perf-host"], cwd=ROOT, check=False)
+        print("building target/dist/perf", file=sys.stderr)
+        subprocess.run(["cargo", "build", "--profile", "dist", "-p", "perf-host"], cwd=ROOT, check=False)
     if not os.path.exists(PERF):
-        sys.exit(f"{PERF} is missing: cargo build --release -p perf-host")
+        sys.exit(f"{PERF} is missing: cargo build --profile dist -p perf-host")
     if args.install_peers:
         args.evalscope = install_peer(args.install_peers, "evalscope", "evalscope[perf]==1.14.1") or args.evalscope
         args.guidellm = install_peer(args.install_peers, "guidellm", "guidellm==0.8.1") or args.guidellm

@@ -5,7 +5,7 @@ the simulator, four ways: no sink; the OpenTelemetry sink exporting to a real re
 never answers; to a collector that refuses every connection. Reports each run's achieved
 request rate, TTFT (mean and p99) and wall time as ratios to the run without a sink.
 
-    python3 bench/sinks.py [--binary target/release/perf] [--rate 400] [--number 4000]
+    python3 bench/sinks.py [--binary target/dist/perf] [--rate 400] [--number 4000]
 """
 import argparse
 import json
@@ -90,7 +90,7 @@ def run(binary, tmp, name, rate, number, sink, env):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--binary", default=str(ROOT / "target/release/perf"))
+    ap.add_argument("--binary", default=str(ROOT / "target/dist/perf"))
     ap.add_argument("--rate", type=float, default=400)
     ap.add_argument("--number", type=int, default=4000)
     a = ap.parse_args()

@@ -336,7 +336,10 @@ fn tokenizer_and_random_mistakes_exit_2_with_what_to_do() {
     );
     let (code, err) = (out.status.code(), text(&out).1);
     assert_eq!(code, Some(2));
-    assert!(err.contains("only a completions endpoint takes"), "{err}");
+    assert!(
+        err.contains("--tokenize-prompt needs --tokenizer-path"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -647,4 +650,176 @@ fn random_vl_puts_text_of_exact_length_before_generated_images() {
     );
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+}
+
+/// The request bodies of a run, in order.
+fn bodies(root: &Path) -> Vec<Value> {
+    let db = Connection::open(run_dir(root).join("benchmark_data.db")).expect("db");
+    let rows: Vec<String> = db
+        .prepare("SELECT request FROM result ORDER BY request_index")
+        .expect("query")
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    rows.iter()
+        .map(|b| serde_json::from_str(b).expect("JSON body"))
+        .collect()
+}
+
+fn args_file(root: &Path) -> Value {
+    let text = std::fs::read_to_string(run_dir(root).join("benchmark_args.json")).expect("args");
+    serde_json::from_str(&text).expect("JSON")
+}
+
+#[test]
+fn tokenize_prompt_sends_token_ids_from_every_text_source_to_completions() {
+    let tokenizer = tokenizer_dir("qwen3");
+    let tokenizer = tokenizer.to_str().expect("utf-8 path");
+    let tok = load("qwen3");
+    let lines = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(lines.path(), "first line of text\nsecond line\n").expect("write");
+    let lines = lines.path().to_str().expect("utf-8").to_string();
+    let fixed = ["--prompt", "Say something"];
+    let by_line = [
+        "--dataset",
+        "line_by_line",
+        "--dataset-path",
+        lines.as_str(),
+    ];
+    for (source, flags, texts) in [
+        ("--prompt", &fixed[..], vec!["Say something"]),
+        (
+            "line_by_line",
+            &by_line[..],
+            vec!["first line of text", "second line"],
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut args = vec![
+            "--api",
+            "mock",
+            "--port",
+            "0",
+            "-n",
+            "2",
+            "--max-tokens",
+            "4",
+            "--outputs-dir",
+            "outputs",
+            "--no-timestamp",
+            "--name",
+            "t",
+            "--tokenizer-path",
+            tokenizer,
+            "--tokenize-prompt",
+        ];
+        args.extend_from_slice(flags);
+        let out = perf_in(dir.path(), &args);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{source}: {stdout}\n{stderr}");
+        assert!(
+            stderr.contains("requests go to /v1/completions instead"),
+            "{source}: the chat URL moved to completions, and said so: {stderr}"
+        );
+        let a = args_file(dir.path());
+        assert!(
+            a["url"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("/v1/completions")),
+            "{a}"
+        );
+        assert_eq!(
+            a["apply_chat_template"], true,
+            "resolved from the URL as given, as evalscope resolves it"
+        );
+        for (body, text) in bodies(dir.path()).iter().zip(&texts) {
+            let ids: Vec<u32> = body["prompt"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{source}: a list of ids in {body}"))
+                .iter()
+                .map(|v| v.as_u64().expect("an id") as u32)
+                .collect();
+            // Through the chat template, as the one user message (evalscope's path for a
+            // chat URL).
+            let want = tok.chat_ids(&[user(text)]).expect("ids");
+            assert_eq!(ids, want, "{source}");
+            assert!(body.get("messages").is_none(), "{body}");
+        }
+    }
+    // Without a tokenizer there is nothing to tokenize with.
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = perf_in(
+        dir.path(),
+        &["--api", "mock", "--prompt", "x", "--tokenize-prompt"],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--tokenize-prompt needs --tokenizer-path"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn random_prompts_are_new_each_invocation_unless_seeded_and_the_seed_is_written() {
+    let tokenizer = tokenizer_dir("qwen3");
+    let tokenizer = tokenizer.to_str().expect("utf-8 path");
+    let run = |extra: &[&str]| {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut args = vec![
+            "--api",
+            "mock",
+            "--port",
+            "0",
+            "--dataset",
+            "random",
+            "--tokenizer-path",
+            tokenizer,
+            "-n",
+            "4",
+            "--max-tokens",
+            "2",
+            "--min-prompt-length",
+            "20",
+            "--max-prompt-length",
+            "30",
+            "--outputs-dir",
+            "outputs",
+            "--no-timestamp",
+            "--name",
+            "t",
+        ];
+        args.extend_from_slice(extra);
+        let out = perf_in(dir.path(), &args);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        let prompts: Vec<String> = bodies(dir.path())
+            .iter()
+            .map(|b| {
+                b["messages"][0]["content"]
+                    .as_str()
+                    .expect("text")
+                    .to_string()
+            })
+            .collect();
+        (prompts, args_file(dir.path()))
+    };
+    let (first, args1) = run(&[]);
+    let (second, args2) = run(&[]);
+    assert_ne!(first, second, "a new invocation draws new prompts");
+    assert_eq!(args1["seed"], Value::Null, "evalscope's seed: as given");
+    let seed = args1["dataset_seed"].as_u64().expect("the seed drawn");
+    assert_ne!(Some(seed), args2["dataset_seed"].as_u64());
+    // The seed written repeats the run's prompts, without sending `seed`.
+    let seed_text = seed.to_string();
+    let (again, args3) = run(&["--dataset-seed", &seed_text]);
+    assert_eq!(again, first);
+    assert_eq!(args3["dataset_seed"], args1["dataset_seed"]);
+    // --seed fixes them too (and is sent).
+    let (a, _) = run(&["--seed", "7"]);
+    let (b, args7) = run(&["--seed", "7"]);
+    assert_eq!(a, b);
+    assert_eq!(args7["seed"], 7);
+    assert_eq!(args7["dataset_seed"], 7);
 }

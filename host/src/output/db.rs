@@ -6,6 +6,10 @@
 //! Unix-epoch time of every phase, and where the token counts came from. A script that reads
 //! `SELECT *` by position gets what it got from evalscope.
 //!
+//! Beside `result`, table `perf_metrics` holds each row's numbers without its bodies (the same
+//! rowid): the percentiles and the workload timeline read it, since reading a column of
+//! `result` after `response_messages` (or a long `request`) walks the body's overflow pages.
+//!
 //! Written on the collector thread, never on the threads that time requests, in one
 //! transaction per `--db-commit-interval` rows or per [`COMMIT_AFTER`].
 
@@ -58,14 +62,46 @@ pub const COLUMNS: [(&str, &str); 30] = [
 /// How many of [`COLUMNS`] are evalscope's.
 pub const EVALSCOPE_COLUMNS: usize = 14;
 
+/// The columns of `perf_metrics`, each a copy of `result`'s of the same name.
+const METRICS: [(&str, &str); 10] = [
+    ("success", "INTEGER"),
+    ("is_stream", "INTEGER"),
+    ("start_time", "REAL"),
+    ("completed_time", "REAL"),
+    ("latency", "REAL"),
+    ("first_chunk_latency", "REAL"),
+    ("time_per_output_token", "REAL"),
+    ("prompt_tokens", "INTEGER"),
+    ("completion_tokens", "INTEGER"),
+    ("cached_tokens", "INTEGER"),
+];
+
 fn schema() -> String {
-    let columns: Vec<String> = COLUMNS.iter().map(|(n, t)| format!("{n} {t}")).collect();
-    format!("CREATE TABLE result ({});", columns.join(", "))
+    let columns = |cs: &[(&str, &str)]| -> String {
+        let c: Vec<String> = cs.iter().map(|(n, t)| format!("{n} {t}")).collect();
+        c.join(", ")
+    };
+    format!(
+        "CREATE TABLE result ({}); CREATE TABLE perf_metrics ({});",
+        columns(&COLUMNS),
+        columns(&METRICS)
+    )
 }
 
-fn insert_sql() -> String {
-    let slots: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("?{i}")).collect();
-    format!("INSERT INTO result VALUES ({})", slots.join(", "))
+/// `perf_metrics`' insert, the rowid of the `result` row first.
+fn metrics_insert_sql() -> String {
+    let names: Vec<&str> = METRICS.iter().map(|(n, _)| *n).collect();
+    let slots: Vec<String> = (1..=METRICS.len() + 1).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT INTO perf_metrics (rowid, {}) VALUES ({})",
+        names.join(", "),
+        slots.join(", ")
+    )
+}
+
+fn insert_sql(table: &str, n: usize) -> String {
+    let slots: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+    format!("INSERT INTO {table} VALUES ({})", slots.join(", "))
 }
 
 /// Longest time a finished request waits in an open transaction: a killed process loses at
@@ -76,6 +112,7 @@ pub const COMMIT_AFTER: Duration = Duration::from_secs(1);
 pub struct ResultDb {
     conn: Connection,
     insert: String,
+    insert_metrics: String,
     pending: usize,
     commit_every: usize,
     last_commit: Instant,
@@ -102,7 +139,8 @@ impl ResultDb {
         conn.execute_batch("BEGIN")?;
         Ok(ResultDb {
             conn,
-            insert: insert_sql(),
+            insert: insert_sql("result", COLUMNS.len()),
+            insert_metrics: metrics_insert_sql(),
             pending: 0,
             commit_every: commit_every.max(1),
             last_commit: Instant::now(),
@@ -138,6 +176,13 @@ impl ResultDb {
             Some(latency) => rel(rec.times.sent) + latency,
             None => rel(rec.times.completed),
         };
+        let latency = rec.latency_s.into_option().filter(|_| ok);
+        let ttft = rec.ttft_s.into_option().filter(|_| ok);
+        let prompt = count(rec.prompt_tokens.into_option().filter(|_| ok));
+        let completion = count(rec.completion_tokens.into_option().filter(|_| ok));
+        // evalscope's 0 where there is no TPOT (one token, not streamed).
+        let tpot = ok.then(|| rec.tpot_s.into_option().unwrap_or(0.0));
+        let cached = count(rec.cached_tokens.into_option());
         self.conn.prepare_cached(&self.insert)?.execute(params![
             request.as_ref(),
             rel(rec.times.sent),
@@ -145,20 +190,19 @@ impl ResultDb {
             ok,
             response.as_ref(),
             completed,
-            rec.latency_s.into_option().filter(|_| ok),
-            rec.ttft_s.into_option().filter(|_| ok),
-            count(rec.prompt_tokens.into_option().filter(|_| ok)),
-            count(rec.completion_tokens.into_option().filter(|_| ok)),
+            latency,
+            ttft,
+            prompt,
+            completion,
             ok.then_some(memory_gb),
-            // evalscope's 0 where there is no TPOT (one token, not streamed).
-            ok.then(|| rec.tpot_s.into_option().unwrap_or(0.0)),
+            tpot,
             crate::worker::request_id(raw.index),
             rec.is_stream,
             rec.request_index as i64,
             (rec.http_status != 0).then_some(rec.http_status),
             (!ok).then(|| rec.failure.as_str()),
             (!ok).then(|| rec.error.as_str()),
-            count(rec.cached_tokens.into_option()),
+            cached,
             rec.tokens_estimated,
             raw.output_events,
             raw.decode_chunks,
@@ -171,6 +215,22 @@ impl ResultDb {
             rec.times.completed,
             d.tokens.source(),
         ])?;
+        let rowid = self.conn.last_insert_rowid();
+        self.conn
+            .prepare_cached(&self.insert_metrics)?
+            .execute(params![
+                rowid,
+                ok,
+                rec.is_stream,
+                rel(rec.times.sent),
+                completed,
+                latency,
+                ttft,
+                tpot,
+                prompt,
+                completion,
+                cached,
+            ])?;
         self.pending += 1;
         if self.pending >= self.commit_every {
             self.commit()?;
@@ -217,7 +277,7 @@ impl ResultDb {
         let finite =
             format!("({rows}) AND ({expr}) IS NOT NULL AND abs({expr}) <= 1.7976931348623157e308");
         let n: i64 = self.conn.query_row(
-            &format!("SELECT COUNT(*) FROM result WHERE {finite}"),
+            &format!("SELECT COUNT(*) FROM perf_metrics WHERE {finite}"),
             [],
             |r| r.get(0),
         )?;
@@ -232,7 +292,7 @@ impl ResultDb {
             .collect();
         let last = wanted.iter().copied().max().unwrap_or(0);
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT {expr} FROM result WHERE {finite} ORDER BY 1 LIMIT {}",
+            "SELECT {expr} FROM perf_metrics WHERE {finite} ORDER BY 1 LIMIT {}",
             last + 1
         ))?;
         let mut values = stmt.query([])?;
@@ -254,7 +314,7 @@ impl ResultDb {
     pub fn successes(&self, visit: &mut dyn FnMut(&Sample)) -> rusqlite::Result<()> {
         let mut stmt = self.conn.prepare(
             "SELECT start_time, completed_time, prompt_tokens, completion_tokens, cached_tokens \
-             FROM result WHERE success = 1 ORDER BY rowid",
+             FROM perf_metrics WHERE success = 1 ORDER BY rowid",
         )?;
         let mut rows = stmt.query([])?;
         let count = |v: Option<i64>| v.map_or(0, |n| n.max(0) as u64);

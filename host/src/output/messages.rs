@@ -13,7 +13,7 @@
 //! payload goes from JSON to pickle in one pass (serde-transcode), without a tree in between.
 
 use base64::Engine;
-use serde::ser::{Serialize, SerializeSeq, Serializer};
+use serde::Serializer;
 
 use crate::worker::{Messages, RawRecord};
 
@@ -61,42 +61,47 @@ pub fn encode(form: ResponseMessages, raw: &RawRecord, scratch: &mut Vec<u8>) ->
 }
 
 /// base64 of the pickled list of `messages`.
+///
+/// The list's framing (protocol 3, an empty list, marks and appends) is written here, and each
+/// element by serde-pickle straight from the JSON (serde-pickle keeps no memo, so elements are
+/// independent): one pass per element, and an element that turns out not to be JSON the
+/// transcoder reads (a number out of range, a lone surrogate) is cut off and written as its
+/// text instead.
 pub fn pickled(messages: &Messages, scratch: &mut Vec<u8>) -> String {
-    scratch.clear();
-    let options = serde_pickle::SerOptions::new;
-    if serde_pickle::to_writer(scratch, &List(messages), options()).is_err() {
-        // Only a writer error can fail it, and a Vec does not fail: an empty list then.
-        scratch.clear();
-        let _ = serde_pickle::to_writer(scratch, &Vec::<()>::new(), options());
-    }
-    base64::engine::general_purpose::STANDARD.encode(scratch)
-}
-
-struct List<'a>(&'a Messages);
-
-impl Serialize for List<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for payload in self.0.iter() {
-            seq.serialize_element(&Message(payload))?;
+    const PROTO_3: &[u8] = b"\x80\x03";
+    const EMPTY_LIST: u8 = b']';
+    const MARK: u8 = b'(';
+    const APPENDS: u8 = b'e';
+    const STOP: u8 = b'.';
+    let out = scratch;
+    out.clear();
+    out.extend_from_slice(PROTO_3);
+    out.push(EMPTY_LIST);
+    for (i, payload) in messages.iter().enumerate() {
+        // Appends in batches of 1,000, as pickle writes long lists.
+        if i % 1000 == 0 {
+            if i > 0 {
+                out.push(APPENDS);
+            }
+            out.push(MARK);
         }
-        seq.end()
-    }
-}
-
-struct Message<'a>(&'a [u8]);
-
-impl Serialize for Message<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let text = trim(self.0);
-        // Checked first: a transcode that fails half-way has already written half a value.
-        if serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok() {
-            let mut de = serde_json::Deserializer::from_slice(text);
-            serde_transcode::transcode(&mut de, s)
-        } else {
-            s.serialize_str(&String::from_utf8_lossy(self.0))
+        let start = out.len();
+        let json = trim(payload);
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let mut ser = serde_pickle::Serializer::new(&mut *out, serde_pickle::SerOptions::new());
+        let whole = serde_transcode::transcode(&mut de, &mut ser).is_ok() && de.end().is_ok();
+        if !whole {
+            out.truncate(start);
+            let mut ser = serde_pickle::Serializer::new(&mut *out, serde_pickle::SerOptions::new());
+            // Writing to a Vec does not fail.
+            let _ = ser.serialize_str(&String::from_utf8_lossy(payload));
         }
     }
+    if !messages.is_empty() {
+        out.push(APPENDS);
+    }
+    out.push(STOP);
+    base64::engine::general_purpose::STANDARD.encode(&*out)
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
@@ -155,6 +160,47 @@ mod tests {
         };
         assert_eq!(delta[&key("content")], Value::String("Hi".into()));
         assert_eq!(items[1], Value::String(" not json ".into()));
+    }
+
+    #[test]
+    fn numbers_beyond_i64_and_json_python_cannot_read_stay_loadable() {
+        let mut m = Messages::default();
+        m.push(b"18446744073709551615");
+        m.push(b"1e999");
+        m.push(br#""\ud800""#);
+        let Value::List(items) = decode(&pickled(&m, &mut Vec::new())) else {
+            panic!("a list");
+        };
+        assert_eq!(items.len(), 3);
+        assert!(
+            matches!(items[0], Value::Int(_) | Value::I64(_)),
+            "{:?}",
+            items[0]
+        );
+        assert_eq!(
+            items[1],
+            Value::String("1e999".into()),
+            "kept as the text it was"
+        );
+        assert_eq!(items[2], Value::String(r#""\ud800""#.into()));
+    }
+
+    #[test]
+    fn long_lists_and_trailing_garbage() {
+        let mut m = Messages::default();
+        for i in 0..2500 {
+            m.push(format!("{{\"i\":{i}}}").as_bytes());
+        }
+        m.push(b"{} trailing");
+        let Value::List(items) = decode(&pickled(&m, &mut Vec::new())) else {
+            panic!("a list");
+        };
+        assert_eq!(items.len(), 2501);
+        let Value::Dict(last) = &items[2499] else {
+            panic!("a dict");
+        };
+        assert_eq!(last[&key("i")], Value::I64(2499));
+        assert_eq!(items[2500], Value::String("{} trailing".into()));
     }
 
     #[test]

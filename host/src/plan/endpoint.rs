@@ -179,8 +179,8 @@ fn tokenized_url(
     let kept = &path[..path.len() - first.trim_matches('/').len()];
     let moved = with_path(&url, &format!("{kept}{}", next.trim_matches('/')));
     let note = format!(
-        "--tokenize-prompt sends token ids to a completions endpoint: the URL is now {}",
-        super::secrets::masked_url(&moved)
+        "--tokenize-prompt sends token ids, which the {first} endpoint does not take: requests go to {} instead",
+        url_path(&moved)
     );
     Ok((moved, Some(note)))
 }

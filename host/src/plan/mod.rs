@@ -391,7 +391,8 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
     let dataset_seed = a
         .dataset_seed
         .or(a.seed.map(|s| s as u64))
-        .unwrap_or_else(rand::random);
+        // 53 bits: the seed reads back exactly from JSON in any language.
+        .unwrap_or_else(|| rand::random::<u64>() >> 11);
     let mut prompts = prompts::prompt_plan(a, chat, dataset_seed, registry)?;
     prompts::move_dataset_knobs(&mut api, &mut prompts, registry);
     let (name, output_dir) = output_location(a, &model);
@@ -536,6 +537,23 @@ mod tests {
         ));
         assert!(parse_err("--model m --number -5").contains("invalid value '-5' for '--number"));
         assert!(err("--model m --parallel 2 2 --number 5 5").contains("appears twice"));
+    }
+
+    #[test]
+    fn unique_prefixes_of_long_flags_work_as_in_evalscopes_argparse() {
+        let p = plan(&args("--model m --max-tok 5 --para 3 --numb 6")).expect("plan");
+        assert_eq!(p.max_tokens, MaxTokens::Fixed(5));
+        assert_eq!(p.runs[0].parallel, Some(3));
+        assert_eq!(p.runs[0].number, 6);
+        assert_eq!(
+            plan(&args("--model m --dataset-s 5"))
+                .expect("plan")
+                .dataset_seed,
+            5
+        );
+        // A prefix of several flags is refused.
+        let e = parse_err("--model m --no-t");
+        assert!(e.contains("unexpected argument '--no-t'"), "{e}");
     }
 
     #[test]

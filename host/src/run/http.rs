@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use perf_plugin_api::{DatasetItem, FailureKind, PromptItem};
+use perf_plugin_api::{DatasetItem, FailureKind};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use tokio_util::sync::CancellationToken;
 
@@ -75,7 +75,11 @@ const ATTEMPTS: u32 = 3;
 /// Sends one small request ("hello", at most a few tokens) and checks the answer. Retries a
 /// connection failure or a 5xx twice (1 s, then 2 s later, within `--total-timeout`); a 4xx
 /// or a garbled answer fails at once.
-pub async fn test_connection(ex: &Exchange, plan: &RunPlan) -> anyhow::Result<()> {
+pub async fn test_connection(
+    ex: &Exchange,
+    plan: &RunPlan,
+    item: DatasetItem,
+) -> anyhow::Result<()> {
     let max_tokens = plan.api.min_tokens.unwrap_or(1).max(1);
     let hint = "(skip this check with --no-test-connection)";
     let deadline = std::time::Instant::now() + plan.http.total_timeout;
@@ -84,7 +88,7 @@ pub async fn test_connection(ex: &Exchange, plan: &RunPlan) -> anyhow::Result<()
         let job = Job {
             index: 0,
             warmup: true,
-            item: DatasetItem::new(PromptItem::Text("hello".into())),
+            item: item.clone(),
             intended: std::time::Instant::now(),
             max_tokens: Some(max_tokens),
             connection_test: true,

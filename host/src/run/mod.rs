@@ -157,7 +157,15 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
     });
     let interrupt = watch_signals(&rt);
     if plan.test_connection {
-        rt.block_on(http::test_connection(&exchange, &plan))?;
+        // The test prompt takes the form every prompt takes (token ids with
+        // --tokenize-prompt).
+        let mut item =
+            perf_plugin_api::DatasetItem::new(perf_plugin_api::PromptItem::Text("hello".into()));
+        if let (true, Some(tok)) = (plan.api.tokenize_prompt, &tokenizer) {
+            tok.tokenize_item(&mut item, plan.api.apply_chat_template)
+                .map_err(usage)?;
+        }
+        rt.block_on(http::test_connection(&exchange, &plan, item))?;
         log::info("connection test passed");
     }
     let session = Session {
