@@ -28,6 +28,9 @@ pub enum Event<'a> {
     TooLarge,
 }
 
+/// Room on an SSE line for its field name, colon and space besides the data.
+const SSE_FIELD_SLACK: usize = 64;
+
 /// An incremental framer for one response body.
 #[derive(Debug)]
 pub struct Framer {
@@ -64,6 +67,15 @@ impl Framer {
         self.ended
     }
 
+    /// The longest line: an NDJSON line is an event; an SSE line may also hold its field name
+    /// (`data: `) before the event's data, whose own limit `sse_line` checks.
+    fn max_line(&self) -> usize {
+        match self.framing {
+            Framing::Sse => self.max_event.saturating_add(SSE_FIELD_SLACK),
+            _ => self.max_event,
+        }
+    }
+
     fn overflow(&mut self, on_event: &mut dyn FnMut(Event<'_>)) {
         self.ended = true;
         self.line = Vec::new();
@@ -84,7 +96,7 @@ impl Framer {
             return;
         }
         self.push_lines(bytes, on_event);
-        if !self.ended && (self.line.len() > self.max_event || self.data.len() > self.max_event) {
+        if !self.ended && (self.line.len() > self.max_line() || self.data.len() > self.max_event) {
             self.overflow(on_event);
         }
     }
@@ -109,6 +121,10 @@ impl Framer {
             }
             if self.ended {
                 return;
+            }
+            // A line past the limit, even one that a single read completes.
+            if self.line.len() + head.len() > self.max_line() {
+                return self.overflow(on_event);
             }
             if self.line.is_empty() {
                 self.line_complete(head, on_event);
@@ -136,6 +152,9 @@ impl Framer {
                 }
             }
             _ => {
+                if line.len() > self.max_line() {
+                    return self.overflow(on_event);
+                }
                 if !line.is_empty() {
                     self.line_complete(&line, on_event);
                 }
@@ -173,6 +192,10 @@ impl Framer {
             None => (line, &b""[..]),
         };
         if field == b"data" {
+            // The event's data lines together past the limit.
+            if self.data.len() + usize::from(self.has_data) + value.len() > self.max_event {
+                return self.overflow(on_event);
+            }
             if self.has_data {
                 self.data.push(b'\n');
             }
@@ -322,6 +345,48 @@ mod tests {
         );
         assert_eq!(
             frame_limited(Framing::None, 8, &[b"0123", b"4567"]),
+            ["01234567"]
+        );
+    }
+
+    /// Found by the fuzz target: events past the limit that one read completes.
+    #[test]
+    fn an_event_past_the_limit_within_one_read() {
+        // Data lines that together pass the limit, dispatched by the same read.
+        assert_eq!(
+            frame_limited(
+                Framing::Sse,
+                8,
+                &[b"data: 01234
+data: 56789
+
+data: x
+
+"]
+            ),
+            ["<TOO LARGE>"]
+        );
+        // An NDJSON line past the limit with its newline in the same read.
+        assert_eq!(
+            frame_limited(
+                Framing::NdJson,
+                8,
+                &[b"{}
+0123456789
+{}
+"]
+            ),
+            ["{}", "<TOO LARGE>"]
+        );
+        // Data of exactly the limit after its field name is fine.
+        assert_eq!(
+            frame_limited(
+                Framing::Sse,
+                8,
+                &[b"data: 01234567
+
+"]
+            ),
             ["01234567"]
         );
     }

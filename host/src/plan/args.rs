@@ -263,7 +263,6 @@ pub(crate) fn args_json(a: &RunArgs, r: &Resolved<'_>, first: &RunSpec) -> Value
         ("max_turns", json!(a.max_turns)),
         ("multi_turn_args", json!(json_or_text(&a.multi_turn_args))),
     ];
-    debug_assert!(evalscope.iter().map(|(k, _)| *k).eq(EVALSCOPE_KEYS));
     let mut out: Map<String, Value> = evalscope
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

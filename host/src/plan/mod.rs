@@ -615,6 +615,41 @@ mod tests {
     }
 
     #[test]
+    fn the_args_dump_is_evalscopes_with_perfs_after() {
+        let p = plan(&args(
+            "--model org/qwen --parallel 2 4 --number 5 10 --url http://h:1/v1 --max-tokens 7",
+        ))
+        .expect("plan");
+        let Value::Object(map) = &p.args_json else {
+            panic!("an object");
+        };
+        let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+        assert_eq!(keys[..args::EVALSCOPE_KEYS.len()], args::EVALSCOPE_KEYS);
+        assert!(
+            map["dataset_seed"].is_u64(),
+            "the seed drawn: {}",
+            map["dataset_seed"]
+        );
+        assert_eq!(map["model_id"], json!("qwen"));
+        assert_eq!(map["url"], json!("http://h:1/v1/chat/completions"));
+        assert_eq!(map["stream"], json!(true));
+        assert_eq!(map["apply_chat_template"], json!(true));
+        assert_eq!(map["max_tokens"], json!(7));
+        assert_eq!(map["total_timeout"], json!(21600));
+        assert_eq!(map["extra_args"], json!({}));
+        assert_eq!(map["logprobs"], Value::Null);
+        assert_eq!(map["data_source"], Value::Null);
+        // Each run's dump has its own number, parallel and directory.
+        let second = args::for_run(&p.args_json, &p.runs[1], std::path::Path::new("d"), 5);
+        assert_eq!(
+            (second["number"].clone(), second["parallel"].clone()),
+            (json!(10), json!(4))
+        );
+        assert_eq!(second["outputs_dir"], json!("d"));
+        assert_eq!(second["dataset_offset"], json!(5));
+    }
+
+    #[test]
     fn visualizer_flags_and_otel_enable_sinks() {
         let ids = |line: &str| -> Vec<(String, Value)> {
             plan(&args(line))
