@@ -80,6 +80,7 @@ impl Framer {
         self.ended = true;
         self.line = Vec::new();
         self.data = Vec::new();
+        self.has_data = false;
         on_event(Event::TooLarge);
     }
 
@@ -158,7 +159,8 @@ impl Framer {
                 if !line.is_empty() {
                     self.line_complete(&line, on_event);
                 }
-                if self.framing == Framing::Sse {
+                // The last line may have ended the framing (its data past the limit).
+                if self.framing == Framing::Sse && !self.ended {
                     self.dispatch(on_event);
                 }
             }
@@ -388,6 +390,16 @@ data: x
 "]
             ),
             ["01234567"]
+        );
+    }
+
+    /// Found by the fuzz target: the body's last line, without its newline, passes the limit
+    /// while an earlier data line of the same event waits; nothing may follow `TooLarge`.
+    #[test]
+    fn a_last_line_past_the_limit_ends_the_framing() {
+        assert_eq!(
+            frame_limited(Framing::Sse, 8, &[b"data: 0123\ndata: 456789"]),
+            ["<TOO LARGE>"]
         );
     }
 }
