@@ -12,4 +12,5 @@ mod local_vllm;
 mod plugins;
 mod signals;
 mod sinks;
+mod tls;
 mod visualizers;

@@ -6,6 +6,7 @@
 //! `tests/fixtures/`.
 
 pub mod hostile;
+pub mod tls;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -181,6 +182,11 @@ impl Simulator {
     /// `http://127.0.0.1:<port><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `https://127.0.0.1:<port><path>` (started with `--tls-cert`).
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
     }
 }
 

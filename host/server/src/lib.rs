@@ -31,6 +31,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
@@ -182,11 +183,14 @@ impl Drop for ServerHandle {
     }
 }
 
-/// Serves `backend` on `listener` until `shutdown` resolves.
+/// Serves `backend` on `listener` until `shutdown` resolves; over TLS when `tls` is given
+/// (`perf serve-mock --tls-cert`: the handshake and the encryption run in the connection's
+/// task, so the chunk times the log holds are when each chunk was handed to TLS).
 pub async fn serve(
     listener: TcpListener,
     backend: Arc<dyn Backend>,
     log_path: Option<&std::path::Path>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let log = log_path.map(protocol::TimestampLog::create).transpose()?;
@@ -207,22 +211,41 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let Ok(io) = TimedStream::new(stream) else {
                 return;
             };
             let clock = io.clock();
             let service = service_fn(move |req| route(req, shared.clone(), clock.clone()));
-            let _ = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(io, service)
-                .await;
+            match tls {
+                // A client that fails the handshake (no certificate, an untrusted one) gets
+                // the TLS alert and nothing else.
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(TokioIo::new(io)).await {
+                        serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+                None => serve_connection(io, service).await,
+            }
         });
     }
     if let Some(log) = &shared.log {
         log.flush();
     }
     Ok(())
+}
+
+async fn serve_connection<I, S>(io: I, service: S)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    let _ = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(io, service)
+        .await;
 }
 
 /// Starts a server on its own thread and runtime (so it does not share the client's
@@ -252,7 +275,9 @@ pub fn spawn(
                         let stop = async {
                             let _ = rx.await;
                         };
-                        if let Err(e) = serve(listener, backend, log_path.as_deref(), stop).await {
+                        if let Err(e) =
+                            serve(listener, backend, log_path.as_deref(), None, stop).await
+                        {
                             eprintln!("server error: {e}");
                         }
                     }

@@ -162,8 +162,24 @@ fn record(raw: &RawRecord, t: Tokens, run_index: u32, clock: &EpochClock) -> Req
         completion_tokens: success.then_some(t.completion).into(),
         cached_tokens: raw.usage.cached_tokens,
         tokens_estimated: t.estimated,
-        ext: Default::default(),
+        ext: connection_fields(raw),
     }
+}
+
+/// The connect and TLS handshake times of a request that opened its connection.
+fn connection_fields(raw: &RawRecord) -> perf_plugin_api::Extensions {
+    use perf_plugin_api::{FieldId, FieldValue};
+    let mut ext = perf_plugin_api::Extensions::new();
+    if let Some(opened) = raw.opened {
+        ext.set(
+            FieldId::CONNECT_S,
+            FieldValue::F64(opened.connect.as_secs_f64()),
+        );
+        if let Some(tls) = opened.tls {
+            ext.set(FieldId::TLS_HANDSHAKE_S, FieldValue::F64(tls.as_secs_f64()));
+        }
+    }
+    ext
 }
 
 /// Seconds from intended to (first) actual send.

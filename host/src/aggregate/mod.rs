@@ -97,6 +97,11 @@ pub struct RunStats {
     retried: u64,
     retry_cost: Sum,
     fresh_connections: u64,
+    /// Connect times of the requests that opened their connection, seconds.
+    connect: Sum,
+    /// TLS handshakes of those connections, seconds, and the longest.
+    tls: Sum,
+    tls_max_s: f64,
     /// Output tokens per decode step, over the requests with more than one.
     decoded_per_step: Sum,
 }
@@ -138,6 +143,9 @@ impl RunStats {
             retried: 0,
             retry_cost: Sum::default(),
             fresh_connections: 0,
+            connect: Sum::default(),
+            tls: Sum::default(),
+            tls_max_s: 0.0,
             decoded_per_step: Sum::default(),
         }
     }
@@ -162,6 +170,13 @@ impl RunStats {
         }
         if raw.fresh_connection {
             self.fresh_connections += 1;
+        }
+        if let Some(opened) = raw.opened {
+            self.connect.add(opened.connect.as_secs_f64());
+            if let Some(tls) = opened.tls {
+                self.tls.add(tls.as_secs_f64());
+                self.tls_max_s = self.tls_max_s.max(tls.as_secs_f64());
+            }
         }
         if derive::cancelled(raw) {
             self.cancelled += 1;
@@ -356,6 +371,11 @@ impl RunStats {
         s.avg_retry_cost_ms =
             ms((self.retry_cost.n > 0).then(|| self.retry_cost.sum / self.retry_cost.n as f64));
         s.fresh_connection_requests = self.fresh_connections;
+        let mean = |sum: &Sum| (sum.n > 0).then(|| sum.sum / sum.n as f64);
+        s.new_connections = Some(self.connect.n);
+        s.avg_connect_ms = Some(ms(mean(&self.connect)));
+        s.avg_tls_handshake_ms = Some(ms(mean(&self.tls)));
+        s.max_tls_handshake_ms = Some(ms((self.tls.n > 0).then_some(self.tls_max_s)));
         for (kind, n) in &self.failures {
             s.failures.insert(Summary::failure_key(kind), *n);
         }
@@ -539,6 +559,7 @@ mod tests {
             retries: 0,
             first_sent: sent,
             fresh_connection: false,
+            opened: None,
             request_body: bytes::Bytes::new(),
             prompt_tokens_hint: None,
             prompt_chars: 0,

@@ -165,6 +165,50 @@ pub struct Summary {
     /// after its responses.
     #[serde(rename = "Fresh-Connection Requests")]
     pub fresh_connection_requests: u64,
+    /// What carried the requests: `HTTP/1.1`, `HTTP/1.1 over TLS` (perf's timed client,
+    /// perhaps through a proxy) or `reqwest`.
+    #[serde(rename = "Transport", default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// When a read was stamped: `kernel receive time` (the timed client on Linux), else the
+    /// time perf read the bytes.
+    #[serde(
+        rename = "Timestamps",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timestamps: Option<String>,
+    /// Requests that opened the connection they were answered on (perf's timed client; absent
+    /// through reqwest, which does not say).
+    #[serde(
+        rename = "New Connections",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub new_connections: Option<u64>,
+    /// Mean TCP connect time of those connections (the proxy's CONNECT included), ms; -1
+    /// without.
+    #[serde(
+        rename = "Avg Connect (ms)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub avg_connect_ms: Option<f64>,
+    /// Mean TLS handshake of those connections, ms; -1 without. Like the connect time, it is
+    /// inside the TTFT and latency of the request that opened the connection (both count from
+    /// the send, before any connect, as evalscope's do).
+    #[serde(
+        rename = "Avg TLS Handshake (ms)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub avg_tls_handshake_ms: Option<f64>,
+    /// The longest TLS handshake, ms; -1 without.
+    #[serde(
+        rename = "Max TLS Handshake (ms)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_tls_handshake_ms: Option<f64>,
     /// Failed requests by kind, as `Failed: <kind>` keys.
     #[serde(flatten)]
     pub failures: BTreeMap<String, u64>,

@@ -73,6 +73,15 @@ pub struct ServeMockArgs {
     /// Port to listen on (0 = any free port; the chosen port is printed).
     #[arg(long, value_parser = values::port, default_value_t = 8877)]
     pub port: u16,
+    /// Serve https with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM) (mutual TLS).
+    #[arg(long, value_name = "PEM")]
+    pub tls_client_ca: Option<PathBuf>,
     /// The simulated server's behaviour.
     #[command(flatten)]
     pub mock: MockArgs,
@@ -163,6 +172,25 @@ pub struct RunArgs {
     /// Skip the connection test before the run.
     #[arg(long)]
     pub no_test_connection: bool,
+    /// perf: CA certificates (PEM files) to trust for https besides the system's trust store
+    /// and SSL_CERT_FILE / SSL_CERT_DIR.
+    #[arg(long, num_args = 1.., value_name = "PEM")]
+    pub tls_ca_cert: Vec<PathBuf>,
+    /// perf: client certificate (PEM, with its chain) for servers that require mutual TLS;
+    /// needs --tls-client-key.
+    #[arg(long, value_name = "PEM")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// perf: the client certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM")]
+    pub tls_client_key: Option<PathBuf>,
+    /// perf: do not verify the server's certificate (test rigs only: anyone in between can
+    /// read and change the traffic).
+    #[arg(long)]
+    pub tls_insecure: bool,
+    /// perf: ignore the proxy environment variables (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY,
+    /// NO_PROXY) and connect directly.
+    #[arg(long)]
+    pub no_proxy: bool,
     /// AgentX scenario (evalscope hands it to AIPerf).
     #[arg(long)]
     pub scenario: Option<String>,

@@ -3,7 +3,8 @@
 //! latency, TTFT, token counts, memory and TPOT; `response_messages` in the form
 //! `--response-messages` picks, evalscope's pickle by default), then perf's own: request
 //! index, HTTP status, error kind and text, cached tokens, chunk counts, dispatch lag, the
-//! Unix-epoch time of every phase, and where the token counts came from. A script that reads
+//! Unix-epoch time of every phase, where the token counts came from, and the connect and TLS
+//! handshake times of a request that opened its connection. A script that reads
 //! `SELECT *` by position gets what it got from evalscope.
 //!
 //! Beside `result`, table `perf_metrics` holds each row's numbers without its bodies (the same
@@ -25,7 +26,7 @@ use crate::output::redact::redact;
 use crate::output::workload::Sample;
 
 /// The columns of `result`, in order: evalscope's first.
-pub const COLUMNS: [(&str, &str); 30] = [
+pub const COLUMNS: [(&str, &str); 32] = [
     ("request", "TEXT"),
     ("start_time", "REAL"),
     ("inter_token_latencies", "TEXT"),
@@ -57,6 +58,8 @@ pub const COLUMNS: [(&str, &str); 30] = [
     ("first_token_epoch", "REAL"),
     ("completed_epoch", "REAL"),
     ("token_counts", "TEXT"),
+    ("connect_time", "REAL"),
+    ("tls_handshake_time", "REAL"),
 ];
 
 /// How many of [`COLUMNS`] are evalscope's.
@@ -214,6 +217,8 @@ impl ResultDb {
             rec.times.first_output.into_option(),
             rec.times.completed,
             d.tokens.source(),
+            raw.opened.map(|o| o.connect.as_secs_f64()),
+            raw.opened.and_then(|o| o.tls).map(|t| t.as_secs_f64()),
         ])?;
         let rowid = self.conn.last_insert_rowid();
         self.conn

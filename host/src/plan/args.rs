@@ -287,6 +287,12 @@ pub(crate) fn args_json(a: &RunArgs, r: &Resolved<'_>, first: &RunSpec) -> Value
         }
     }
     out.insert("dataset_seed".into(), json!(r.dataset_seed));
+    if a.tls_insecure {
+        out.insert(
+            "tls_warning".into(),
+            json!("--tls-insecure: the server's certificate was NOT verified; these results came from whoever answered"),
+        );
+    }
     Value::Object(out)
 }
 

@@ -65,6 +65,10 @@ pub struct HttpPlan {
     pub total_timeout: Duration,
     /// How large a response may be.
     pub limits: crate::worker::Limits,
+    /// Trust and the client certificate for https.
+    pub tls: crate::transport::tls::TlsPlan,
+    /// Use the proxy environment variables (not `--no-proxy`).
+    pub env_proxy: bool,
 }
 
 /// Where prompts come from.
@@ -364,6 +368,13 @@ fn http_plan(a: &RunArgs, url: String) -> anyhow::Result<HttpPlan> {
             response_bytes: a.max_response_bytes,
             event_bytes: a.max_event_bytes.min(a.max_response_bytes),
         },
+        tls: crate::transport::tls::TlsPlan {
+            ca_files: a.tls_ca_cert.clone(),
+            client_cert: a.tls_client_cert.clone(),
+            client_key: a.tls_client_key.clone(),
+            insecure: a.tls_insecure,
+        },
+        env_proxy: !a.no_proxy,
     })
 }
 

@@ -111,7 +111,8 @@ fn header_secret(value: &str, out: &mut Vec<String>) {
 /// Every secret `a` knows: the API key; the values of credential-looking `--headers`; the
 /// user info and credential query values of `--url`; the visualizers' keys; credentials in
 /// `--sink` options (an `authorization` header, an `api_key`); and the values of credential
-/// environment variables (`OPENAI_API_KEY`, `HF_TOKEN`, ...), which plugins may read.
+/// environment variables (`OPENAI_API_KEY`, `HF_TOKEN`, ...), which plugins may read; and
+/// the credentials of the proxies in the environment.
 pub fn secrets(a: &RunArgs) -> Vec<String> {
     let mut out = Vec::new();
     for key in [&a.api_key, &a.wandb_api_key, &a.swanlab_api_key]
@@ -151,6 +152,7 @@ pub fn secrets(a: &RunArgs) -> Vec<String> {
             out.push(value);
         }
     }
+    out.extend(crate::transport::proxy::environment_credentials());
     out.retain(|s| !s.trim().is_empty());
     out
 }

@@ -118,8 +118,9 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
     let url = reqwest::Url::parse(&plan.http.url)
         .map_err(|e| usage(format!("--url is not a valid URL: {e}")))?;
     let headers = http::headers(&plan)?;
-    let client = http::client(&plan)?;
     open_output(&plan)?;
+    let tls = http::tls_config(&plan, &url)?;
+    let client = http::client(&plan, tls.as_ref())?;
     // Stopped when dropped: on success, on any error below, after a Ctrl-C.
     let _vllm = match &plan.local_vllm {
         Some(port) => Some(crate::local_vllm::VllmServer::start(
@@ -138,11 +139,15 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
         .context("cannot start the async runtime")?;
     let (url, _simulator) = start_simulator(&plan, url)?;
     let (url, _local) = start_local(&plan, &registry, url)?;
+    let proxy = http::proxy(&plan, &url)?;
+    let timed =
+        crate::transport::TimedHttp::for_url(&url, plan.http.connect_timeout, tls.clone(), proxy)
+            .map_err(usage)?;
     let exchange = Arc::new(Exchange {
-        timed: crate::transport::TimedHttp::for_url(&url, plan.http.connect_timeout),
+        timed,
         reqwest: crate::worker::Reqwest {
             pooled: client,
-            fresh: http::fresh_client(&plan)?,
+            fresh: http::fresh_client(&plan, tls.as_ref())?,
             reuse: Default::default(),
             server: crate::plan::redacted_url(url.as_str()),
         },

@@ -265,6 +265,33 @@ impl Session<'_> {
         Ok((collected, error))
     }
 
+    /// The summary's `Transport` and `Timestamps`; the connection keys only where the
+    /// transport knows them.
+    fn transport_keys(&self, s: &mut crate::aggregate::Summary) {
+        let ex = &self.exchange;
+        match ex.timed.as_ref().filter(|t| t.serves(&ex.url)) {
+            Some(t) => {
+                s.transport = Some(t.describe());
+                s.timestamps = Some(
+                    if cfg!(target_os = "linux") {
+                        "kernel receive time"
+                    } else {
+                        "read time"
+                    }
+                    .into(),
+                );
+            }
+            None => {
+                s.transport = Some("reqwest".into());
+                s.timestamps = Some("read time in the request task".into());
+                s.new_connections = None;
+                s.avg_connect_ms = None;
+                s.avg_tls_handshake_ms = None;
+                s.max_tls_handshake_ms = None;
+            }
+        }
+    }
+
     /// Writes the run's files and tables and hands its numbers to the sinks.
     fn finish(
         &self,
@@ -274,7 +301,8 @@ impl Session<'_> {
         collected: Collected,
         load: ClientLoad,
     ) -> anyhow::Result<RunOutcome> {
-        let summary = collected.stats.summary(Some(load));
+        let mut summary = collected.stats.summary(Some(load));
+        self.transport_keys(&mut summary);
         let percentiles = collected
             .db
             .complete_rows()

@@ -40,6 +40,8 @@ pub(super) struct Head {
     pub content_type: String,
     /// When it arrived.
     pub at: Instant,
+    /// How the connection it came on was opened, when this request opened it.
+    pub opened: Option<crate::transport::Opened>,
 }
 
 /// Whether connections to the server are worth keeping. Some servers close a keep-alive
@@ -130,6 +132,7 @@ pub(super) async fn exchange<T: Transport>(
     };
     record.first_byte = Some(head.at);
     record.status = head.status;
+    record.opened = head.opened;
     if !(200..300).contains(&head.status) {
         let text = error_body::<T>(ex, &mut body).await;
         t.finish(body, false);

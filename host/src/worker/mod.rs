@@ -102,6 +102,9 @@ pub struct RawRecord {
     pub first_sent: Instant,
     /// It went out on a fresh connection because the server does not keep connections.
     pub fresh_connection: bool,
+    /// It opened the connection it was answered on (the timed transport knows; reqwest does
+    /// not): how long the TCP connect and the TLS handshake took.
+    pub opened: Option<crate::transport::Opened>,
     /// The exact body sent.
     pub request_body: Bytes,
     /// Prompt tokens the dataset knew.
@@ -175,6 +178,7 @@ impl RawRecord {
             retries: 0,
             first_sent: now,
             fresh_connection: false,
+            opened: None,
             request_body: Bytes::new(),
             prompt_tokens_hint: job.item.prompt_tokens.into_option(),
             prompt_chars: prompt_chars(&job.item),
@@ -212,7 +216,8 @@ fn prompt_chars(item: &DatasetItem) -> usize {
 
 /// Everything a worker needs, shared by all workers of a run.
 pub struct Exchange {
-    /// reqwest, for what the timed transport does not serve (https, proxies).
+    /// reqwest, for what the timed transport does not serve (`PERF_HTTP_CLIENT=reqwest`, URLs
+    /// with user info).
     pub reqwest: Reqwest,
     /// The API adapter.
     pub adapter: ApiAdapter,
@@ -224,7 +229,7 @@ pub struct Exchange {
     pub read_timeout: Option<Duration>,
     /// Whole-request timeout.
     pub total_timeout: Duration,
-    /// The timed transport, for plain http endpoints.
+    /// The timed transport, for http and https endpoints.
     pub timed: Option<TimedHttp>,
     /// Requests sent and not yet finished.
     pub in_flight: std::sync::Arc<std::sync::atomic::AtomicI64>,

@@ -1,5 +1,5 @@
 //! Sending through the timed transport: the request drives its own connection, and reads
-//! carry the kernel's arrival time (see `crate::transport`).
+//! carry the kernel's arrival time (see `crate::transport`), over http and https alike.
 
 use std::time::{Duration, Instant};
 
@@ -14,18 +14,16 @@ use crate::transport::{Conn, ConnectError, TimedHttp};
 
 type Incoming = hyper::body::Incoming;
 
-/// The request for the timed transport: path and query only, plus Host and User-Agent.
+/// The request for the timed transport: the path and query (the whole URL when a proxy
+/// forwards it), plus Host, User-Agent and the proxy's credentials where it needs them.
 fn request(
     t: &TimedHttp,
     p: &Prepared,
     body: Bytes,
 ) -> Result<hyper::Request<Full<Bytes>>, String> {
-    let mut path = p.url.path().to_string();
-    if let Some(q) = p.url.query() {
-        path.push('?');
-        path.push_str(q);
-    }
-    let mut request = hyper::Request::builder().method(p.method.clone()).uri(path);
+    let mut request = hyper::Request::builder()
+        .method(p.method.clone())
+        .uri(t.target(&p.url));
     if let Some(h) = request.headers_mut() {
         *h = p.headers.clone();
         if let Ok(host) = HeaderValue::try_from(t.authority()) {
@@ -35,6 +33,12 @@ fn request(
             reqwest::header::USER_AGENT,
             HeaderValue::from_static(USER_AGENT),
         );
+        if let Some(auth) = t.forward_authorization() {
+            if let Ok(mut value) = HeaderValue::try_from(auth) {
+                value.set_sensitive(true);
+                h.insert(reqwest::header::PROXY_AUTHORIZATION, value);
+            }
+        }
     }
     request
         .body(Full::new(body))
@@ -102,9 +106,15 @@ impl Transport for TimedHttp {
                     status: response.status().as_u16(),
                     content_type: content_type(response.headers()),
                     at: conn.clock.last(),
+                    opened: conn.opened.take(),
                 };
                 Ok((head, (conn, response.into_body())))
             }
+            Err(e) if e.tls => Err(NoResponse {
+                kind: FailureKind::Connect,
+                retry_fresh: false,
+                message: e.text,
+            }),
             Err(e) => Err(NoResponse {
                 kind: FailureKind::Stream,
                 retry_fresh: reused && e.closed_unanswered,
@@ -145,10 +155,19 @@ struct SendError {
     text: String,
     /// The connection closed (or was reset) before any byte of a response arrived.
     closed_unanswered: bool,
+    /// TLS failed (the server rejected the client's certificate after the handshake).
+    tls: bool,
 }
 
 impl SendError {
     fn hyper(e: &hyper::Error) -> Self {
+        if let Some(text) = crate::transport::tls::failure_in(e) {
+            return SendError {
+                text,
+                closed_unanswered: false,
+                tls: true,
+            };
+        }
         let reset = std::error::Error::source(e)
             .and_then(|s| s.downcast_ref::<std::io::Error>())
             .is_some_and(|io| {
@@ -160,12 +179,14 @@ impl SendError {
         SendError {
             text: crate::transport::describe(e),
             closed_unanswered: e.is_incomplete_message() || e.is_canceled() || reset,
+            tls: false,
         }
     }
 
     fn ended(e: crate::transport::ConnectionEnded) -> Self {
         SendError {
             closed_unanswered: e.0 == crate::transport::CLOSED_BY_SERVER,
+            tls: e.0.starts_with(crate::transport::tls::HANDSHAKE_FAILED),
             text: e.0,
         }
     }
@@ -175,15 +196,24 @@ async fn send_on(
     conn: &mut Conn,
     request: hyper::Request<Full<Bytes>>,
 ) -> Result<hyper::Response<hyper::body::Incoming>, SendError> {
+    let failed = |conn: &mut Conn, e: &hyper::Error| {
+        // The request's channel closed because the connection ended: its reason says more.
+        match conn.driver.ended() {
+            Some(reason) if e.is_canceled() || e.is_closed() => {
+                SendError::ended(crate::transport::ConnectionEnded(reason.to_string()))
+            }
+            _ => SendError::hyper(e),
+        }
+    };
     match conn.driver.drive(conn.sender.ready()).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(SendError::hyper(&e)),
+        Ok(Err(e)) => return Err(failed(conn, &e)),
         Err(ended) => return Err(SendError::ended(ended)),
     }
     let sending = conn.sender.send_request(request);
     match conn.driver.drive(sending).await {
         Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(SendError::hyper(&e)),
+        Ok(Err(e)) => Err(failed(conn, &e)),
         Err(ended) => Err(SendError::ended(ended)),
     }
 }

@@ -1,5 +1,5 @@
-//! Sending through reqwest: https and proxied endpoints (and any endpoint with
-//! `PERF_HTTP_CLIENT=reqwest`). Reads are stamped when this task receives them.
+//! Sending through reqwest: any endpoint with `PERF_HTTP_CLIENT=reqwest`, and URLs with user
+//! info. Reads are stamped when this task receives them.
 
 use std::time::{Duration, Instant};
 
@@ -104,6 +104,8 @@ impl Transport for Reqwest {
                     status: response.status().as_u16(),
                     content_type: content_type(response.headers()),
                     at: Instant::now(),
+                    // reqwest does not say whether it opened a connection.
+                    opened: None,
                 };
                 Ok((head, response))
             }

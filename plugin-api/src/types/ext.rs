@@ -20,6 +20,12 @@ use abi_stable::{
 pub struct FieldId(pub u32);
 
 impl FieldId {
+    /// `F64` on `RequestRecord`: seconds the TCP connect took (a proxy's `CONNECT` included),
+    /// when the request opened the connection it was answered on. Since interface 0.2.1.
+    pub const CONNECT_S: FieldId = FieldId(1);
+    /// `F64` on `RequestRecord`: seconds the TLS handshake took, when the request opened an
+    /// https connection. Since interface 0.2.1.
+    pub const TLS_HANDSHAKE_S: FieldId = FieldId(2);
     /// Test only (`next-interface-check`): a `U64` on `RequestRecord` that no released
     /// interface has.
     #[cfg(feature = "next-interface-check")]

@@ -5,9 +5,7 @@ use abi_stable::{
     StableAbi,
 };
 
-use super::Extensions;
-#[cfg(feature = "next-interface-check")]
-use super::FieldId;
+use super::{Extensions, FieldId};
 
 open_enum! {
     /// Why a request failed. A sink that meets a kind it does not know reads its name as
@@ -101,6 +99,20 @@ pub struct RequestRecord {
     pub tokens_estimated: bool,
     /// Fields added by later interface versions.
     pub ext: Extensions,
+}
+
+impl RequestRecord {
+    /// Seconds the TCP connect took, when this request opened its connection
+    /// ([`FieldId::CONNECT_S`]).
+    pub fn connect_s(&self) -> Option<f64> {
+        self.ext.f64(FieldId::CONNECT_S)
+    }
+
+    /// Seconds the TLS handshake took, when this request opened an https connection
+    /// ([`FieldId::TLS_HANDSHAKE_S`]).
+    pub fn tls_handshake_s(&self) -> Option<f64> {
+        self.ext.f64(FieldId::TLS_HANDSHAKE_S)
+    }
 }
 
 #[cfg(feature = "next-interface-check")]
