@@ -156,12 +156,14 @@ fn a_mock_run_writes_evalscopes_files_keys_and_rows() {
     assert_eq!(f(&s, "Concurrency"), 5.0);
     assert_eq!(f(&s, "Request Rate (req/s)"), -1.0);
     assert_eq!(f(&s, "Avg Output Tokens"), 10.0);
-    // The simulator's delays bound the measurements from below; loose upper bounds absorb a
-    // busy machine.
+    // The simulator's delays bound TTFT and latency from below; loose upper bounds absorb a
+    // busy machine. TPOT's lower bound is looser: on a machine busy enough to read a first
+    // token late together with the next, that request's TTFT grows by a token gap and its TPOT
+    // shrinks (seen at 3.87 ms while fuzzing ran beside the tests).
     let ttft = f(&s, "Avg TTFT (ms)");
     assert!((40.0..80.0).contains(&ttft), "TTFT {ttft}");
     let tpot = f(&s, "Avg TPOT (ms)");
-    assert!((3.9..12.0).contains(&tpot), "TPOT {tpot}");
+    assert!((3.0..12.0).contains(&tpot), "TPOT {tpot}");
     let latency = f(&s, "Avg Latency (s)");
     assert!((0.076..0.2).contains(&latency), "latency {latency}");
 

@@ -604,7 +604,33 @@ pub fn connect_answer(head: &[u8]) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::connect_answer;
+    use super::{connect_answer, RecordReads};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn tls_reads_stop_at_every_record_end() {
+        let (mut server, client) = tokio::io::duplex(1 << 16);
+        // Two application-data records (type 23, TLS 1.2 on the wire) waiting together.
+        let mut bytes = vec![23, 3, 3, 0, 3, b'a', b'b', b'c'];
+        bytes.extend([23, 3, 3, 0, 2, b'd', b'e']);
+        server.write_all(&bytes).await.expect("write");
+        let mut reader = RecordReads::new(client);
+        let mut reads = Vec::new();
+        let mut buf = [0u8; 4096];
+        while reads.iter().map(Vec::len).sum::<usize>() < bytes.len() {
+            let n = reader.read(&mut buf).await.expect("read");
+            reads.push(buf[..n].to_vec());
+        }
+        assert_eq!(
+            reads,
+            [
+                vec![23, 3, 3, 0, 3],
+                b"abc".to_vec(),
+                vec![23, 3, 3, 0, 2],
+                b"de".to_vec()
+            ]
+        );
+    }
 
     #[test]
     fn proxy_answers_to_connect() {
