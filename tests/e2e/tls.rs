@@ -12,26 +12,30 @@ use perf_tests::tls::{Pki, Proxy};
 use perf_tests::{all_text_under, perf_bin, text, Simulator};
 use serde_json::Value;
 
-const PROXY_VARS: [&str; 8] = [
-    "https_proxy",
-    "HTTPS_PROXY",
-    "http_proxy",
-    "HTTP_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-    "no_proxy",
-    "NO_PROXY",
-];
-
 /// `perf` with `args` in `dir`, with no proxy or trust variables but those in `env`.
 fn perf_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(perf_bin());
     cmd.args(args).current_dir(dir);
-    for var in PROXY_VARS.iter().chain(&["SSL_CERT_FILE", "SSL_CERT_DIR"]) {
+    for var in perf_host::transport::proxy::VARIABLES
+        .iter()
+        .chain(&["SSL_CERT_FILE", "SSL_CERT_DIR"])
+    {
         cmd.env_remove(var);
     }
     cmd.envs(env.iter().copied());
     cmd.output().expect("perf runs")
+}
+
+/// The simulator over https with `cert` and `key` (and `extra` flags).
+fn tls_simulator(cert: &Path, key: &Path, extra: &[&str]) -> Simulator {
+    let mut args = vec![
+        "--tls-cert",
+        cert.to_str().expect("utf-8"),
+        "--tls-key",
+        key.to_str().expect("utf-8"),
+    ];
+    args.extend(extra);
+    Simulator::start(&args)
 }
 
 /// A benchmark as evalscope's command line writes it, four requests two at a time.
@@ -112,11 +116,7 @@ fn assert_timed_tls_run(dir: &Path, name: &str, out: &Output) {
 fn https_with_a_private_ca_fails_untrusted_and_works_by_every_trust_route() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = Pki::create(dir.path());
-    let (cert, key) = (
-        pki.server_cert.to_str().expect("utf-8"),
-        pki.server_key.to_str().expect("utf-8"),
-    );
-    let sim = Simulator::start(&["--tls-cert", cert, "--tls-key", key]);
+    let sim = tls_simulator(&pki.server_cert, &pki.server_key, &[]);
     let url = sim.https_url("/v1/chat/completions");
 
     // Not trusted: refused at once (a certificate does not get better by trying again), exit
@@ -179,12 +179,7 @@ fn https_with_a_private_ca_fails_untrusted_and_works_by_every_trust_route() {
 fn a_certificate_for_another_name_and_a_bad_ca_file_are_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = Pki::create(dir.path());
-    let sim = Simulator::start(&[
-        "--tls-cert",
-        pki.localhost_cert.to_str().expect("utf-8"),
-        "--tls-key",
-        pki.localhost_key.to_str().expect("utf-8"),
-    ]);
+    let sim = tls_simulator(&pki.localhost_cert, &pki.localhost_key, &[]);
     let url = sim.https_url("/v1/chat/completions");
     let mut args = bench_args(&url, "wrong-name");
     args.extend(["--tls-ca-cert", pki.ca.to_str().expect("utf-8")]);
@@ -209,14 +204,12 @@ fn a_certificate_for_another_name_and_a_bad_ca_file_are_named() {
 fn mutual_tls_needs_the_client_certificate_and_works_with_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = Pki::create(dir.path());
-    let sim = Simulator::start(&[
-        "--tls-cert",
-        pki.server_cert.to_str().expect("utf-8"),
-        "--tls-key",
-        pki.server_key.to_str().expect("utf-8"),
-        "--tls-client-ca",
-        pki.client_ca.to_str().expect("utf-8"),
-    ]);
+    let client_ca = pki.client_ca.to_str().expect("utf-8");
+    let sim = tls_simulator(
+        &pki.server_cert,
+        &pki.server_key,
+        &["--tls-client-ca", client_ca],
+    );
     let url = sim.https_url("/v1/chat/completions");
     let ca = pki.ca.to_str().expect("utf-8");
 
@@ -244,12 +237,7 @@ fn mutual_tls_needs_the_client_certificate_and_works_with_it() {
 fn proxies_from_the_environment_as_curl_reads_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = Pki::create(dir.path());
-    let sim = Simulator::start(&[
-        "--tls-cert",
-        pki.server_cert.to_str().expect("utf-8"),
-        "--tls-key",
-        pki.server_key.to_str().expect("utf-8"),
-    ]);
+    let sim = tls_simulator(&pki.server_cert, &pki.server_key, &[]);
     let url = sim.https_url("/v1/chat/completions");
     let ca = pki.ca.to_str().expect("utf-8");
     let proxy = Proxy::start();

@@ -21,6 +21,18 @@ pub struct Proxy {
     pub variable: &'static str,
 }
 
+/// Every variable perf reads: the proxies (lower case first), then the exemptions.
+pub const VARIABLES: [&str; 8] = [
+    "https_proxy",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "HTTP_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
@@ -54,14 +66,7 @@ pub fn for_target(target: &Url) -> Result<Option<Proxy>, String> {
 /// through that proxy.
 pub fn environment_credentials() -> Vec<String> {
     let mut out = Vec::new();
-    for name in [
-        "https_proxy",
-        "HTTPS_PROXY",
-        "http_proxy",
-        "HTTP_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-    ] {
+    for name in &VARIABLES[..6] {
         let Some(value) = env(name) else { continue };
         if let Ok(proxy) = parse(name, &value) {
             out.extend(proxy.authorization);
