@@ -25,11 +25,19 @@ pub(crate) struct Endpoint {
     pub note: Option<String>,
 }
 
-/// The path of a URL that starts with `http://` or `https://`, without its query.
+/// The path of a URL that starts with `http://` or `https://`, without its query: what
+/// follows the authority up to a `?` or `#`, empty when the authority is followed by a query
+/// or fragment straight away (`http://host?a=/b` has no path).
 fn url_path(url: &str) -> &str {
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let path = after_scheme.find('/').map_or("", |i| &after_scheme[i..]);
-    path.split(['?', '#']).next().unwrap_or("")
+    let Some(end) = after_scheme.find(['/', '?', '#']) else {
+        return "";
+    };
+    let rest = &after_scheme[end..];
+    if !rest.starts_with('/') {
+        return "";
+    }
+    rest.split(['?', '#']).next().unwrap_or("")
 }
 
 fn ends_in(path: &str, endpoint: &str) -> bool {
@@ -200,5 +208,17 @@ mod tests {
         assert_eq!(with_path("http://h:1", "/x"), "http://h:1/x");
         assert!(ends_in("/v1/chat/completions/", "chat/completions"));
         assert!(!ends_in("/v1/xchat/completions", "chat/completions"));
+    }
+
+    /// Found by the planning fuzz target: a query straight after the host, with a `/` and
+    /// non-ASCII text in it, was taken for the path and sliced inside a character.
+    #[test]
+    fn a_query_right_after_the_host_is_no_path() {
+        assert_eq!(url_path("http://h?a=/b"), "");
+        assert_eq!(url_path("http://h#/frag"), "");
+        assert_eq!(
+            with_path("http://h?x=/n\u{692}'", "/v1/chat/completions"),
+            "http://h/v1/chat/completions?x=/n\u{692}'"
+        );
     }
 }
