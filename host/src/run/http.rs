@@ -23,7 +23,7 @@ pub fn tls_config(
     if url.scheme() != "https" && !flags && !t.insecure {
         return Ok(None);
     }
-    let config = tls::client_config(t).map_err(usage)?;
+    let (config, trust) = tls::client_config(t).map_err(usage)?;
     if url.scheme() != "https" {
         crate::output::log::warn(format!(
             "the --tls-* flags apply to https endpoints only; {} is {}://",
@@ -36,7 +36,7 @@ pub fn tls_config(
         crate::output::log::warn(
             "--tls-insecure: the server's certificate is NOT verified; anyone between perf and the server can read and change the traffic (API keys included). Use it on test rigs only.",
         );
-    } else if let Ok((_, counts)) = tls::roots(t) {
+    } else if let Some(counts) = trust {
         crate::output::log::file_only(format!(
             "trusting {} compiled-in root certificates, {} from the system store or SSL_CERT_FILE / SSL_CERT_DIR, {} from --tls-ca-cert",
             counts.builtin, counts.platform, counts.extra

@@ -116,17 +116,25 @@ pub fn roots(plan: &TlsPlan) -> Result<(RootCertStore, TrustCounts), String> {
 }
 
 /// The client configuration every connection of the run uses (HTTP/1.1 by ALPN, as
-/// evalscope's aiohttp client speaks).
-pub fn client_config(plan: &TlsPlan) -> Result<Arc<rustls::ClientConfig>, String> {
+/// evalscope's aiohttp client speaks), and where its trust came from (`None` with
+/// `--tls-insecure`).
+pub fn client_config(
+    plan: &TlsPlan,
+) -> Result<(Arc<rustls::ClientConfig>, Option<TrustCounts>), String> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("cannot set up TLS: {e}"))?;
-    let builder = if plan.insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+    let (builder, counts) = if plan.insecure {
+        let verifier = Arc::new(NoVerification(provider()));
+        (
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(verifier),
+            None,
+        )
     } else {
-        builder.with_root_certificates(roots(plan)?.0)
+        let (store, counts) = roots(plan)?;
+        (builder.with_root_certificates(store), Some(counts))
     };
     let mut config = match (&plan.client_cert, &plan.client_key) {
         (Some(cert), Some(key)) => builder
@@ -150,7 +158,7 @@ pub fn client_config(plan: &TlsPlan) -> Result<Arc<rustls::ClientConfig>, String
         }
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), counts))
 }
 
 /// The server configuration of `perf serve-mock --tls-cert`: its certificate chain and key,
