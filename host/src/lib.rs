@@ -24,6 +24,7 @@ pub mod plugin_host;
 pub mod run;
 pub mod schedule;
 pub mod signals;
+pub mod sla;
 pub mod tokenizer;
 pub mod transport;
 pub mod worker;

@@ -9,6 +9,7 @@
 //! the dispatch lag behind "P99 Dispatch Lag (ms)"; their averages are exact running sums.
 
 pub mod derive;
+pub mod goodput;
 pub mod load;
 pub mod summary;
 
@@ -104,6 +105,84 @@ pub struct RunStats {
     tls_max_s: f64,
     /// Output tokens per decode step, over the requests with more than one.
     decoded_per_step: Sum,
+    /// `--goodput`'s objectives and the good requests so far.
+    slo: Option<goodput::Slo>,
+    good: u64,
+    /// `--enable-pd-metrics`: the gaps after the first (pooled), the first gaps and the
+    /// handoff overheads, microseconds, with their exact sums.
+    pd: Option<Box<PdStats>>,
+}
+
+/// The prefill/decode handoff figures of a run (`--enable-pd-metrics`), evalscope's
+/// definitions: the handoff is a response's first gap, its overhead the amount by which it
+/// exceeds the median of the later gaps (never below 0), the steady ITL the later gaps.
+struct PdStats {
+    steady: Histogram<u64>,
+    steady_sum: Sum,
+    handoff: Histogram<u64>,
+    handoff_sum: Sum,
+    overhead: Histogram<u64>,
+    overhead_sum: Sum,
+}
+
+impl PdStats {
+    fn new() -> Self {
+        PdStats {
+            steady: microseconds(),
+            steady_sum: Sum::default(),
+            handoff: microseconds(),
+            handoff_sum: Sum::default(),
+            overhead: microseconds(),
+            overhead_sum: Sum::default(),
+        }
+    }
+
+    fn add(&mut self, gaps: &[f64]) {
+        let us = |s: f64| (s * 1e6).round().max(0.0) as u64;
+        let Some((&first, rest)) = gaps.split_first() else {
+            return;
+        };
+        self.handoff.saturating_record(us(first));
+        self.handoff_sum.add(first);
+        if rest.is_empty() {
+            return;
+        }
+        for &g in rest {
+            self.steady.saturating_record(us(g));
+            self.steady_sum.add(g);
+        }
+        let overhead = (first - median(rest)).max(0.0);
+        self.overhead.saturating_record(us(overhead));
+        self.overhead_sum.add(overhead);
+    }
+}
+
+/// The median of a non-empty slice (the mean of the middle two for an even length).
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The percentiles of a microsecond histogram, ms (`None` for an empty one).
+fn histogram_ms(h: &Histogram<u64>, ps: &[f64]) -> Vec<Option<f64>> {
+    ps.iter()
+        .map(|&p| {
+            (!h.is_empty()).then(|| {
+                let us = match p {
+                    0.0 => h.min(),
+                    100.0 => h.max(),
+                    _ => h.value_at_quantile(p / 100.0),
+                };
+                us as f64 / 1000.0
+            })
+        })
+        .collect()
 }
 
 impl RunStats {
@@ -147,6 +226,9 @@ impl RunStats {
             tls: Sum::default(),
             tls_max_s: 0.0,
             decoded_per_step: Sum::default(),
+            slo: None,
+            good: 0,
+            pd: None,
         }
     }
 
@@ -235,6 +317,14 @@ impl RunStats {
                 self.decoded_per_step.add(per_step);
             }
         }
+        if let Some(slo) = &self.slo {
+            if slo.met(get(rec.ttft_s), get(rec.tpot_s), latency) {
+                self.good += 1;
+            }
+        }
+        if let Some(pd) = &mut self.pd {
+            pd.add(rec.itl_s.as_slice());
+        }
         for &gap in rec.itl_s.iter() {
             self.itl_sum_s += gap;
             self.itl_count += 1;
@@ -254,6 +344,18 @@ impl RunStats {
         } else {
             (self.last_completed - self.first_sent).max(0.0)
         }
+    }
+
+    /// Counts the requests that meet `--goodput`'s objectives.
+    pub fn goodput(mut self, slo: Option<goodput::Slo>) -> Self {
+        self.slo = slo;
+        self
+    }
+
+    /// Keeps `--enable-pd-metrics`' figures.
+    pub fn pd_metrics(mut self, yes: bool) -> Self {
+        self.pd = yes.then(|| Box::new(PdStats::new()));
+        self
     }
 
     /// For embeddings and rerank, whose requests produce no text: the summary adds the input
@@ -320,6 +422,20 @@ impl RunStats {
                 ms(self.itl_sum_s / self.itl_count as f64)
             };
             s.avg_output_tokens = round(mean(sum_completion, self.ok), 4);
+            if let Some(pd) = &self.pd {
+                let avg = |sum: &Sum| (sum.n > 0).then(|| ms(sum.sum / sum.n as f64));
+                s.avg_steady_itl_ms = avg(&pd.steady_sum);
+                s.avg_pd_handoff_latency_ms = avg(&pd.handoff_sum);
+                s.avg_pd_handoff_overhead_ms = avg(&pd.overhead_sum);
+            }
+        }
+        if self.slo.is_some() {
+            s.goodput_req_per_s = Some(round(per_s(self.good as f64), 4));
+            s.good_percent = Some(if self.total == 0 {
+                0.0
+            } else {
+                round(100.0 * self.good as f64 / self.total as f64, 4)
+            });
         }
         if self.cache_reported && self.cached_prompt_tokens > 0 {
             let rate = 100.0 * self.cached_tokens as f64 / self.cached_prompt_tokens as f64;
@@ -449,20 +565,20 @@ impl RunStats {
             // ITL is pooled over every gap, from the histogram, next to TTFT.
             if name == metric::TTFT {
                 metrics.push(metric::ITL);
-                values.push(
-                    ps.iter()
-                        .map(|&p| {
-                            (self.itl_count > 0).then(|| {
-                                let us = match p {
-                                    0.0 => self.itl.min(),
-                                    100.0 => self.itl.max(),
-                                    _ => self.itl.value_at_quantile(p / 100.0),
-                                };
-                                us as f64 / 1000.0
-                            })
-                        })
-                        .collect(),
-                );
+                values.push(histogram_ms(&self.itl, &ps));
+                // evalscope's PD columns follow ITL, where the run has their samples.
+                if let Some(pd) = &self.pd {
+                    for (name, h) in [
+                        (metric::STEADY_ITL, &pd.steady),
+                        (metric::PD_HANDOFF_LATENCY, &pd.handoff),
+                        (metric::PD_HANDOFF_OVERHEAD, &pd.overhead),
+                    ] {
+                        if !h.is_empty() {
+                            metrics.push(name);
+                            values.push(histogram_ms(h, &ps));
+                        }
+                    }
+                }
             }
         }
         let rows = PERCENTILES

@@ -60,6 +60,27 @@ pub struct Summary {
     /// Mean inter-token latency, ms (0 without any gap).
     #[serde(rename = "Avg ITL (ms)")]
     pub avg_itl_ms: f64,
+    /// `--enable-pd-metrics`: mean of the gaps after each response's first, pooled, ms.
+    #[serde(
+        rename = "Avg Steady ITL (ms)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub avg_steady_itl_ms: Option<f64>,
+    /// `--enable-pd-metrics`: mean first gap (the prefill-to-decode handoff), ms.
+    #[serde(
+        rename = "Avg PD Handoff Latency (ms)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub avg_pd_handoff_latency_ms: Option<f64>,
+    /// `--enable-pd-metrics`: mean of max(0, first gap - median of the later gaps), ms.
+    #[serde(
+        rename = "Avg PD Handoff Overhead (ms)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub avg_pd_handoff_overhead_ms: Option<f64>,
     /// Mean output tokens (-1 without a successful request; 0 for input-only APIs).
     #[serde(rename = "Avg Output Tokens")]
     pub avg_output_tokens: f64,
@@ -96,6 +117,21 @@ pub struct Summary {
         skip_serializing_if = "Option::is_none"
     )]
     pub run_input_tok_per_s: Option<f64>,
+    /// `--goodput`: requests that succeeded within every objective, per second of the run.
+    #[serde(
+        rename = "Goodput (req/s)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub goodput_req_per_s: Option<f64>,
+    /// `--goodput`: those requests as a share of the measured ones (failures count as not
+    /// good), percent.
+    #[serde(
+        rename = "Good Requests (%)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub good_percent: Option<f64>,
     /// Mean time to the response head, ms (-1 without any).
     #[serde(rename = "Avg TTFB (ms)")]
     pub avg_ttfb_ms: f64,
@@ -264,6 +300,12 @@ pub mod metric {
     pub const DECODE_TOK_S: &str = "Decode (tok/s)";
     /// Prompt tokens per second of each request (input-only APIs).
     pub const INPUT_TOK_S: &str = "Input (tok/s)";
+    /// `--enable-pd-metrics`: the gaps after each response's first, ms.
+    pub const STEADY_ITL: &str = "Steady ITL (ms)";
+    /// `--enable-pd-metrics`: each response's first gap, ms.
+    pub const PD_HANDOFF_LATENCY: &str = "PD Handoff Latency (ms)";
+    /// `--enable-pd-metrics`: max(0, first gap - median of the later gaps), ms.
+    pub const PD_HANDOFF_OVERHEAD: &str = "PD Handoff Overhead (ms)";
 }
 
 /// One row of `benchmark_percentile.json`: a percentile and each metric's value at it.

@@ -123,6 +123,18 @@ pub struct MockArgs {
     pub mock_log: Option<PathBuf>,
 }
 
+/// `--arrival`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArrivalArg {
+    /// Exponential gaps.
+    Poisson,
+    /// Even gaps.
+    Constant,
+    /// Gamma gaps of shape --burstiness.
+    Gamma,
+}
+
 /// The benchmark's flags (evalscope perf 1.14.1 names and defaults).
 #[derive(Debug, Clone, Args, serde::Serialize)]
 pub struct RunArgs {
@@ -220,6 +232,30 @@ pub struct RunArgs {
     /// Wall-clock budget of each run in seconds; no new requests after it, in-flight ones finish.
     #[arg(long, value_parser = values::seconds, value_name = "SECONDS")]
     pub duration: Option<f64>,
+    /// perf: the arrival process of --rate: poisson (evalscope's, the default), constant
+    /// (even gaps) or gamma (gaps of shape --burstiness).
+    #[arg(long, value_enum, value_name = "PROCESS")]
+    pub arrival: Option<ArrivalArg>,
+    /// perf: the shape of gamma arrivals: below 1 burstier than Poisson, above 1 more even,
+    /// 1 is Poisson (implies --arrival gamma).
+    #[arg(long, value_parser = values::burstiness, value_name = "K")]
+    pub burstiness: Option<f64>,
+    /// perf: raise the load linearly over the first SECONDS of each run: the rate from 0 to
+    /// --rate, the concurrency from 1 to --parallel.
+    #[arg(long, value_parser = values::seconds, value_name = "SECONDS", conflicts_with = "ramp_up_requests")]
+    pub ramp_up_duration: Option<f64>,
+    /// perf: raise the load linearly over the first N requests of each run instead.
+    #[arg(long, value_parser = values::requests, value_name = "N")]
+    pub ramp_up_requests: Option<u64>,
+    /// perf: per-request service-level objectives, vLLM's form (`ttft:MS tpot:MS e2el:MS`,
+    /// any of them): a request is good when it succeeded and meets every one. Adds
+    /// `Goodput (req/s)` and `Good Requests (%)` to the summary; `goodput` is then an SLA metric.
+    #[arg(long, num_args = 1.., value_name = "METRIC:MS")]
+    pub goodput: Vec<String>,
+    /// perf: stop a sweep at the first run where the server is over-saturated (throughput
+    /// stopped rising while TTFT or queueing climbed); the verdict is logged either way.
+    #[arg(long)]
+    pub stop_on_saturation: bool,
 
     // ----- SLA auto-tune
     /// Search for the largest --parallel or --rate that meets --sla-params.

@@ -216,6 +216,11 @@ pub fn bytes(text: &str) -> Result<u64, String> {
     whole(text, 1024, 1 << 40, "a number of bytes")
 }
 
+/// `--burstiness`: a gamma shape, from 0.01 (very bursty) to 1000 (almost even).
+pub fn burstiness(text: &str) -> Result<f64, String> {
+    real(text, 0.01, 1000.0, false, "a gamma shape")
+}
+
 /// A fraction of `--number` for the SLA search, or a multiplier.
 pub fn multiplier(text: &str) -> Result<f64, String> {
     real(text, 0.0, 1e6, true, "a multiplier")

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 pub mod args;
 mod endpoint;
+mod load;
 mod prompts;
 mod runs;
 mod secrets;
@@ -147,6 +148,18 @@ pub struct RunPlan {
     pub input_only: bool,
     /// `--response-messages`.
     pub response_messages: crate::output::messages::ResponseMessages,
+    /// The arrival process and ramp-up of every run.
+    pub shape: crate::schedule::Shape,
+    /// `--goodput`'s per-request objectives.
+    pub goodput: Option<crate::aggregate::goodput::Slo>,
+    /// `--enable-pd-metrics`.
+    pub pd_metrics: bool,
+    /// `--enable-progress-tracker`: progress.json in the output directory.
+    pub progress_tracker: bool,
+    /// `--stop-on-saturation`.
+    pub stop_on_saturation: bool,
+    /// `--sla-auto-tune`: the search instead of the sweep.
+    pub sla: Option<crate::sla::SlaPlan>,
 }
 
 fn not_supported(what: &str) -> anyhow::Error {
@@ -183,12 +196,9 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
 }
 
 fn check_unsupported(a: &RunArgs) -> anyhow::Result<()> {
-    let unsupported: [(bool, &str); 5] = [
+    let unsupported: [(bool, &str); 2] = [
         (a.scenario.is_some(), "--scenario (AgentX via AIPerf)"),
-        (a.sla_auto_tune, "--sla-auto-tune"),
         (a.multi_turn || a.multi_turn_args.is_some(), "--multi-turn"),
-        (a.enable_pd_metrics, "--enable-pd-metrics"),
-        (a.enable_progress_tracker, "--enable-progress-tracker"),
     ];
     match unsupported.iter().find(|(set, _)| *set) {
         Some((_, what)) => Err(not_supported(what)),
@@ -472,6 +482,12 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         input_only: adapter.results == ResultKind::InputOnly,
         data_source: data_source(a),
         response_messages: a.response_messages,
+        shape: load::shape(a)?,
+        goodput: crate::aggregate::goodput::Slo::parse(&a.goodput)?,
+        pd_metrics: a.enable_pd_metrics,
+        progress_tracker: a.enable_progress_tracker,
+        stop_on_saturation: a.stop_on_saturation,
+        sla: crate::sla::SlaPlan::from_args(a)?,
     })
 }
 

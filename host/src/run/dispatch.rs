@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::plan::{MaxTokens, RunSpec};
 use crate::plugin_host::DatasetSource;
-use crate::schedule::{self, Arrivals};
+use crate::schedule::{self, Arrivals, Ramp, Shape};
 use crate::worker::{execute, Exchange, Job, RawRecord};
 
 /// Where the feeder gets prompts.
@@ -149,6 +149,8 @@ pub struct Dispatch {
     pub seed: Option<i64>,
     /// `--duration`.
     pub duration: Option<Duration>,
+    /// The arrival process and ramp-up.
+    pub shape: Shape,
     /// Fired on the first interrupt: send nothing new.
     pub stop: CancellationToken,
     /// Fired when in-flight requests must end now.
@@ -166,6 +168,16 @@ impl Dispatch {
             paced,
         }
     }
+}
+
+/// Where the workers of a concurrency ramp-up stand: when the run started, how many requests
+/// have started (for a ramp over requests), and whether the dispatcher is done (a worker still
+/// waiting for its turn then joins at once, to drain what is queued).
+struct RampState {
+    start: Instant,
+    started: tokio::sync::watch::Sender<u64>,
+    counts: bool,
+    dispatched: CancellationToken,
 }
 
 struct Clock {
@@ -190,18 +202,26 @@ pub async fn run(d: Dispatch, mut prompts: Prompts, records: Sender<RawRecord>) 
         duration: d.duration,
     });
     let total = d.spec.warmup + d.spec.number;
-    let mut arrivals = Arrivals::new(Instant::now(), d.spec.rate);
+    let start = Instant::now();
+    let mut arrivals = Arrivals::new(start, d.spec.rate, d.shape);
     let paced = arrivals.paced();
     let mut rng = schedule::rng(d.seed, d.run_index);
     let tracker = TaskTracker::new();
     let (job_tx, job_rx) =
         async_channel::bounded::<Job>(d.spec.parallel.unwrap_or(1).clamp(1, 1024));
+    let ramp = Arc::new(RampState {
+        start,
+        started: tokio::sync::watch::Sender::new(0),
+        counts: matches!(d.shape.ramp, Some(Ramp::Requests(_))),
+        dispatched: CancellationToken::new(),
+    });
     if let Some(parallel) = d.spec.parallel {
         // No more workers than requests: memory follows what can be in flight, not the flag.
-        let workers = (parallel as u64).min(total.max(1));
-        for _ in 0..workers {
+        let workers = (parallel as u64).min(total.max(1)) as usize;
+        for i in 0..workers {
             let w = d.worker(&records, &clock, paced);
-            tracker.spawn(w.closed_loop(job_rx.clone()));
+            let turn = d.shape.worker_start(i, workers);
+            tracker.spawn(w.closed_loop(job_rx.clone(), turn, ramp.clone()));
         }
     }
     drop(job_rx);
@@ -240,6 +260,7 @@ pub async fn run(d: Dispatch, mut prompts: Prompts, records: Sender<RawRecord>) 
         }
     }
     drop(job_tx);
+    ramp.dispatched.cancel();
     prompts.close();
     tracker.close();
     tracker.wait().await;
@@ -255,8 +276,41 @@ struct Worker {
 }
 
 impl Worker {
-    async fn closed_loop(self, jobs: async_channel::Receiver<Job>) {
+    /// Waits for this worker's turn in a concurrency ramp-up; `false` when the run stopped.
+    async fn wait_turn(&self, turn: Option<Ramp>, ramp: &RampState) -> bool {
+        let mut started = ramp.started.subscribe();
+        let turn_came = async {
+            match turn {
+                None => {}
+                Some(Ramp::Seconds(s)) => {
+                    let at = ramp.start + Duration::from_secs_f64(s);
+                    tokio::time::sleep_until(at.into()).await;
+                }
+                Some(Ramp::Requests(n)) => {
+                    let _ = started.wait_for(|&count| count >= n).await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = turn_came => true,
+            _ = ramp.dispatched.cancelled() => true,
+            _ = self.stop.cancelled() => false,
+        }
+    }
+
+    async fn closed_loop(
+        self,
+        jobs: async_channel::Receiver<Job>,
+        turn: Option<Ramp>,
+        ramp: Arc<RampState>,
+    ) {
+        if !self.wait_turn(turn, &ramp).await {
+            return;
+        }
         while let Ok(job) = jobs.recv().await {
+            if ramp.counts {
+                ramp.started.send_modify(|c| *c += 1);
+            }
             if self.stop.is_cancelled() || (!job.warmup && self.clock.expired()) {
                 break;
             }

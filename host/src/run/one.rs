@@ -169,7 +169,10 @@ impl Session<'_> {
         let collector = Collector {
             run_index: index as u32,
             clock,
-            stats: RunStats::new(parallel, rate).input_only(plan.input_only),
+            stats: RunStats::new(parallel, rate)
+                .input_only(plan.input_only)
+                .goodput(plan.goodput)
+                .pd_metrics(plan.pd_metrics),
             db,
             sinks: self.hub.sender(),
             in_flight: self.exchange.in_flight.clone(),
@@ -243,6 +246,7 @@ impl Session<'_> {
                 max_tokens: self.plan.max_tokens,
                 seed: self.plan.seed,
                 duration: self.plan.duration,
+                shape: self.plan.shape,
                 stop: self.interrupt.stop.clone(),
                 abort: self.interrupt.abort.clone(),
             },
