@@ -10,23 +10,23 @@ use perf_tests::{cdylib, perf_bin, perf_in, text};
 use rusqlite::Connection;
 use serde_json::Value;
 
-struct Run {
-    dir: tempfile::TempDir,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
-    fn root(&self) -> PathBuf {
+    pub(crate) fn root(&self) -> PathBuf {
         self.dir.path().join("outputs").join("t")
     }
 
-    fn run_dir(&self, label: &str) -> PathBuf {
+    pub(crate) fn run_dir(&self, label: &str) -> PathBuf {
         self.root().join(label)
     }
 
-    fn json(&self, label: &str, file: &str) -> Value {
+    pub(crate) fn json(&self, label: &str, file: &str) -> Value {
         let path = self.run_dir(label).join(file);
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e}\n{}", path.display(), self.stderr));
@@ -34,11 +34,11 @@ impl Run {
         serde_json::from_str(&text.replace(": NaN", ": null")).expect("valid JSON")
     }
 
-    fn db(&self, label: &str) -> Connection {
+    pub(crate) fn db(&self, label: &str) -> Connection {
         Connection::open(self.run_dir(label).join("benchmark_data.db")).expect("db opens")
     }
 
-    fn count(&self, label: &str, filter: &str) -> i64 {
+    pub(crate) fn count(&self, label: &str, filter: &str) -> i64 {
         self.db(label)
             .query_row(
                 &format!("SELECT COUNT(*) FROM result WHERE {filter}"),
@@ -60,7 +60,7 @@ const FAST: &[&str] = &[
     "0",
 ];
 
-fn perf_run(args: &[&str]) -> Run {
+pub(crate) fn perf_run(args: &[&str]) -> Run {
     perf_run_env(args, &[])
 }
 
@@ -71,7 +71,7 @@ fn perf_run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
 }
 
 /// Runs perf against the simulator in a fresh directory, `configure` adjusting the command.
-fn perf_run_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Run {
+pub(crate) fn perf_run_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut full: Vec<&str> = FAST.to_vec();
     full.extend_from_slice(&["--outputs-dir", "outputs", "--no-timestamp", "--name", "t"]);
@@ -89,7 +89,7 @@ fn perf_run_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Run {
     }
 }
 
-fn f(v: &Value, key: &str) -> f64 {
+pub(crate) fn f(v: &Value, key: &str) -> f64 {
     v.get(key)
         .and_then(Value::as_f64)
         .unwrap_or_else(|| panic!("no number at '{key}' in {v}"))
@@ -566,11 +566,11 @@ fn a_rejected_plugin_config_stops_before_any_traffic() {
 #[test]
 fn unsupported_flags_say_so_with_exit_2() {
     let dir = tempfile::tempdir().expect("tmp");
-    let out = perf_in(dir.path(), &["--model", "m", "--sla-auto-tune"]);
+    let out = perf_in(dir.path(), &["--model", "m", "--multi-turn"]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr.contains("--sla-auto-tune is not supported yet"),
+        stderr.contains("--multi-turn is not supported yet"),
         "{stderr}"
     );
     let out = perf_in(

@@ -8,6 +8,7 @@ mod faults;
 mod hub;
 mod interface;
 mod keepalive;
+mod load;
 mod local_vllm;
 mod plugins;
 mod signals;

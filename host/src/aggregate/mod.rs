@@ -11,6 +11,7 @@
 pub mod derive;
 pub mod goodput;
 pub mod load;
+pub mod saturation;
 pub mod summary;
 
 pub use load::{ClientLoad, LoopDelay};
@@ -240,6 +241,11 @@ impl RunStats {
     /// Successful requests so far.
     pub fn succeeded(&self) -> u64 {
         self.ok
+    }
+
+    /// Failed requests so far.
+    pub fn failed(&self) -> u64 {
+        self.total - self.ok
     }
 
     /// Adds one measured request.

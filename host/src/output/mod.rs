@@ -8,6 +8,7 @@ pub mod console;
 pub mod db;
 pub mod log;
 pub mod messages;
+pub mod progress;
 pub mod redact;
 pub mod workload;
 

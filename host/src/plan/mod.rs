@@ -13,7 +13,7 @@ mod runs;
 mod secrets;
 mod sinks;
 
-pub use runs::python_float;
+pub use runs::{python_float, warmup};
 pub use secrets::{is_secret_key, masked_url, redacted_url, secrets, MASK};
 
 use perf_plugin_api::sdk::{ApiConfig, DatasetConfig, SinkConfig};

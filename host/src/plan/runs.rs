@@ -5,19 +5,23 @@ use super::RunSpec;
 use crate::cli::RunArgs;
 use crate::error::usage;
 
+/// `--warmup-num` for a run of `number` requests: a count (>= 1), a fraction of `number`
+/// (at least 1), or none.
+pub fn warmup(warmup_num: f64, number: u64) -> u64 {
+    if warmup_num >= 1.0 {
+        warmup_num as u64
+    } else if warmup_num > 0.0 {
+        ((warmup_num * number as f64).round() as u64).max(1)
+    } else {
+        0
+    }
+}
+
 pub(crate) fn runs(a: &RunArgs) -> anyhow::Result<Vec<RunSpec>> {
     if a.number.contains(&0) {
         return Err(usage("--number must be > 0 for every run"));
     }
-    let warmup = |number: u64| -> u64 {
-        if a.warmup_num >= 1.0 {
-            a.warmup_num as u64
-        } else if a.warmup_num > 0.0 {
-            ((a.warmup_num * number as f64).round() as u64).max(1)
-        } else {
-            0
-        }
-    };
+    let warmup = |number: u64| warmup(a.warmup_num, number);
     if a.warmup_num.is_nan() || a.warmup_num < 0.0 {
         return Err(usage("--warmup-num must be >= 0"));
     }

@@ -24,7 +24,7 @@ use tokio::sync::mpsc::{error::TryRecvError, Receiver};
 
 use super::sinks::{SinkEvent, SinkSender};
 use crate::aggregate::{derive, RunStats, Summary};
-use crate::output::{db::ResultDb, log};
+use crate::output::{db::ResultDb, log, progress::ProgressTracker};
 use crate::tokenizer::HostTokenizer;
 use crate::worker::RawRecord;
 use perf_timing::EpochClock;
@@ -49,6 +49,21 @@ pub struct Collector {
     pub log_every: u64,
     /// `--tokenizer-path`: counts the output of responses without usage.
     pub tokenizer: Option<HostTokenizer>,
+    /// `--enable-progress-tracker`'s progress.json.
+    pub progress: Option<Arc<ProgressTracker>>,
+    /// The run's label, for the progress bar.
+    pub label: String,
+}
+
+/// How often the progress bar's rate, in-flight count and failures are refreshed.
+const BAR_EVERY: Duration = Duration::from_millis(500);
+
+/// What the progress bar and progress.json show between two refreshes.
+struct Live {
+    at: Instant,
+    measured: u64,
+    /// Measured and failed requests not yet handed to progress.json.
+    unreported: (u64, u64),
 }
 
 /// What the collector hands back.
@@ -87,10 +102,18 @@ impl Collector {
         let mut measured = 0u64;
         let started = Instant::now();
         let mut last_snapshot = started;
+        let mut live = Live {
+            at: started,
+            measured: 0,
+            unreported: (0, 0),
+        };
         loop {
             if !self.sinks.is_empty() && last_snapshot.elapsed() >= SNAPSHOT_EVERY {
                 last_snapshot = Instant::now();
                 self.snapshot(measured, started);
+            }
+            if live.at.elapsed() >= BAR_EVERY {
+                self.refresh(&mut live, measured);
             }
             let mut raw = match records.try_recv() {
                 Ok(raw) => raw,
@@ -111,11 +134,15 @@ impl Collector {
             }
             measured += 1;
             self.count_output(&mut raw);
+            let before = self.stats.failed();
             self.collect(raw, measured, &mut db_error);
+            live.unreported.0 += 1;
+            live.unreported.1 += self.stats.failed() - before;
         }
         if !self.sinks.is_empty() {
             self.snapshot(measured, started);
         }
+        self.refresh(&mut live, measured);
         self.bar.finish_and_clear();
         Collected {
             stats: self.stats,
@@ -123,6 +150,31 @@ impl Collector {
             warmup,
             db_error,
         }
+    }
+
+    /// The progress bar's message and progress.json: the rate since the last refresh, the
+    /// requests in flight, the failures so far.
+    fn refresh(&self, live: &mut Live, measured: u64) {
+        let dt = live.at.elapsed().as_secs_f64();
+        let rate = if dt > 0.0 {
+            (measured - live.measured) as f64 / dt
+        } else {
+            0.0
+        };
+        let in_flight = self.in_flight.load(Ordering::Relaxed).max(0);
+        let failed = self.stats.failed();
+        self.bar.set_message(format!(
+            "Processing[{}] {rate:.1} req/s, {in_flight} in flight, {failed} failed",
+            self.label
+        ));
+        if let Some(p) = &self.progress {
+            p.update(live.unreported.0, live.unreported.1, in_flight, rate);
+        }
+        *live = Live {
+            at: Instant::now(),
+            measured,
+            unreported: (0, 0),
+        };
     }
 
     /// Writing the database failed: keep what is committed, say so once, stop writing.

@@ -8,6 +8,7 @@ mod http;
 mod one;
 mod probe;
 mod sinks;
+mod sla;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,6 +86,8 @@ struct Session<'a> {
     hub: SinkHub,
     interrupt: Interrupt,
     tokenizer: Option<HostTokenizer>,
+    /// `--enable-progress-tracker`'s progress.json.
+    progress: Option<Arc<crate::output::progress::ProgressTracker>>,
 }
 
 /// Runs the benchmark the plan describes.
@@ -173,6 +176,20 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
         rt.block_on(http::test_connection(&exchange, &plan, item))?;
         log::info("connection test passed");
     }
+    let progress = match (plan.progress_tracker, &plan.sla) {
+        (true, None) => {
+            let total = plan.runs.iter().map(|r| r.number).sum();
+            Some(Arc::new(
+                crate::output::progress::ProgressTracker::start(&plan.output_dir, total)
+                    .context("cannot write progress.json")?,
+            ))
+        }
+        (true, Some(_)) => {
+            log::warn("--enable-progress-tracker: an SLA search has no fixed number of requests, so no progress.json is written (as in evalscope)");
+            None
+        }
+        _ => None,
+    };
     let session = Session {
         rt,
         plan: &plan,
@@ -181,11 +198,23 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
         hub: SinkHub::start(sinks),
         interrupt,
         tokenizer,
+        progress,
     };
-    let outcomes = session.sweep()?;
+    let result = match &plan.sla {
+        Some(sla) => session.sla_search(sla).map(|(o, sla)| (o, Some(sla), None)),
+        None => session.sweep().map(|(o, verdict)| (o, None, verdict)),
+    };
     let interrupted = session.interrupt.stop.is_cancelled();
+    if let Some(p) = &session.progress {
+        p.finish(match (&result, interrupted) {
+            (Err(_), _) => Some("failed"),
+            (Ok(_), true) => Some("interrupted"),
+            _ => None,
+        });
+    }
+    let (outcomes, sla, verdict) = result?;
     session.hub.close();
-    report(&plan, &outcomes)?;
+    report(&plan, &outcomes, sla.as_ref(), verdict.as_deref())?;
     log::flush();
     Ok(exit_code(&outcomes, interrupted))
 }
@@ -282,8 +311,8 @@ fn start_local(
 }
 
 impl Session<'_> {
-    /// Each run of the sweep, `--sleep-interval` apart, until done or interrupted.
-    fn sweep(&self) -> anyhow::Result<Vec<RunOutcome>> {
+    /// Tells the sinks the invocation began.
+    fn begin(&self) {
         let plan = self.plan;
         // Sinks see the model and the URL actually benchmarked (the simulator's port, the
         // model `--api mock` defaults to), secrets still masked.
@@ -302,14 +331,40 @@ impl Session<'_> {
             started_unix_s: EpochClock::new().unix_s(Instant::now()),
             ext: Default::default(),
         }));
-        let mut outcomes = Vec::new();
+    }
+
+    /// Each run of the sweep, `--sleep-interval` apart, until done, interrupted or (with
+    /// `--stop-on-saturation`) over-saturated; returns the runs and the over-saturation
+    /// verdict, if a run had one.
+    fn sweep(&self) -> anyhow::Result<(Vec<RunOutcome>, Option<String>)> {
+        let plan = self.plan;
+        self.begin();
+        let mut outcomes: Vec<RunOutcome> = Vec::new();
         let mut offset = 0;
+        let mut verdict = None;
         for (i, spec) in plan.runs.iter().enumerate() {
             if self.interrupt.stop.is_cancelled() {
                 break;
             }
-            outcomes.push(self.run_one(spec, i, offset)?);
+            let outcome = self.run_one(spec, i, offset)?;
+            if let Some(before) = outcomes.last() {
+                if let Some(why) =
+                    crate::aggregate::saturation::verdict(&before.summary, &outcome.summary)
+                {
+                    let text = format!("over-saturated at run {} ({}): {why}", i + 1, spec.label);
+                    log::warn(&text);
+                    verdict.get_or_insert(text);
+                }
+            }
+            outcomes.push(outcome);
             offset += spec.number;
+            if verdict.is_some() && plan.stop_on_saturation && i + 1 < plan.runs.len() {
+                log::warn(format!(
+                    "--stop-on-saturation: the sweep stops here; {} run(s) not run",
+                    plan.runs.len() - i - 1
+                ));
+                break;
+            }
             if i + 1 < plan.runs.len() && !plan.sleep_interval.is_zero() {
                 log::info(format!(
                     "sleeping {:?} before the next run",
@@ -324,7 +379,7 @@ impl Session<'_> {
                 });
             }
         }
-        Ok(outcomes)
+        Ok((outcomes, verdict))
     }
 }
 
@@ -351,7 +406,12 @@ fn exit_code(outcomes: &[RunOutcome], interrupted: bool) -> i32 {
     }
 }
 
-fn report(plan: &RunPlan, outcomes: &[RunOutcome]) -> anyhow::Result<()> {
+fn report(
+    plan: &RunPlan,
+    outcomes: &[RunOutcome],
+    sla: Option<&crate::sla::Outcome>,
+    verdict: Option<&str>,
+) -> anyhow::Result<()> {
     if outcomes.is_empty() {
         return Ok(());
     }
@@ -369,6 +429,13 @@ fn report(plan: &RunPlan, outcomes: &[RunOutcome]) -> anyhow::Result<()> {
         },
         outcomes,
     );
+    let mut text = text;
+    if let Some(v) = verdict {
+        text.push_str(&format!("\nOver-saturation: {v}"));
+    }
+    if let Some(sla) = sla {
+        text.push_str(&format!("\n{}", sla.tables()));
+    }
     let text = crate::output::redact::redact(&text);
     println!("{text}");
     log::file_only(&text);

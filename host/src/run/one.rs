@@ -179,7 +179,12 @@ impl Session<'_> {
             bar,
             log_every: plan.log_every_n,
             tokenizer: self.tokenizer.clone(),
+            progress: self.progress.clone(),
+            label: spec.label.clone(),
         };
+        if let Some(p) = &self.progress {
+            p.run_started(&spec.label);
+        }
         let probe = super::probe::LoopProbe::start(self.rt.handle().clone());
         let (collected, dataset_error) = self.dispatch(spec, index, offset, collector)?;
         let loop_delay = probe.finish();

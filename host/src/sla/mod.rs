@@ -71,6 +71,8 @@ pub struct SlaPlan {
     pub multiplier: f64,
     /// Where the search starts: `--parallel` or `--rate`, clamped to the bounds.
     pub start: u64,
+    /// `--warmup-num`, applied to each probe run.
+    pub warmup_num: f64,
 }
 
 impl SlaPlan {
@@ -122,6 +124,7 @@ impl SlaPlan {
             fixed_parallel: a.sla_fixed_parallel.unwrap_or(a.sla_upper_bound),
             multiplier: a.sla_number_multiplier.unwrap_or(2.0),
             start,
+            warmup_num: a.warmup_num,
         }))
     }
 
@@ -129,6 +132,22 @@ impl SlaPlan {
     /// half to even), at least 1.
     pub fn number(&self, value: u64) -> u64 {
         ((value as f64 * self.multiplier).round_ties_even() as u64).max(1)
+    }
+
+    /// Probe run `i` at `value`: its load, requests, warmup and directory.
+    pub fn spec(&self, value: u64, i: u32) -> crate::plan::RunSpec {
+        let number = self.number(value);
+        let (parallel, rate) = match self.variable {
+            Variable::Parallel => (value, None),
+            Variable::Rate => (self.fixed_parallel, Some(value as f64)),
+        };
+        crate::plan::RunSpec {
+            parallel: Some(parallel.max(1) as usize),
+            number,
+            rate,
+            warmup: crate::plan::warmup(self.warmup_num, number),
+            label: self.run_label(value, i),
+        }
     }
 
     /// The directory of run `i` at `value`, relative to the output directory.

@@ -76,6 +76,7 @@ fn plan(params: &str, start: u64, lower: u64, upper: u64, runs: u32) -> SlaPlan 
         fixed_parallel: upper,
         multiplier: 2.0,
         start,
+        warmup_num: 0.0,
     }
 }
 
