@@ -82,6 +82,12 @@ const GENERAL: [&str; 9] = [
     "Non-Stream Requests",
     "Req Throughput (req/s)",
 ];
+/// `--enable-pd-metrics`' keys, shown under Latency when the run has them.
+const PD: [&str; 3] = [
+    "Avg Steady ITL (ms)",
+    "Avg PD Handoff Latency (ms)",
+    "Avg PD Handoff Overhead (ms)",
+];
 const CACHE: [&str; 1] = ["KV Cache Hit Rate (%)"];
 const SPECULATIVE: [&str; 2] = ["Avg Decoded Tok/Iter", "Spec. Accept Rate"];
 
@@ -122,6 +128,9 @@ pub fn summary_table(summary: &Summary) -> String {
             t.add_row(vec![Cell::new(key), right(number(&v))]);
         }
     }
+    for key in PD.iter().filter(|k| map.contains_key(**k)) {
+        t.add_row(vec![Cell::new(key), right(number(&get(key)))]);
+    }
     group(&mut t, "Tokens");
     for (i, key) in TOKENS.iter().enumerate() {
         let v = get(key);
@@ -144,6 +153,7 @@ pub fn summary_table(summary: &Summary) -> String {
     let evalscope: Vec<&str> = GENERAL
         .iter()
         .chain(&LATENCY)
+        .chain(&PD)
         .chain(&TOKENS)
         .chain(&CACHE)
         .chain(&SPECULATIVE)
@@ -338,28 +348,33 @@ fn input_overview(runs: &[RunOutcome]) -> Table {
 }
 
 fn generation_overview(runs: &[RunOutcome]) -> Table {
-    let mut t = table(vec![
-        "Conc.",
-        "Rate",
-        "Num",
-        "RPS",
-        "Gen/s",
-        "Success",
-        "Client CPU%",
-        "P99 Lag(ms)",
-    ]);
+    let goodput = runs.iter().any(|r| r.summary.goodput_req_per_s.is_some());
+    let mut header = vec!["Conc.", "Rate", "Num", "RPS", "Gen/s", "Success"];
+    if goodput {
+        header.extend(["Goodput", "Good"]);
+    }
+    header.extend(["Client CPU%", "P99 Lag(ms)"]);
+    let mut t = table(header);
     for r in runs {
         let s = &r.summary;
-        t.add_row(vec![
+        let mut row = vec![
             conc(s),
             rate_label(s),
             r.spec.number.to_string(),
             num(s.req_per_s),
             num(s.output_tok_per_s),
             success_rate(s),
-            opt(s.client_cpu_util_percent),
-            num(s.p99_dispatch_lag_ms),
-        ]);
+        ];
+        if goodput {
+            row.push(opt(s.goodput_req_per_s));
+            row.push(
+                s.good_percent
+                    .map_or("-".into(), |g| format!("{}%", num(g))),
+            );
+        }
+        row.push(opt(s.client_cpu_util_percent));
+        row.push(num(s.p99_dispatch_lag_ms));
+        t.add_row(row);
     }
     t
 }
@@ -390,6 +405,29 @@ fn per_request(runs: &[RunOutcome]) -> Table {
         .collect();
         if s.avg_tpot_ms > 0.0 {
             rows.push(dash_row("Decode toks/s", 1000.0 / s.avg_tpot_ms));
+        }
+        for (name, avg, m) in [
+            ("Steady ITL (ms)", s.avg_steady_itl_ms, metric::STEADY_ITL),
+            (
+                "PD Handoff (ms)",
+                s.avg_pd_handoff_latency_ms,
+                metric::PD_HANDOFF_LATENCY,
+            ),
+            (
+                "PD Overhead (ms)",
+                s.avg_pd_handoff_overhead_ms,
+                metric::PD_HANDOFF_OVERHEAD,
+            ),
+        ] {
+            if let Some(avg) = avg {
+                rows.push([
+                    name.to_string(),
+                    num(avg),
+                    at("50%", m),
+                    at("99%", m),
+                    at("max", m),
+                ]);
+            }
         }
         if let Some(l) = s.avg_decoded_tok_per_iter {
             rows.push(dash_row("Decoded Tok/Iter", l));
