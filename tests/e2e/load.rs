@@ -486,3 +486,38 @@ fn pd_metrics_come_from_the_streamed_gaps_in_evalscopes_places() {
     let s = plain.json("parallel_1_number_2", "benchmark_summary.json");
     assert!(s.get("Avg Steady ITL (ms)").is_none());
 }
+
+/// The simulator's prefix cache: "Say something" is four pseudo-tokens, one full block of
+/// three; every request after the first finds that block cached, and its TTFT drops by the
+/// prefill of the three cached tokens.
+#[test]
+fn the_simulator_prefix_cache_reports_cached_tokens_and_shortens_prefill() {
+    let r = perf_run(&[
+        "-n",
+        "10",
+        "--no-test-connection",
+        "--mock-prefix-cache-tokens",
+        "4096",
+        "--mock-cache-block-tokens",
+        "3",
+        "--mock-prefill-ms-per-token",
+        "20",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let label = "parallel_1_number_10";
+    let cached = column(&r, label, "cached_tokens");
+    assert_eq!(cached, [0.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0]);
+    let s = r.json(label, "benchmark_summary.json");
+    assert_eq!(
+        f(&s, "KV Cache Hit Rate (%)"),
+        67.5,
+        "27 of 40 prompt tokens"
+    );
+    let ttft = column(&r, label, "first_chunk_latency");
+    // 50 ms plus 20 ms per uncached token: 4 on the first request, 1 after it.
+    assert!((ttft[0] - 0.130).abs() < 0.02, "{ttft:?}");
+    assert!(
+        ttft[1..].iter().all(|t| (t - 0.070).abs() < 0.02),
+        "{ttft:?}"
+    );
+}

@@ -13,6 +13,7 @@
 //! A crate of its own: it depends on neither perf's command line nor its client, only on the
 //! clocks it shares with the client (`perf-timing`).
 
+mod cache;
 mod dashscope;
 mod embeddings;
 pub mod mock;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use hyper::StatusCode;
 use tokio::sync::{mpsc, Semaphore};
 
+use super::cache::{text_tokens, PrefixCache};
 use super::{Backend, CompletionRequest, Generation, Piece, Rejection};
 
 /// How the simulator behaves.
@@ -37,6 +38,12 @@ pub struct SimulatorConfig {
     pub drop_every: u64,
     /// Every Nth streamed request gets one malformed chunk (0 = never).
     pub malformed_every: u64,
+    /// Prefix cache size in prompt tokens (0 = no cache, no `cached_tokens` reported).
+    pub prefix_cache_tokens: usize,
+    /// Tokens per cache block.
+    pub cache_block_tokens: usize,
+    /// Prefill time per uncached prompt token, milliseconds, added to the time to first token.
+    pub prefill_ms_per_token: f64,
 }
 
 impl Default for SimulatorConfig {
@@ -51,6 +58,9 @@ impl Default for SimulatorConfig {
             fail_status: 500,
             drop_every: 0,
             malformed_every: 0,
+            prefix_cache_tokens: 0,
+            cache_block_tokens: 16,
+            prefill_ms_per_token: 0.0,
         }
     }
 }
@@ -64,13 +74,19 @@ const WORDS: [&str; 16] = [
 pub struct MockBackend {
     config: SimulatorConfig,
     slots: Option<Arc<Semaphore>>,
+    cache: Option<PrefixCache>,
 }
 
 impl MockBackend {
     /// A simulator with `config`.
     pub fn new(config: SimulatorConfig) -> Self {
         let slots = (config.capacity > 0).then(|| Arc::new(Semaphore::new(config.capacity)));
-        MockBackend { config, slots }
+        let cache = PrefixCache::new(config.prefix_cache_tokens, config.cache_block_tokens);
+        MockBackend {
+            config,
+            slots,
+            cache,
+        }
     }
 
     fn output_tokens(&self, req: &CompletionRequest) -> (u32, &'static str) {
@@ -92,6 +108,19 @@ impl MockBackend {
 
 fn every(n: u64, sequence: u64) -> bool {
     n > 0 && sequence % n == 0
+}
+
+/// The cached prompt tokens of `req`, its blocks then cached: token ids as they came, text
+/// as four-character pseudo-tokens (role and content of each message, in order).
+fn cached_tokens(cache: &PrefixCache, req: &CompletionRequest) -> u64 {
+    if let Some(ids) = &req.prompt_ids {
+        return cache.serve(ids);
+    }
+    let text = match &req.prompt {
+        Some(p) => p.clone(),
+        None => req.messages.iter().map(|(_, t)| t.as_str()).collect(),
+    };
+    cache.serve(&text_tokens(&text))
 }
 
 fn prompt_tokens(req: &CompletionRequest) -> u64 {
@@ -123,10 +152,16 @@ impl Backend for MockBackend {
             });
         }
         let (n_tokens, finish_reason) = self.output_tokens(req);
+        let prompt = prompt_tokens(req);
+        let cached = self
+            .cache
+            .as_ref()
+            .map(|cache| cached_tokens(cache, req).min(prompt));
+        let prefill_ms = (prompt - cached.unwrap_or(0)) as f64 * c.prefill_ms_per_token.max(0.0);
         let script = Script {
             n_tokens,
             per_chunk: c.tokens_per_chunk.max(1),
-            ttft: Duration::from_secs_f64(c.ttft_ms.max(0.0) / 1000.0),
+            ttft: Duration::from_secs_f64((c.ttft_ms.max(0.0) + prefill_ms) / 1000.0),
             tpot: Duration::from_secs_f64(c.tpot_ms.max(0.0) / 1000.0),
             drop: req.stream && every(c.drop_every, req.sequence),
             malformed: req.stream && every(c.malformed_every, req.sequence),
@@ -134,8 +169,8 @@ impl Backend for MockBackend {
         };
         let rx = script.start(self.slots.clone());
         Ok(Generation {
-            prompt_tokens: prompt_tokens(req),
-            cached_tokens: None,
+            prompt_tokens: prompt,
+            cached_tokens: cached,
             pieces: rx,
         })
     }

@@ -117,6 +117,17 @@ pub struct MockArgs {
     /// perf: every Nth streamed request gets one malformed (non-JSON) chunk (0 = never).
     #[arg(long, value_parser = values::any_u64, default_value_t = 0, value_name = "N")]
     pub mock_malformed_every: u64,
+    /// perf: simulator prefix cache size in prompt tokens (0 = none): prompts that share
+    /// leading blocks with earlier ones report them in usage.prompt_tokens_details.cached_tokens.
+    #[arg(long, value_parser = values::any_u64, default_value_t = 0, value_name = "TOKENS")]
+    pub mock_prefix_cache_tokens: u64,
+    /// perf: tokens per simulator prefix-cache block.
+    #[arg(long, value_parser = values::count_usize, default_value_t = 16, value_name = "N")]
+    pub mock_cache_block_tokens: usize,
+    /// perf: simulator prefill time per uncached prompt token, milliseconds, added to the time
+    /// to first token.
+    #[arg(long, value_parser = values::milliseconds, default_value_t = 0.0, value_name = "MS")]
+    pub mock_prefill_ms_per_token: f64,
     /// perf: write the simulator's own timestamps (request received, each chunk sent) as
     /// JSON lines to this file, to check a client's numbers against the server's.
     #[arg(long, value_name = "PATH")]

@@ -328,6 +328,9 @@ pub fn simulator(m: &MockArgs) -> perf_server::SimulatorConfig {
         fail_status: m.mock_fail_status,
         drop_every: m.mock_drop_every,
         malformed_every: m.mock_malformed_every,
+        prefix_cache_tokens: usize::try_from(m.mock_prefix_cache_tokens).unwrap_or(usize::MAX),
+        cache_block_tokens: m.mock_cache_block_tokens,
+        prefill_ms_per_token: m.mock_prefill_ms_per_token,
     }
 }
 
