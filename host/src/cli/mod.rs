@@ -40,7 +40,7 @@ pub enum Command {
     Plugins(PluginsArgs),
     /// Serve the built-in OpenAI-compatible simulator until interrupted (for benchmarks of
     /// perf itself and of other clients).
-    ServeMock(ServeMockArgs),
+    ServeMock(Box<ServeMockArgs>),
     /// Measure this machine's client ceiling against the simulator: requests/s, chunks/s, CPU
     /// per request, and the concurrency up to which reported TTFT stays within 1 ms of the
     /// server's own.
