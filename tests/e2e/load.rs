@@ -13,6 +13,15 @@ fn read_json(path: &std::path::Path) -> Value {
     serde_json::from_str(&text.replace(": NaN", ": null")).expect("valid JSON")
 }
 
+/// An object's keys, in order.
+fn keys(v: &Value) -> Vec<&str> {
+    v.as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
 /// Every column of `column` of the run's rows, in request order.
 fn column(r: &Run, label: &str, column: &str) -> Vec<f64> {
     let db = r.db(label);
@@ -53,12 +62,7 @@ fn the_sla_search_finds_the_concurrency_the_capacity_implies() {
     ]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let summary = read_json(&r.root().join("sla_summary.json"));
-    let keys: Vec<&str> = summary
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = keys(&summary);
     // Doubling from 1 to the first failure at 8, then bisecting between 4 and 8.
     assert_eq!(
         keys,
@@ -121,12 +125,7 @@ fn the_rate_search_runs_evalscopes_command_line_and_flags_a_bound() {
     ]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let summary = read_json(&r.root().join("sla_summary.json"));
-    let keys: Vec<&str> = summary
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = keys(&summary);
     assert_eq!(keys, ["rate_1", "rate_2", "rate_4", "rate_8"]);
     // Two runs a probe: counts summed, the rate averaged.
     assert_eq!(f(&summary["rate_8"]["metrics"], "Total Requests"), 8.0);

@@ -365,21 +365,27 @@ impl Session<'_> {
                 ));
                 break;
             }
-            if i + 1 < plan.runs.len() && !plan.sleep_interval.is_zero() {
-                log::info(format!(
-                    "sleeping {:?} before the next run",
-                    plan.sleep_interval
-                ));
-                let stop = self.interrupt.stop.clone();
-                self.rt.block_on(async {
-                    tokio::select! {
-                        _ = tokio::time::sleep(plan.sleep_interval) => {}
-                        _ = stop.cancelled() => {}
-                    }
-                });
+            if i + 1 < plan.runs.len() {
+                self.sleep_between_runs();
             }
         }
         Ok((outcomes, verdict))
+    }
+
+    /// `--sleep-interval` before the next run; an interrupt cuts it short.
+    fn sleep_between_runs(&self) {
+        let pause = self.plan.sleep_interval;
+        if pause.is_zero() {
+            return;
+        }
+        log::info(format!("sleeping {pause:?} before the next run"));
+        let stop = self.interrupt.stop.clone();
+        self.rt.block_on(async {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.cancelled() => {}
+            }
+        });
     }
 }
 

@@ -20,19 +20,8 @@ impl Prober for &mut SessionProber<'_, '_> {
         if session.interrupt.stop.is_cancelled() {
             return Ok(None);
         }
-        let plan = session.plan;
-        if i > 0 && !plan.sleep_interval.is_zero() {
-            log::info(format!(
-                "sleeping {:?} before the next run",
-                plan.sleep_interval
-            ));
-            let stop = session.interrupt.stop.clone();
-            session.rt.block_on(async {
-                tokio::select! {
-                    _ = tokio::time::sleep(plan.sleep_interval) => {}
-                    _ = stop.cancelled() => {}
-                }
-            });
+        if i > 0 {
+            session.sleep_between_runs();
         }
         let spec = self.sla.spec(value, i);
         let outcome = session.run_one(&spec, self.outcomes.len(), self.offset)?;
