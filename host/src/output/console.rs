@@ -28,7 +28,7 @@ fn number(v: &Value) -> String {
 }
 
 /// Up to four decimals, trailing zeros dropped.
-fn num(v: f64) -> String {
+pub(crate) fn num(v: f64) -> String {
     if !v.is_finite() {
         return "-".into();
     }

@@ -490,7 +490,7 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         pd_metrics: a.enable_pd_metrics,
         progress_tracker: a.enable_progress_tracker,
         stop_on_saturation: a.stop_on_saturation,
-        sla: crate::sla::SlaPlan::from_args(a)?,
+        sla: crate::sla::SlaPlan::from_args(a, adapter.results == ResultKind::InputOnly)?,
     })
 }
 

@@ -82,18 +82,7 @@ impl Metric {
 
     /// `value` with its unit.
     pub fn show(&self, value: f64) -> String {
-        format!("{} {}", trim_float(value), self.unit)
-    }
-}
-
-/// A number without a trailing `.0`, at most 4 decimals.
-pub fn trim_float(v: f64) -> String {
-    let text = format!("{:.4}", v);
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    if text == "-0" {
-        "0".into()
-    } else {
-        text.into()
+        format!("{} {}", crate::output::console::num(value), self.unit)
     }
 }
 

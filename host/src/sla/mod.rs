@@ -76,8 +76,9 @@ pub struct SlaPlan {
 }
 
 impl SlaPlan {
-    /// The search, when `--sla-auto-tune` is given.
-    pub fn from_args(a: &RunArgs) -> anyhow::Result<Option<SlaPlan>> {
+    /// The search, when `--sla-auto-tune` is given; `input_only` when the API adapter's
+    /// requests produce no text (embeddings, rerank), which limits the metrics.
+    pub fn from_args(a: &RunArgs, input_only: bool) -> anyhow::Result<Option<SlaPlan>> {
         if !a.sla_auto_tune {
             return Ok(None);
         }
@@ -93,10 +94,6 @@ impl SlaPlan {
         let text = a.sla_params.as_deref().ok_or_else(|| {
             usage("--sla-auto-tune needs --sla-params, such as '[{\"p99_latency\": \"<=2s\"}]'")
         })?;
-        let input_only = matches!(
-            a.api.as_str(),
-            "openai_embedding" | "openai_rerank" | "embedding" | "rerank"
-        );
         let groups = criteria::parse(text, input_only)?;
         if a.sla_lower_bound > a.sla_upper_bound {
             return Err(usage(format!(
@@ -509,9 +506,6 @@ impl<'a, P: Prober> Tuner<'a, P> {
                 answer = mid;
                 left = mid + 1;
             } else {
-                if mid == 0 {
-                    break;
-                }
                 right = mid - 1;
             }
         }
@@ -945,8 +939,8 @@ impl Outcome {
                     (Some(v), Some((lo, hi, cv))) if p.runs.len() > 1 => format!(
                         "{}; {}-{}, {:.1}%",
                         m.show(*v),
-                        criteria::trim_float(lo),
-                        criteria::trim_float(hi),
+                        crate::output::console::num(lo),
+                        crate::output::console::num(hi),
                         cv
                     ),
                     (Some(v), _) => m.show(*v),
