@@ -447,8 +447,8 @@ fn progress_json_is_updated_during_the_run_and_final_at_the_end() {
     assert!(v["updated_at"].as_str().is_some_and(|t| t.contains('T')));
 }
 
-/// The simulator streams one token a chunk, 5 ms apart: the handoff is one such gap, the
-/// overhead about nothing, the steady ITL the same 5 ms.
+/// The simulator streams one token a chunk, 20 ms apart: the handoff is one such gap, the
+/// overhead about nothing, the steady ITL the same 20 ms.
 #[test]
 fn pd_metrics_come_from_the_streamed_gaps_in_evalscopes_places() {
     let r = perf_run(&[
@@ -457,9 +457,9 @@ fn pd_metrics_come_from_the_streamed_gaps_in_evalscopes_places() {
         "--parallel",
         "2",
         "--mock-output-tokens",
-        "16",
+        "8",
         "--mock-tpot-ms",
-        "5",
+        "20",
         "--enable-pd-metrics",
     ]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -471,10 +471,13 @@ fn pd_metrics_come_from_the_streamed_gaps_in_evalscopes_places() {
     assert_eq!(at("Avg PD Handoff Latency (ms)"), at("Avg ITL (ms)") + 2);
     assert_eq!(at("Avg PD Handoff Overhead (ms)"), at("Avg ITL (ms)") + 3);
     assert_eq!(at("Avg Output Tokens"), at("Avg ITL (ms)") + 4);
+    // The gaps are the simulator's 20 ms sleeps: never shorter on average, and a loaded machine
+    // adds a few milliseconds at most.
     for key in ["Avg Steady ITL (ms)", "Avg PD Handoff Latency (ms)"] {
-        assert!((f(&s, key) - 5.0).abs() < 2.0, "{key}: {s}");
+        let v = f(&s, key);
+        assert!((19.0..32.0).contains(&v), "{key}: {s}");
     }
-    assert!(f(&s, "Avg PD Handoff Overhead (ms)") < 2.0, "{s}");
+    assert!(f(&s, "Avg PD Handoff Overhead (ms)") < 10.0, "{s}");
     let p = r.json(label, "benchmark_percentile.json");
     let columns: Vec<&String> = p[0].as_object().expect("row").keys().collect();
     let pos = |k: &str| columns.iter().position(|x| *x == k).expect(k);
@@ -513,10 +516,16 @@ fn the_simulator_prefix_cache_reports_cached_tokens_and_shortens_prefill() {
         "27 of 40 prompt tokens"
     );
     let ttft = column(&r, label, "first_chunk_latency");
-    // 50 ms plus 20 ms per uncached token: 4 on the first request, 1 after it.
-    assert!((ttft[0] - 0.130).abs() < 0.02, "{ttft:?}");
+    // 50 ms plus 20 ms per uncached token: 4 on the first request, 1 after it. The simulator's
+    // sleeps never end early, so the lower bounds are exact; a loaded machine only adds time,
+    // so the split is checked as a gap between the first request and the typical later one.
+    assert!(ttft[0] >= 0.128, "{ttft:?}");
+    assert!(ttft[1..].iter().all(|t| *t >= 0.068), "{ttft:?}");
+    let mut later = ttft[1..].to_vec();
+    later.sort_by(f64::total_cmp);
+    let median = later[later.len() / 2];
     assert!(
-        ttft[1..].iter().all(|t| (t - 0.070).abs() < 0.02),
-        "{ttft:?}"
+        median < ttft[0] - 0.03,
+        "three cached tokens save 60 ms: {ttft:?}"
     );
 }

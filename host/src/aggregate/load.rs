@@ -41,6 +41,9 @@ pub struct ClientLoad {
     pub wall_s: f64,
     /// Cores perf may run on.
     pub cores: usize,
+    /// Core seconds of those cores that went to interrupts or a hypervisor over the run
+    /// ([`crate::cpu::unavailable_core_seconds`]): capacity no process could use.
+    pub unavailable_s: Option<f64>,
     /// The simulator runs in perf's process (its CPU counts as perf's).
     pub simulator_in_process: bool,
     /// The event loop's delays.
@@ -78,14 +81,25 @@ impl ClientLoad {
         let mut out = Vec::new();
         if let Some(util) = self.util_percent() {
             let cores = self.cores as f64;
-            if util >= CPU_SATURATED * 100.0 * cores {
+            // What the cores could give processes: interrupt work and stolen time are not
+            // perf's to use, however hard it tries (at least a tenth is always left).
+            let lost = match self.unavailable_s {
+                Some(s) if self.wall_s > 0.0 => (100.0 * s / self.wall_s).clamp(0.0, 90.0 * cores),
+                _ => 0.0,
+            };
+            if util >= CPU_SATURATED * (100.0 * cores - lost) {
                 let note = if self.simulator_in_process {
                     " (this includes the in-process simulator)"
                 } else {
                     ""
                 };
+                let lost_note = if lost >= 1.0 {
+                    format!(", of the {:.0}% its cores had left after interrupts and time the hypervisor took", 100.0 * cores - lost)
+                } else {
+                    String::new()
+                };
                 out.push(format!(
-                    "perf used {util:.0}% CPU on {cores} core(s){note}: the client was the bottleneck, so sends left late and its own queueing may be in the latencies; lower --parallel/--rate or give the client more cores"
+                    "perf used {util:.0}% CPU on {cores} core(s){lost_note}{note}: the client was the bottleneck, so sends left late and its own queueing may be in the latencies; lower --parallel/--rate or give the client more cores"
                 ));
             }
         }
@@ -120,6 +134,7 @@ mod tests {
             cpu_seconds: Some(cpu),
             wall_s: 10.0,
             cores: 2,
+            unavailable_s: None,
             simulator_in_process: false,
             loop_delay: Some(LoopDelay {
                 p99_ms: p99,
@@ -150,5 +165,25 @@ mod tests {
         assert!(kernel(60.0).saturation(None)[0].contains("latencies stay exact"));
         assert!(load(1.0, 0.1).saturation(Some(10.0)).is_empty());
         assert!(load(1.0, 0.1).saturation(Some(12.0))[0].contains("dispatch lag"));
+    }
+
+    #[test]
+    fn cycles_the_cores_never_had_do_not_count_as_headroom() {
+        // 17 of 20 core seconds used (85%): not saturated on idle cores, saturated when
+        // interrupts and the hypervisor took 2 of the 20.
+        assert!(load(17.0, 0.2).saturation(None).is_empty());
+        let starved = ClientLoad {
+            unavailable_s: Some(2.0),
+            ..load(17.0, 0.2)
+        };
+        let why = starved.saturation(None);
+        assert_eq!(why.len(), 1, "{why:?}");
+        assert!(why[0].contains("of the 180% its cores had left"), "{why:?}");
+        // A light run on cores that lose much stays unsaturated.
+        let light = ClientLoad {
+            unavailable_s: Some(8.0),
+            ..load(2.0, 0.2)
+        };
+        assert!(light.saturation(None).is_empty());
     }
 }

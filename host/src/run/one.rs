@@ -156,6 +156,7 @@ impl Session<'_> {
         let clock = EpochClock::new();
         let started = Instant::now();
         let cpu_start = crate::cpu::process_cpu_seconds();
+        let unavailable_start = crate::cpu::unavailable_core_seconds();
         let db_path = dir.join("benchmark_data.db");
         let db = ResultDb::create(
             &db_path,
@@ -195,6 +196,9 @@ impl Session<'_> {
                 .map(|(a, b)| b - a),
             wall_s: started.elapsed().as_secs_f64(),
             cores: crate::cpu::cores(),
+            unavailable_s: unavailable_start
+                .zip(crate::cpu::unavailable_core_seconds())
+                .map(|(a, b)| (b - a).max(0.0)),
             simulator_in_process: plan.mock.is_some(),
             loop_delay,
             kernel_timestamps: self

@@ -26,6 +26,25 @@ impl FieldId {
     /// `F64` on `RequestRecord`: seconds the TLS handshake took, when the request opened an
     /// https connection. Since interface 0.2.1.
     pub const TLS_HANDSHAKE_S: FieldId = FieldId(2);
+    /// `U64List` on `DatasetItem`: a conversation's turns, as the index one past each turn's
+    /// last message in its `Messages` prompt (the run's `--multi-turn` sends turn by turn,
+    /// with the live replies in between). Without it, every user message ends a turn. Since
+    /// interface 0.2.2.
+    pub const TURN_ENDS: FieldId = FieldId(3);
+    /// `U64List` on `DatasetItem`: each turn's `max_tokens` (0: the run's). Since 0.2.2.
+    pub const TURN_MAX_TOKENS: FieldId = FieldId(4);
+    /// `F64List` on `DatasetItem`: seconds to wait before sending each turn (a recorded tool
+    /// call's latency). Since 0.2.2.
+    pub const TURN_WAIT_S: FieldId = FieldId(5);
+    /// `Str` on `DatasetItem`: the conversation's routing key; each turn's body gets
+    /// `"rid": "<key>_t<turn>"` (SGLang's request id) unless it has one. Since 0.2.2.
+    pub const CONVERSATION_KEY: FieldId = FieldId(6);
+    /// `U64` on `RequestRecord`: the conversation this request was a turn of, numbered from 0
+    /// within the run in the order conversations started. Since 0.2.2.
+    pub const CONVERSATION: FieldId = FieldId(7);
+    /// `U64` on `RequestRecord`: which turn of its conversation, from 1 (evalscope's
+    /// `input_num_turns`). Since 0.2.2.
+    pub const TURN: FieldId = FieldId(8);
     /// Test only (`next-interface-check`): a `U64` on `RequestRecord` that no released
     /// interface has.
     #[cfg(feature = "next-interface-check")]
@@ -126,6 +145,22 @@ impl Extensions {
     pub fn str(&self, id: FieldId) -> Option<&str> {
         match self.get(id) {
             Some(FieldValue::Str(v)) => Some(v.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Field `id` as a `U64List`; `None` when unset or of another type.
+    pub fn u64_list(&self, id: FieldId) -> Option<&[u64]> {
+        match self.get(id) {
+            Some(FieldValue::U64List(v)) => Some(v.as_slice()),
+            _ => None,
+        }
+    }
+
+    /// Field `id` as an `F64List`; `None` when unset or of another type.
+    pub fn f64_list(&self, id: FieldId) -> Option<&[f64]> {
+        match self.get(id) {
+            Some(FieldValue::F64List(v)) => Some(v.as_slice()),
             _ => None,
         }
     }

@@ -9,7 +9,7 @@ use abi_stable::{
     StableAbi,
 };
 
-use super::{Extensions, PluginError};
+use super::{Extensions, FieldId, FieldValue, PluginError};
 
 /// One part of a chat message's content. Crosses the boundary as [`ContentPart_NE`]; a part of
 /// a kind this interface version does not know reads as an error from `as_enum()`.
@@ -122,6 +122,62 @@ impl DatasetItem {
             prompt_tokens: ROption::RSome(tokens),
             ..Self::new(prompt)
         }
+    }
+
+    /// A conversation for `--multi-turn`: `turns` are the messages each turn adds (user or
+    /// tool messages; the live replies go in between), sent as one `Messages` prompt with
+    /// [`FieldId::TURN_ENDS`].
+    pub fn conversation(turns: impl IntoIterator<Item = Vec<ChatMessage>>) -> Self {
+        let mut messages = Vec::new();
+        let mut ends = Vec::new();
+        for turn in turns {
+            messages.extend(turn);
+            ends.push(messages.len() as u64);
+        }
+        let mut item = Self::new(PromptItem::Messages(messages.into()));
+        item.ext
+            .set(FieldId::TURN_ENDS, FieldValue::U64List(ends.into()));
+        item
+    }
+
+    /// Where each turn ends ([`FieldId::TURN_ENDS`]).
+    pub fn turn_ends(&self) -> Option<&[u64]> {
+        self.ext.u64_list(FieldId::TURN_ENDS)
+    }
+
+    /// Each turn's `max_tokens`, 0 for the run's ([`FieldId::TURN_MAX_TOKENS`]).
+    pub fn turn_max_tokens(&self) -> Option<&[u64]> {
+        self.ext.u64_list(FieldId::TURN_MAX_TOKENS)
+    }
+
+    /// Sets each turn's `max_tokens` (0: the run's).
+    pub fn set_turn_max_tokens(&mut self, max_tokens: Vec<u64>) {
+        self.ext.set(
+            FieldId::TURN_MAX_TOKENS,
+            FieldValue::U64List(max_tokens.into()),
+        );
+    }
+
+    /// Seconds to wait before each turn ([`FieldId::TURN_WAIT_S`]).
+    pub fn turn_wait_s(&self) -> Option<&[f64]> {
+        self.ext.f64_list(FieldId::TURN_WAIT_S)
+    }
+
+    /// Sets the seconds to wait before each turn.
+    pub fn set_turn_wait_s(&mut self, waits: Vec<f64>) {
+        self.ext
+            .set(FieldId::TURN_WAIT_S, FieldValue::F64List(waits.into()));
+    }
+
+    /// The conversation's routing key ([`FieldId::CONVERSATION_KEY`]).
+    pub fn conversation_key(&self) -> Option<&str> {
+        self.ext.str(FieldId::CONVERSATION_KEY)
+    }
+
+    /// Sets the conversation's routing key.
+    pub fn set_conversation_key(&mut self, key: &str) {
+        self.ext
+            .set(FieldId::CONVERSATION_KEY, FieldValue::Str(key.into()));
     }
 
     /// The prompt, or an error when it is of a kind this interface version does not know.

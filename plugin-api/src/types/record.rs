@@ -113,6 +113,17 @@ impl RequestRecord {
     pub fn tls_handshake_s(&self) -> Option<f64> {
         self.ext.f64(FieldId::TLS_HANDSHAKE_S)
     }
+
+    /// The conversation this request was a turn of, in a `--multi-turn` run
+    /// ([`FieldId::CONVERSATION`]).
+    pub fn conversation(&self) -> Option<u64> {
+        self.ext.u64(FieldId::CONVERSATION)
+    }
+
+    /// Its turn within that conversation, from 1 ([`FieldId::TURN`]).
+    pub fn turn(&self) -> Option<u64> {
+        self.ext.u64(FieldId::TURN)
+    }
 }
 
 #[cfg(feature = "next-interface-check")]
