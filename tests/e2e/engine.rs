@@ -566,13 +566,11 @@ fn a_rejected_plugin_config_stops_before_any_traffic() {
 #[test]
 fn unsupported_flags_say_so_with_exit_2() {
     let dir = tempfile::tempdir().expect("tmp");
-    let out = perf_in(dir.path(), &["--model", "m", "--multi-turn"]);
+    let out = perf_in(dir.path(), &["--model", "m", "--scenario", "agentx"]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr.contains("--multi-turn is not supported yet"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("--scenario"), "{stderr}");
+    assert!(stderr.contains("not supported yet"), "{stderr}");
     let out = perf_in(
         dir.path(),
         &["--model", "m", "--parallel", "2", "3", "--number", "5"],

@@ -431,3 +431,119 @@ fn kontext_bench_without_the_hub_names_the_url_and_dataset_path() {
     );
     assert!(out.contains("--dataset-path"), "{out}");
 }
+
+/// swift/sharegpt lines: two conversations of three exchanges, one in Chinese.
+const SHAREGPT: &str = concat!(
+    r#"{"conversation_id": "1", "conversation": [{"human": "What is Rust?", "assistant": "REF A1"}, {"human": "Why is it fast?", "assistant": "REF A2"}, {"human": "Show an example.", "assistant": "REF A3"}]}"#,
+    "\n",
+    r#"{"conversation_id": "2", "conversation": [{"human": "你好", "assistant": "REF B1"}, {"human": "  ", "assistant": ""}, {"human": "再见", "assistant": "REF B2"}]}"#,
+    "\n"
+);
+
+#[test]
+fn share_gpt_conversations_come_from_either_hub_turn_by_turn_or_as_one_request() {
+    use crate::conversations::{assert_live_history, conversations};
+    use crate::engine::Run;
+    let ms = "/api/v1/datasets/swift/sharegpt/repo?Revision=master&FilePath=common_en_70k.jsonl";
+    let hf = "/datasets/shareAI/ShareGPT-Chinese-English-90k/resolve/main/sharegpt_jsonl/common_zh_70k.jsonl";
+    let hub = LocalHub::start(HashMap::from([
+        (ms.to_string(), SHAREGPT.as_bytes().to_vec()),
+        (hf.to_string(), SHAREGPT.as_bytes().to_vec()),
+    ]));
+    let run = |extra: &[&str], env: (&str, String)| {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cache = dir.path().join("cache").to_string_lossy().into_owned();
+        let mut args = RUN.to_vec();
+        args.extend(["--response-messages", "text"]);
+        args.extend_from_slice(extra);
+        let (code, out) = perf_with_env(dir.path(), &args, &[env, ("PERF_CACHE_DIR", cache)]);
+        Run {
+            dir,
+            code,
+            stdout: out.clone(),
+            stderr: out,
+        }
+    };
+
+    // Turn by turn, from ModelScope: user turns only, at most --max-turns, the live replies.
+    let r = run(
+        &[
+            "--dataset",
+            "share_gpt_en_multi_turn",
+            "--multi-turn",
+            "--max-turns",
+            "2",
+            "-n",
+            "2",
+        ],
+        ("MODELSCOPE_ENDPOINT", hub.url()),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let convs = conversations(&r, "parallel_1_number_2");
+    let turns: Vec<usize> = convs.values().map(Vec::len).collect();
+    assert_eq!(
+        turns,
+        [2, 2],
+        "three exchanges capped at two; the blank one skipped"
+    );
+    assert_live_history(&convs);
+    let first = &convs.values().next().expect("conversation")[1];
+    assert_eq!(first.messages[0].1, "What is Rust?");
+    assert_eq!(first.messages[2].1, "Why is it fast?");
+    let all: String = convs
+        .values()
+        .flatten()
+        .flat_map(|t| t.messages.iter().map(|m| m.1.clone()))
+        .collect();
+    assert!(!all.contains("REF"), "the reference replies are never sent");
+
+    // One request each, from Hugging Face: the history with the reference replies, ending on
+    // the last user message.
+    let r = run(
+        &[
+            "--dataset",
+            "share_gpt_zh",
+            "--data-source",
+            "huggingface",
+            "-n",
+            "2",
+        ],
+        ("HF_ENDPOINT", hub.url()),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let db = r.db("parallel_1_number_2");
+    let bodies: Vec<String> = db
+        .prepare("SELECT request FROM result ORDER BY request_index")
+        .expect("prepare")
+        .query_map([], |row| row.get(0))
+        .expect("query")
+        .map(|v| v.expect("row"))
+        .collect();
+    let roles = |body: &str| -> Vec<(String, String)> {
+        let v: serde_json::Value = serde_json::from_str(body).expect("json");
+        v["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| {
+                (
+                    m["role"].as_str().expect("role").to_string(),
+                    m["content"].as_str().expect("text").to_string(),
+                )
+            })
+            .collect()
+    };
+    let first = roles(&bodies[0]);
+    assert_eq!(first.len(), 5, "three questions, two replies: {first:?}");
+    assert_eq!(first[1], ("assistant".into(), "REF A1".into()));
+    assert_eq!(first[4], ("user".into(), "Show an example.".into()));
+    let second = roles(&bodies[1]);
+    assert_eq!(
+        second,
+        [
+            ("user".to_string(), "你好".to_string()),
+            ("assistant".to_string(), "REF B1".to_string()),
+            ("user".to_string(), "再见".to_string())
+        ]
+    );
+}

@@ -2,6 +2,7 @@
 
 mod apis;
 mod compat;
+mod conversations;
 mod datasets;
 mod engine;
 mod faults;

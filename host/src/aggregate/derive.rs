@@ -162,14 +162,19 @@ fn record(raw: &RawRecord, t: Tokens, run_index: u32, clock: &EpochClock) -> Req
         completion_tokens: success.then_some(t.completion).into(),
         cached_tokens: raw.usage.cached_tokens,
         tokens_estimated: t.estimated,
-        ext: connection_fields(raw),
+        ext: extension_fields(raw),
     }
 }
 
-/// The connect and TLS handshake times of a request that opened its connection.
-fn connection_fields(raw: &RawRecord) -> perf_plugin_api::Extensions {
+/// The connect and TLS handshake times of a request that opened its connection; the
+/// conversation and turn of a `--multi-turn` request.
+fn extension_fields(raw: &RawRecord) -> perf_plugin_api::Extensions {
     use perf_plugin_api::{FieldId, FieldValue};
     let mut ext = perf_plugin_api::Extensions::new();
+    if let Some(turn) = raw.turn {
+        ext.set(FieldId::CONVERSATION, FieldValue::U64(turn.conversation));
+        ext.set(FieldId::TURN, FieldValue::U64(u64::from(turn.turn)));
+    }
     if let Some(opened) = raw.opened {
         ext.set(
             FieldId::CONNECT_S,

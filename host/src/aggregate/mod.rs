@@ -13,6 +13,7 @@ pub mod goodput;
 pub mod load;
 pub mod saturation;
 pub mod summary;
+pub mod traces;
 
 pub use load::{ClientLoad, LoopDelay};
 pub use summary::{metric, PercentileRow, Percentiles, Summary};
@@ -90,6 +91,15 @@ pub struct RunStats {
     ttfb_count: u64,
     cached_tokens: u64,
     cached_prompt_tokens: u64,
+    /// `--multi-turn`: the turn numbers of the successful requests, summed.
+    turn_sum: u64,
+    /// `--multi-turn`: TTFTs of first turns and of the later ones, seconds.
+    first_turn_ttft: Sum,
+    later_turn_ttft: Sum,
+    /// `--multi-turn`: per-conversation totals (`trace_summary.json`).
+    traces: traces::Traces,
+    /// `--multi-turn`: conversations whose first turn was measured.
+    conversations: u64,
     cache_reported: bool,
     failures: BTreeMap<&'static str, u64>,
     malformed: u64,
@@ -214,6 +224,11 @@ impl RunStats {
             ttfb_count: 0,
             cached_tokens: 0,
             cached_prompt_tokens: 0,
+            turn_sum: 0,
+            first_turn_ttft: Sum::default(),
+            later_turn_ttft: Sum::default(),
+            traces: traces::Traces::default(),
+            conversations: 0,
             cache_reported: false,
             failures: BTreeMap::new(),
             malformed: 0,
@@ -265,6 +280,9 @@ impl RunStats {
                 self.tls.add(tls.as_secs_f64());
                 self.tls_max_s = self.tls_max_s.max(tls.as_secs_f64());
             }
+        }
+        if raw.turn.is_some_and(|t| t.turn == 1) {
+            self.conversations += 1;
         }
         if derive::cancelled(raw) {
             self.cancelled += 1;
@@ -342,6 +360,36 @@ impl RunStats {
             self.cached_tokens += cached;
             self.cached_prompt_tokens += prompt as u64;
         }
+        if let Some(turn) = raw.turn {
+            // evalscope's first-chunk latency: the TTFT, the whole latency unstreamed.
+            let ttft = get(rec.ttft_s).unwrap_or(latency);
+            self.turn_sum += u64::from(turn.turn);
+            if turn.turn == 1 {
+                self.first_turn_ttft.add(ttft);
+            } else {
+                self.later_turn_ttft.add(ttft);
+            }
+            self.traces.add(traces::TurnSample {
+                conversation: turn.conversation,
+                sent: rec.times.sent,
+                completed: rec.times.completed,
+                ttft,
+                latency,
+                prompt: prompt as u64,
+                completion: completion as u64,
+                cached: rec.cached_tokens.into_option().unwrap_or(0),
+            });
+        }
+    }
+
+    /// `--multi-turn`: the conversations started (their first turn measured).
+    pub fn conversations(&self) -> u64 {
+        self.conversations
+    }
+
+    /// `trace_summary.json`, for a `--multi-turn` run with a successful turn.
+    pub fn trace_summary(&self) -> Option<traces::TraceSummary> {
+        (!self.traces.is_empty()).then(|| self.traces.summary())
     }
 
     fn wall_s(&self) -> f64 {
@@ -447,6 +495,12 @@ impl RunStats {
             let rate = 100.0 * self.cached_tokens as f64 / self.cached_prompt_tokens as f64;
             s.kv_cache_hit_rate = Some(round(rate, 4));
         }
+        if self.turn_sum > 0 && self.ok > 0 {
+            s.avg_turns_per_request = Some(round(self.turn_sum as f64 / self.ok as f64, 4));
+        }
+        let ms_mean = |sum: &Sum| (sum.n > 0).then(|| round(sum.sum / sum.n as f64 * 1000.0, 2));
+        s.avg_first_turn_ttft_ms = ms_mean(&self.first_turn_ttft);
+        s.avg_subsequent_turn_ttft_ms = ms_mean(&self.later_turn_ttft);
         if self.decoded_per_step.n > 0 {
             let l = self.decoded_per_step.sum / self.decoded_per_step.n as f64;
             s.avg_decoded_tok_per_iter = Some(round(l, 4));
@@ -687,6 +741,7 @@ mod tests {
             prompt_chars: 0,
             messages: Default::default(),
             peak_memory_bytes: 0,
+            turn: None,
         }
     }
 

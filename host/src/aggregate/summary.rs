@@ -88,6 +88,14 @@ pub struct Summary {
     /// per-stream speed, not the run's; see `Run Input Throughput (tok/s)`); 0 otherwise.
     #[serde(rename = "Input Throughput (tok/s)")]
     pub input_tok_per_s: f64,
+    /// `--multi-turn`: the mean turn number of the successful requests (evalscope's: turn k
+    /// of a conversation counts k).
+    #[serde(
+        rename = "Avg Turns/Request",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub avg_turns_per_request: Option<f64>,
     /// Cached prompt tokens over prompt tokens, when the server reports cached tokens.
     #[serde(
         rename = "KV Cache Hit Rate (%)",
@@ -95,6 +103,20 @@ pub struct Summary {
         skip_serializing_if = "Option::is_none"
     )]
     pub kv_cache_hit_rate: Option<f64>,
+    /// `--multi-turn`: mean TTFT of first turns (the cold prefill), ms.
+    #[serde(
+        rename = "Avg First-Turn TTFT (ms)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub avg_first_turn_ttft_ms: Option<f64>,
+    /// `--multi-turn`: mean TTFT of the later turns (where a prefix cache helps), ms.
+    #[serde(
+        rename = "Avg Subsequent-Turn TTFT (ms)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub avg_subsequent_turn_ttft_ms: Option<f64>,
     /// Mean output tokens per decode step over the requests with more than one (speculative
     /// decoding), when there are any.
     #[serde(

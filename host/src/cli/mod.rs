@@ -472,6 +472,10 @@ pub struct RunArgs {
     /// Deprecated multi-turn options.
     #[arg(long)]
     pub multi_turn_args: Option<String>,
+    /// perf: seconds between a reply and the next turn of its conversation (a user reading
+    /// and typing), with --multi-turn.
+    #[arg(long, value_parser = values::seconds_or_zero)]
+    pub think_time: Option<f64>,
 
     // ----- perf's own
     /// perf: options of the API adapter plugin, as JSON.

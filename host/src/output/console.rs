@@ -201,6 +201,22 @@ pub fn workload_table(w: &Workload) -> String {
     format!("Workload throughput ({} samples):\n{t}", w.n_samples)
 }
 
+/// The per-conversation table of a `--multi-turn` run (`trace_summary.json`).
+pub fn trace_table(t: &crate::aggregate::traces::TraceSummary) -> String {
+    let mut header = vec!["Metric"];
+    header.extend(crate::aggregate::traces::STAT_NAMES);
+    let mut table = table(header);
+    for row in &t.rows {
+        let mut cells = vec![Cell::new(row.metric)];
+        cells.extend(row.stats.iter().map(|v| right(format!("{v:.4}"))));
+        table.add_row(cells);
+    }
+    format!(
+        "Per-conversation metrics ({} conversations):\n{table}",
+        t.n_traces
+    )
+}
+
 /// Two decimals, trailing zeros dropped.
 fn rate(v: f64) -> String {
     let text = format!("{v:.2}");

@@ -3,8 +3,9 @@
 //! latency, TTFT, token counts, memory and TPOT; `response_messages` in the form
 //! `--response-messages` picks, evalscope's pickle by default), then perf's own: request
 //! index, HTTP status, error kind and text, cached tokens, chunk counts, dispatch lag, the
-//! Unix-epoch time of every phase, where the token counts came from, and the connect and TLS
-//! handshake times of a request that opened its connection. A script that reads
+//! Unix-epoch time of every phase, where the token counts came from, the connect and TLS
+//! handshake times of a request that opened its connection, and with `--multi-turn` the
+//! conversation and turn (from 1) of each request. A script that reads
 //! `SELECT *` by position gets what it got from evalscope.
 //!
 //! Beside `result`, table `perf_metrics` holds each row's numbers without its bodies (the same
@@ -26,7 +27,7 @@ use crate::output::redact::redact;
 use crate::output::workload::Sample;
 
 /// The columns of `result`, in order: evalscope's first.
-pub const COLUMNS: [(&str, &str); 32] = [
+pub const COLUMNS: [(&str, &str); 34] = [
     ("request", "TEXT"),
     ("start_time", "REAL"),
     ("inter_token_latencies", "TEXT"),
@@ -60,6 +61,8 @@ pub const COLUMNS: [(&str, &str); 32] = [
     ("token_counts", "TEXT"),
     ("connect_time", "REAL"),
     ("tls_handshake_time", "REAL"),
+    ("conversation_id", "INTEGER"),
+    ("turn_index", "INTEGER"),
 ];
 
 /// How many of [`COLUMNS`] are evalscope's.
@@ -219,6 +222,8 @@ impl ResultDb {
             d.tokens.source(),
             raw.opened.map(|o| o.connect.as_secs_f64()),
             raw.opened.and_then(|o| o.tls).map(|t| t.as_secs_f64()),
+            raw.turn.map(|t| t.conversation as i64),
+            raw.turn.map(|t| t.turn),
         ])?;
         let rowid = self.conn.last_insert_rowid();
         self.conn

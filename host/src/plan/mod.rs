@@ -24,6 +24,7 @@ use crate::cli::{MockArgs, RunArgs};
 use crate::error::usage;
 use crate::modes::ServerMode;
 use crate::plugin_host::PluginRegistry;
+use crate::run::Talk;
 
 /// One run of a sweep: a (parallel, number) pair, or (rate, number) in open loop.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +161,8 @@ pub struct RunPlan {
     pub stop_on_saturation: bool,
     /// `--sla-auto-tune`: the search instead of the sweep.
     pub sla: Option<crate::sla::SlaPlan>,
+    /// `--multi-turn`: jobs are conversations, sent turn by turn.
+    pub talk: Option<Talk>,
 }
 
 fn not_supported(what: &str) -> anyhow::Error {
@@ -196,10 +199,7 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
 }
 
 fn check_unsupported(a: &RunArgs) -> anyhow::Result<()> {
-    let unsupported: [(bool, &str); 2] = [
-        (a.scenario.is_some(), "--scenario (AgentX via AIPerf)"),
-        (a.multi_turn || a.multi_turn_args.is_some(), "--multi-turn"),
-    ];
+    let unsupported: [(bool, &str); 1] = [(a.scenario.is_some(), "--scenario (AgentX via AIPerf)")];
     match unsupported.iter().find(|(set, _)| *set) {
         Some((_, what)) => Err(not_supported(what)),
         None => Ok(()),
@@ -429,6 +429,12 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
     let http = http_plan(a, url)?;
     let mut warnings = header_warnings(a, &http.headers);
     warnings.extend(note);
+    let talk = talk(
+        a,
+        chat,
+        adapter.results == ResultKind::InputOnly,
+        &mut warnings,
+    )?;
     if a.attn_implementation.is_some() && mode != Some(ServerMode::LocalModel) {
         // evalscope takes it and uses it only for its local model.
         warnings.push(
@@ -491,7 +497,53 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         progress_tracker: a.enable_progress_tracker,
         stop_on_saturation: a.stop_on_saturation,
         sla: crate::sla::SlaPlan::from_args(a, adapter.results == ResultKind::InputOnly)?,
+        talk,
     })
+}
+
+/// `--multi-turn`'s settings, checked.
+fn talk(
+    a: &RunArgs,
+    chat: bool,
+    input_only: bool,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Option<Talk>> {
+    if !a.multi_turn {
+        if a.think_time.is_some() {
+            return Err(usage(
+                "--think-time is the pause between the turns of a conversation: it needs --multi-turn",
+            ));
+        }
+        return Ok(None);
+    }
+    if input_only {
+        return Err(usage(
+            "--multi-turn needs an API that generates replies; embedding and rerank APIs have none to carry into the next turn",
+        ));
+    }
+    if !chat {
+        return Err(usage(
+            "--multi-turn sends each turn as chat messages with the replies so far: use a chat endpoint (--url .../v1/chat/completions) and leave --apply-chat-template on",
+        ));
+    }
+    if let Some(max) = a.max_turns {
+        if max < a.min_turns {
+            return Err(usage(format!(
+                "--max-turns ({max}) must be at least --min-turns ({})",
+                a.min_turns
+            )));
+        }
+    }
+    if a.tokenize_prompt {
+        warnings.push(
+            "--tokenize-prompt is ignored with --multi-turn: conversations go out as chat messages"
+                .into(),
+        );
+    }
+    Ok(Some(Talk {
+        max_turns: a.max_turns,
+        think_time: seconds(a.think_time.unwrap_or(0.0), "--think-time")?,
+    }))
 }
 
 #[cfg(test)]
@@ -609,7 +661,10 @@ mod tests {
         assert!(err("--model m --extra-args [1]").contains("JSON object"));
         assert!(err("--model m --headers novalue").contains("key=value"));
         assert!(err("--model m --url ftp://x").contains("http://"));
-        assert!(err("--model m --multi-turn").contains("not supported yet"));
+        assert!(err("--model m --scenario agentx").contains("not supported yet"));
+        assert!(err("--model m --multi-turn --min-turns 3 --max-turns 2")
+            .contains("--max-turns (2) must be at least --min-turns (3)"));
+        assert!(err("--model m --think-time 2").contains("needs --multi-turn"));
         let p = plan(&args("--model m --attn-implementation eager")).expect("plan");
         assert!(
             p.warnings[0].contains("--api local only"),

@@ -44,7 +44,18 @@ pub(crate) fn prompt_plan(
         return Ok(PromptPlan::Fixed(at_file(p, "--prompt")?));
     }
     let info = dataset(a, registry)?;
-    let options = optional_object(&a.dataset_args, "--dataset-args")?;
+    let mut options = optional_object(&a.dataset_args, "--dataset-args")?;
+    // The deprecated --multi-turn-args are dataset options (--dataset-args wins).
+    if let Value::Object(old) = optional_object(&a.multi_turn_args, "--multi-turn-args")? {
+        if !options.is_object() {
+            options = Value::Object(Map::new());
+        }
+        if let Some(o) = options.as_object_mut() {
+            for (k, v) in old {
+                o.entry(k).or_insert(v);
+            }
+        }
+    }
     check_options(info, &options, "--dataset-args")?;
     Ok(PromptPlan::Dataset {
         id: info.id.to_string(),
@@ -65,6 +76,9 @@ pub(crate) fn prompt_plan(
             image_num: a.image_num,
             image_patch_size: a.image_patch_size,
             options,
+            multi_turn: a.multi_turn,
+            min_turns: a.min_turns,
+            max_turns: a.max_turns,
         }),
     })
 }

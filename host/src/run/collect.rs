@@ -135,8 +135,14 @@ impl Collector {
             measured += 1;
             self.count_output(&mut raw);
             let before = self.stats.failed();
+            // The bar and progress.json count what --number counts: requests, or with
+            // --multi-turn whole conversations.
+            let unit_done = raw.turn.is_none_or(|t| t.last);
             self.collect(raw, measured, &mut db_error);
-            live.unreported.0 += 1;
+            if unit_done {
+                self.bar.inc(1);
+                live.unreported.0 += 1;
+            }
             live.unreported.1 += self.stats.failed() - before;
         }
         if !self.sinks.is_empty() {
@@ -211,7 +217,6 @@ impl Collector {
             }
         }
         self.sinks.send(SinkEvent::Record(derived.record));
-        self.bar.inc(1);
         if measured % self.log_every == 0 {
             let summary = self.stats.summary(None);
             log::info(format!(

@@ -10,6 +10,7 @@
 //!
 //! Every request goes through `worker::execute`; records go to the collector thread.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -18,10 +19,11 @@ use tokio::sync::mpsc::{self, Sender};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::conversation::{Conversation, Talk};
 use crate::plan::{MaxTokens, RunSpec};
 use crate::plugin_host::DatasetSource;
 use crate::schedule::{self, Arrivals, Ramp, Shape};
-use crate::worker::{execute, Exchange, Job, RawRecord};
+use crate::worker::{execute, Exchange, Job, RawRecord, TurnTag};
 
 /// Where the feeder gets prompts.
 pub enum PromptFeed {
@@ -155,10 +157,18 @@ pub struct Dispatch {
     pub stop: CancellationToken,
     /// Fired when in-flight requests must end now.
     pub abort: CancellationToken,
+    /// `--multi-turn`: every job is a conversation, sent turn by turn.
+    pub talk: Option<Talk>,
 }
 
 impl Dispatch {
-    fn worker(&self, records: &Sender<RawRecord>, clock: &Arc<Clock>, paced: bool) -> Worker {
+    fn worker(
+        &self,
+        records: &Sender<RawRecord>,
+        clock: &Arc<Clock>,
+        paced: bool,
+        requests: &Arc<AtomicU64>,
+    ) -> Worker {
         Worker {
             exchange: self.exchange.clone(),
             records: records.clone(),
@@ -166,6 +176,8 @@ impl Dispatch {
             stop: self.stop.clone(),
             abort: self.abort.clone(),
             paced,
+            talk: self.talk,
+            requests: requests.clone(),
         }
     }
 }
@@ -207,6 +219,8 @@ pub async fn run(d: Dispatch, mut prompts: Prompts, records: Sender<RawRecord>) 
     let paced = arrivals.paced();
     let mut rng = schedule::rng(d.seed, d.run_index);
     let tracker = TaskTracker::new();
+    // Request numbers of conversation turns, in the order they are sent.
+    let requests = Arc::new(AtomicU64::new(0));
     let (job_tx, job_rx) =
         async_channel::bounded::<Job>(d.spec.parallel.unwrap_or(1).clamp(1, 1024));
     let ramp = Arc::new(RampState {
@@ -219,7 +233,7 @@ pub async fn run(d: Dispatch, mut prompts: Prompts, records: Sender<RawRecord>) 
         // No more workers than requests: memory follows what can be in flight, not the flag.
         let workers = (parallel as u64).min(total.max(1)) as usize;
         for i in 0..workers {
-            let w = d.worker(&records, &clock, paced);
+            let w = d.worker(&records, &clock, paced, &requests);
             let turn = d.shape.worker_start(i, workers);
             tracker.spawn(w.closed_loop(job_rx.clone(), turn, ramp.clone()));
         }
@@ -255,7 +269,7 @@ pub async fn run(d: Dispatch, mut prompts: Prompts, records: Sender<RawRecord>) 
                 break;
             }
         } else {
-            let w = d.worker(&records, &clock, paced);
+            let w = d.worker(&records, &clock, paced, &requests);
             tracker.spawn(w.one(job));
         }
     }
@@ -273,6 +287,8 @@ struct Worker {
     stop: CancellationToken,
     abort: CancellationToken,
     paced: bool,
+    talk: Option<Talk>,
+    requests: Arc<AtomicU64>,
 }
 
 impl Worker {
@@ -331,7 +347,86 @@ impl Worker {
         if !self.paced {
             job.intended = Instant::now();
         }
+        if let Some(talk) = self.talk {
+            return self.converse(job, talk).await;
+        }
         let record = execute(&self.exchange, job, &self.abort).await;
         self.records.send(record).await.is_ok()
     }
+
+    /// Sends a conversation's turns one after the other, each with the history and the live
+    /// replies so far; a failed turn ends the conversation, as an interrupt does. Returns
+    /// `false` when the collector is gone.
+    async fn converse(&self, job: Job, talk: Talk) -> bool {
+        let conversation = match Conversation::from_item(&job.item, talk.max_turns) {
+            Ok(c) => c,
+            Err(e) => {
+                // Counted as a failed request, not dropped.
+                let mut record = execute_failed(&job, e);
+                record.index = self.requests.fetch_add(1, Ordering::Relaxed);
+                record.turn = Some(TurnTag {
+                    conversation: job.index,
+                    turn: 1,
+                    last: true,
+                });
+                return self.records.send(record).await.is_ok();
+            }
+        };
+        let n = conversation.turns.len();
+        let mut context: Vec<perf_plugin_api::ChatMessage> = Vec::new();
+        for (i, turn) in conversation.turns.into_iter().enumerate() {
+            let pause = turn.wait
+                + if i > 0 {
+                    talk.think_time
+                } else {
+                    Duration::ZERO
+                };
+            if !pause.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = self.stop.cancelled() => return true,
+                }
+            }
+            context.extend(turn.messages);
+            let item = perf_plugin_api::DatasetItem::new(perf_plugin_api::PromptItem::Messages(
+                context.clone().into(),
+            ));
+            let turn_job = Job {
+                index: self.requests.fetch_add(1, Ordering::Relaxed),
+                warmup: job.warmup,
+                item,
+                intended: if i == 0 { job.intended } else { Instant::now() },
+                max_tokens: turn.max_tokens.or(job.max_tokens),
+                connection_test: false,
+            };
+            let mut record = execute(&self.exchange, turn_job, &self.abort).await;
+            let ok = record.success();
+            record.turn = Some(TurnTag {
+                conversation: job.index,
+                turn: i as u32 + 1,
+                last: !ok || i + 1 == n,
+            });
+            if ok {
+                context.push(perf_plugin_api::ChatMessage::text(
+                    "assistant",
+                    &record.text,
+                ));
+            }
+            if self.records.send(record).await.is_err() {
+                return false;
+            }
+            if !ok || self.stop.is_cancelled() {
+                break;
+            }
+        }
+        true
+    }
+}
+
+/// The record of a job that could not be sent at all.
+fn execute_failed(job: &Job, message: String) -> RawRecord {
+    let mut record = RawRecord::unsent(job);
+    record.error = message;
+    record.failure = perf_plugin_api::FailureKind::Plugin;
+    record
 }

@@ -3,12 +3,15 @@
 //! exit code (0 done, 1 every request failed, 130 interrupted).
 
 mod collect;
+mod conversation;
 mod dispatch;
 mod http;
 mod one;
 mod probe;
 mod sinks;
 mod sla;
+
+pub use conversation::Talk;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -237,7 +237,8 @@ impl Session<'_> {
             self.prompt_feed(offset)?,
             spec.warmup + spec.number,
             capacity,
-            self.prepare(),
+            // A conversation's turns are counted as they are sent, not as a whole.
+            self.prepare().filter(|_| self.plan.talk.is_none()),
             move |e| {
                 log::warn(&e);
                 if let Ok(mut slot) = errors.lock() {
@@ -258,6 +259,7 @@ impl Session<'_> {
                 shape: self.plan.shape,
                 stop: self.interrupt.stop.clone(),
                 abort: self.interrupt.abort.clone(),
+                talk: self.plan.talk,
             },
             prompts,
             tx,
@@ -340,6 +342,10 @@ impl Session<'_> {
             }),
             Err(_) => None,
         };
+        let traces = collected.stats.trace_summary();
+        if let Some(t) = &traces {
+            write_json(&dir.join("trace_summary.json"), &t.to_json())?;
+        }
         let mut write_error = collected.db_error.clone();
         if let Err(e) = collected.db.finish() {
             log::warn(format!("finishing benchmark_data.db failed: {e}"));
@@ -355,6 +361,9 @@ impl Session<'_> {
             console::summary_table(&summary),
             console::percentile_table(&percentiles)
         );
+        if let Some(t) = &traces {
+            text = format!("{text}\n{}", console::trace_table(t));
+        }
         if let Some(w) = &workload {
             text = format!("{text}\n{}", console::workload_table(w));
         }
@@ -363,10 +372,13 @@ impl Session<'_> {
         for reason in collected.stats.saturation(&load) {
             log::warn(format!("CLIENT SATURATED: {reason}"));
         }
-        let measured = collected.stats.total();
+        let (measured, unit) = match self.plan.talk {
+            Some(_) => (collected.stats.conversations(), "conversations"),
+            None => (collected.stats.total(), "requests"),
+        };
         if measured < spec.number {
             log::warn(format!(
-                "{measured} of {} requests were measured (duration, interruption or dataset end)",
+                "{measured} of {} {unit} were measured (duration, interruption or dataset end)",
                 spec.number
             ));
         }

@@ -118,6 +118,19 @@ pub struct RawRecord {
     /// `--api local`: the backend's peak accelerator memory so far, in bytes, when the request
     /// ended (evalscope's `max_gpu_memory_cost`); 0 for a remote server.
     pub peak_memory_bytes: u64,
+    /// `--multi-turn`: which turn of which conversation this request was.
+    pub turn: Option<TurnTag>,
+}
+
+/// Where a `--multi-turn` request stands in its conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TurnTag {
+    /// The conversation's index in the run, in dispatch order (warmup first).
+    pub conversation: u64,
+    /// The turn, from 1.
+    pub turn: u32,
+    /// No further turn of this conversation follows (its last turn, or it failed).
+    pub last: bool,
 }
 
 /// Event payloads, back to back.
@@ -184,7 +197,13 @@ impl RawRecord {
             prompt_chars: prompt_chars(&job.item),
             messages: Messages::default(),
             peak_memory_bytes: 0,
+            turn: None,
         }
+    }
+
+    /// The record of `job` when it was never sent (it failed before that).
+    pub fn unsent(job: &Job) -> Self {
+        Self::new(job, Instant::now())
     }
 
     fn fail(&mut self, kind: FailureKind, message: impl Into<String>) {

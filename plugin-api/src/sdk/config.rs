@@ -121,6 +121,12 @@ pub struct DatasetConfig {
     pub image_patch_size: u32,
     /// Plugin-specific options (`--dataset-args`).
     pub options: Value,
+    /// `--multi-turn`: the run sends conversations (since 0.2.2).
+    pub multi_turn: bool,
+    /// `--min-turns` (since 0.2.2).
+    pub min_turns: u32,
+    /// `--max-turns` (since 0.2.2).
+    pub max_turns: Option<u32>,
 }
 
 impl Default for DatasetConfig {
@@ -142,6 +148,9 @@ impl Default for DatasetConfig {
             image_num: 1,
             image_patch_size: 28,
             options: Value::Null,
+            multi_turn: false,
+            min_turns: 1,
+            max_turns: None,
         }
     }
 }

@@ -39,6 +39,11 @@ impl LengthFilter {
         }
     }
 
+    /// Whether `text` passes the filter.
+    pub(crate) fn keeps(&self, text: &str) -> Result<bool, PluginError> {
+        Ok(self.item(text)?.is_some())
+    }
+
     /// `None` when `text` is filtered out; else the item, with its token count when a
     /// tokenizer measured it.
     pub(crate) fn item(&self, text: &str) -> Result<Option<DatasetItem>, PluginError> {
@@ -88,7 +93,12 @@ struct Message {
 }
 
 fn message(m: Message) -> Result<ChatMessage, String> {
-    let content = match m.content {
+    chat_message(&m.role, m.content)
+}
+
+/// A chat message from its role and its OpenAI content (a string or a list of parts).
+pub(crate) fn chat_message(role: &str, content: Value) -> Result<ChatMessage, String> {
+    let content = match content {
         Value::String(s) => vec![ContentPart::Text(s.into())],
         Value::Array(parts) => parts
             .into_iter()
@@ -111,7 +121,7 @@ fn message(m: Message) -> Result<ChatMessage, String> {
             ))
         }
     };
-    Ok(ChatMessage::new(&m.role, content))
+    Ok(ChatMessage::new(role, content))
 }
 
 impl PromptLines {

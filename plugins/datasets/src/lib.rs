@@ -12,6 +12,9 @@
 //!   `metadata.jsonl` (`imagefolder.rs`), from the hub or `--dataset-path`;
 //! - `random` / `random_vl`: prompts of an exact token length (`random.rs`), after generated
 //!   images for `random_vl` (`images.rs`);
+//! - conversations for `--multi-turn` (`conversations.rs`, `random.rs`): `random_multi_turn`,
+//!   `custom_multi_turn`, `share_gpt_zh_multi_turn`, `share_gpt_en_multi_turn`; and the
+//!   ShareGPT files as single requests with their history, `share_gpt_zh`, `share_gpt_en`;
 //! - for embedding and rerank servers: `random_embedding`, `random_embedding_batch`,
 //!   `random_rerank` (`random.rs`), and `embedding`, `embedding_batch`, `rerank` from files
 //!   (`inputs.rs`).
@@ -20,6 +23,7 @@
 //! `--max-prompt-length` are skipped: lengths in tokens with the host's tokenizer
 //! (`--tokenizer-path`), in characters without one, as evalscope measures them.
 
+mod conversations;
 mod files;
 mod imagefolder;
 mod images;
@@ -33,21 +37,27 @@ use perf_plugin_api::{DatasetItem, PluginError, TokenizerRef};
 
 use files::{FieldLines, LengthFilter, PromptLines};
 
-fn required_path(config: &DatasetConfig, id: &str, hint: &str) -> Result<String, PluginError> {
+pub(crate) fn required_path(
+    config: &DatasetConfig,
+    id: &str,
+    hint: &str,
+) -> Result<String, PluginError> {
     config.dataset_path.clone().ok_or_else(|| {
         PluginError::config(format!("the {id} dataset needs --dataset-path ({hint})"))
     })
 }
 
-/// Where a dataset lives on each hub: (ModelScope repo, Hugging Face repo, file).
-struct HubFile {
+/// Where a dataset lives on each hub: (ModelScope repo, Hugging Face repo, file, and the
+/// file's path on Hugging Face when it differs).
+pub(crate) struct HubFile {
     modelscope: &'static str,
     huggingface: &'static str,
     file: &'static str,
+    huggingface_file: Option<&'static str>,
 }
 
 /// `--dataset-path`, or the dataset's file fetched from `--data-source`'s hub.
-fn path_or_hub(
+pub(crate) fn path_or_hub(
     config: &DatasetConfig,
     id: &str,
     hub: &HubFile,
@@ -61,12 +71,14 @@ fn path_or_hub(
             "{e}; the {id} dataset then needs --dataset-path ({hint})"
         ))
     })?;
-    let repo = match source {
-        perf_hub::Source::ModelScope => hub.modelscope,
-        perf_hub::Source::HuggingFace => hub.huggingface,
+    let (repo, file) = match source {
+        perf_hub::Source::ModelScope => (hub.modelscope, hub.file),
+        perf_hub::Source::HuggingFace => {
+            (hub.huggingface, hub.huggingface_file.unwrap_or(hub.file))
+        }
     };
     perf_hub::Hub::from_env(source)
-        .fetch(perf_hub::Kind::Dataset, repo, hub.file)
+        .fetch(perf_hub::Kind::Dataset, repo, file)
         .map(|p| p.to_string_lossy().into_owned())
         .map_err(|e| {
             PluginError::config(format!(
@@ -111,6 +123,7 @@ impl DatasetSourcePlugin for OpenQa {
             modelscope: "AI-ModelScope/HC3-Chinese",
             huggingface: "Hello-SimpleAI/HC3-Chinese",
             file: "open_qa.jsonl",
+            huggingface_file: None,
         };
         let path = path_or_hub(
             config,
@@ -144,6 +157,7 @@ impl DatasetSourcePlugin for LongAlpaca {
             modelscope: "AI-ModelScope/LongAlpaca-12k",
             huggingface: "Yukang/LongAlpaca-12k",
             file: "LongAlpaca-12k.json",
+            huggingface_file: None,
         };
         let path = path_or_hub(
             config,
@@ -169,6 +183,12 @@ perf_plugin_api::builtin_plugins! {
     DatasetSource: LongAlpaca,
     DatasetSource: random::Random,
     DatasetSource: random::RandomVl,
+    DatasetSource: random::RandomMultiTurn,
+    DatasetSource: conversations::CustomMultiTurn,
+    DatasetSource: conversations::ShareGptZh,
+    DatasetSource: conversations::ShareGptEn,
+    DatasetSource: conversations::ShareGptZhMultiTurn,
+    DatasetSource: conversations::ShareGptEnMultiTurn,
     DatasetSource: webdataset::Flickr8k,
     DatasetSource: imagefolder::KontextBench,
     DatasetSource: random::RandomEmbedding,

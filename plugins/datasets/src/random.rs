@@ -50,6 +50,20 @@ pub(crate) enum Shape {
     Batch(usize),
     /// A query and `documents` documents `ratio` times its length (`random_rerank`).
     Rerank { documents: usize, ratio: f64 },
+    /// A conversation of `turns` user turns (`random_multi_turn`).
+    Conversation(Turns),
+}
+
+/// How `random_multi_turn` draws its conversations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Turns {
+    /// Turns per conversation, drawn uniformly in this range.
+    pub min: u32,
+    pub max: u32,
+    /// Tokens of the first turn's message (default: the prompt-length range).
+    pub first: Option<(u64, u64)>,
+    /// Tokens of each later turn's message (default: the prompt-length range).
+    pub subsequent: Option<(u64, u64)>,
 }
 
 /// What every prompt is built from.
@@ -219,9 +233,34 @@ impl Recipe {
                     tokens,
                 )
             }
+            Shape::Conversation(turns) => return self.build_conversation(index, rng, turns),
             Shape::One => unreachable!("single prompts are built by `build`"),
         };
         Ok(item(PromptItem::Body(body.to_string().into()), tokens))
+    }
+
+    /// A conversation: each turn one user message of a drawn exact length (as the one
+    /// message of a request would measure), from its own random offset.
+    fn build_conversation(
+        &self,
+        index: u64,
+        rng: &mut StdRng,
+        turns: Turns,
+    ) -> Result<DatasetItem, PluginError> {
+        let n = rng.gen_range(turns.min..=turns.max);
+        let mut conversation = Vec::with_capacity(n as usize);
+        for k in 0..n {
+            let range = if k == 0 {
+                turns.first
+            } else {
+                turns.subsequent
+            };
+            let (lo, hi) = range.unwrap_or((self.lo, self.hi));
+            let len = rng.gen_range(lo.max(1)..=hi.max(lo.max(1))) as usize;
+            let (text, _) = self.text(rng, index.wrapping_mul(1 << 16) + u64::from(k), len)?;
+            conversation.push(vec![ChatMessage::text("user", &text)]);
+        }
+        Ok(DatasetItem::conversation(conversation))
     }
 
     fn build(&self, index: u64) -> Result<DatasetItem, PluginError> {
@@ -351,6 +390,7 @@ impl Random {
             (false, Shape::One) => "random",
             (false, Shape::Batch(_)) => "random_embedding_batch",
             (false, Shape::Rerank { .. }) => "random_rerank",
+            (false, Shape::Conversation(_)) => "random_multi_turn",
         };
         let tokenizer = tokenizer.ok_or_else(|| {
             PluginError::config(format!(
@@ -380,6 +420,122 @@ impl Random {
             queues.push(rx);
         }
         Ok(Random { queues, next: 0 })
+    }
+}
+
+/// `random_multi_turn`.
+pub struct RandomMultiTurn(Random);
+
+/// `random_multi_turn`'s `--dataset-args` (evalscope's multi-turn options).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MultiTurnKnobs {
+    #[serde(default)]
+    first_turn_length: Option<Length>,
+    #[serde(default)]
+    subsequent_turn_length: Option<Length>,
+    /// evalscope's length estimate without a tokenizer; perf always has one here.
+    #[serde(default)]
+    #[allow(dead_code)]
+    chars_per_token: Option<f64>,
+    /// Deprecated in evalscope; the prompt workers are perf's own.
+    #[serde(default)]
+    #[allow(dead_code)]
+    num_workers: Option<u64>,
+}
+
+/// A token count, or a `[min, max]` range drawn uniformly.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Length {
+    One(u64),
+    Range([u64; 2]),
+}
+
+impl Length {
+    fn range(&self, key: &str) -> Result<(u64, u64), PluginError> {
+        let (lo, hi) = match *self {
+            Length::One(n) => (n, n),
+            Length::Range([lo, hi]) => (lo, hi),
+        };
+        if lo == 0 || lo > hi {
+            return Err(PluginError::config(format!(
+                "--dataset-args {key} must be a token count >= 1 or a [min, max] range with 1 <= min <= max"
+            )));
+        }
+        Ok((lo, hi))
+    }
+}
+
+/// Option keys of the multi-turn datasets (evalscope's `MultiTurnDatasetArgs`).
+pub(crate) const MULTI_TURN_KEYS: &[&str] = &[
+    "first_turn_length",
+    "subsequent_turn_length",
+    "chars_per_token",
+    "num_workers",
+];
+
+/// Refuses a conversation dataset in a run without `--multi-turn`.
+pub(crate) fn needs_multi_turn(config: &DatasetConfig, id: &str) -> Result<(), PluginError> {
+    if config.multi_turn {
+        Ok(())
+    } else {
+        Err(PluginError::config(format!(
+            "the {id} dataset yields conversations: add --multi-turn (and --max-turns to cap them)"
+        )))
+    }
+}
+
+impl DatasetSourcePlugin for RandomMultiTurn {
+    const ID: &'static str = "random_multi_turn";
+    const DESCRIPTION: &'static str =
+        "conversations of --min-turns..--max-turns random user turns of exact token lengths (needs --multi-turn, --tokenizer-path)";
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(MULTI_TURN_KEYS);
+
+    fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
+        needs_multi_turn(config, Self::ID)?;
+        let Some(max) = config.max_turns else {
+            return Err(PluginError::config(
+                "random_multi_turn needs --max-turns (turns per conversation are drawn from --min-turns to --max-turns)",
+            ));
+        };
+        let min = config.min_turns.max(1);
+        if max < min {
+            return Err(PluginError::config(format!(
+                "--max-turns ({max}) must be at least --min-turns ({min})"
+            )));
+        }
+        let knobs: MultiTurnKnobs = if config.options.is_null() {
+            serde_json::from_value(serde_json::json!({}))
+                .map_err(|e| PluginError::config(e.to_string()))?
+        } else {
+            serde_json::from_value(config.options.clone())
+                .map_err(|e| PluginError::config(format!("--dataset-args: {e}")))?
+        };
+        let turns = Turns {
+            min,
+            max,
+            first: knobs
+                .first_turn_length
+                .as_ref()
+                .map(|l| l.range("first_turn_length"))
+                .transpose()?,
+            subsequent: knobs
+                .subsequent_turn_length
+                .as_ref()
+                .map(|l| l.range("subsequent_turn_length"))
+                .transpose()?,
+        };
+        let mut config = config.clone();
+        // Conversations go out as chat messages, never as token ids.
+        config.tokenize_prompt = false;
+        config.apply_chat_template = true;
+        Random::start_shaped(&config, tokenizer, None, Shape::Conversation(turns))
+            .map(RandomMultiTurn)
+    }
+
+    fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
+        self.0.next_item()
     }
 }
 

@@ -1,0 +1,347 @@
+//! Conversation datasets, with evalscope's names and reading rules:
+//!
+//! - `custom_multi_turn`: JSON lines, each a conversation as an array of chat messages; the
+//!   assistant messages separate the turns and are dropped (the run sends the live replies).
+//!   perf also reads a `max_tokens` on a user message as that turn's output budget.
+//! - `share_gpt_zh_multi_turn` / `share_gpt_en_multi_turn`: swift/sharegpt conversations, one
+//!   turn per `human` message (the reference replies are dropped), at most `--max-turns`; the
+//!   length filter reads the first message.
+//! - `share_gpt_zh` / `share_gpt_en`: the same files as one request each, the history with
+//!   its reference replies ending on the last `human` message; the length filter reads that
+//!   message.
+//!
+//! Turn boundaries travel as the item's turn ends (`DatasetItem::conversation`).
+
+use std::fs::File;
+use std::io::{BufReader, Lines};
+
+use perf_plugin_api::sdk::{DatasetConfig, DatasetSourcePlugin};
+use perf_plugin_api::{ChatMessage, DatasetItem, PluginError, PromptItem, TokenizerRef};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::files::{line_text, open, LengthFilter};
+use crate::random::{needs_multi_turn, MULTI_TURN_KEYS};
+use crate::{path_or_hub, required_path, HubFile};
+
+/// `custom_multi_turn`.
+pub struct CustomMultiTurn {
+    lines: Lines<BufReader<File>>,
+    path: String,
+    line_no: u64,
+}
+
+/// One message of a `custom_multi_turn` line.
+#[derive(Deserialize)]
+struct Message {
+    role: String,
+    content: Value,
+    /// perf: this user turn's output budget.
+    #[serde(default)]
+    max_tokens: Option<u64>,
+}
+
+impl DatasetSourcePlugin for CustomMultiTurn {
+    const ID: &'static str = "custom_multi_turn";
+    const DESCRIPTION: &'static str =
+        "conversations from --dataset-path: JSON lines, each an array of chat messages split into turns at the assistant messages (needs --multi-turn)";
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(MULTI_TURN_KEYS);
+
+    fn new(config: &DatasetConfig, _tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
+        needs_multi_turn(config, Self::ID)?;
+        let path = required_path(
+            config,
+            Self::ID,
+            "a .jsonl file, each line a JSON array of chat messages",
+        )?;
+        Ok(CustomMultiTurn {
+            lines: open(&path)?,
+            path,
+            line_no: 0,
+        })
+    }
+
+    fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
+        for line in self.lines.by_ref() {
+            self.line_no += 1;
+            let line = line_text(line, &self.path, self.line_no)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let at = format!("{}:{}", self.path, self.line_no);
+            let messages: Vec<Message> = serde_json::from_str(line.trim()).map_err(|e| {
+                PluginError::invalid(format!(
+                    "{at}: not a JSON array of chat messages ({{\"role\": ..., \"content\": ...}}): {e}"
+                ))
+            })?;
+            return conversation(messages, &at).map(Some);
+        }
+        Ok(None)
+    }
+}
+
+/// A `custom_multi_turn` line as a conversation: turns between the assistant messages.
+fn conversation(messages: Vec<Message>, at: &str) -> Result<DatasetItem, PluginError> {
+    let mut turns: Vec<Vec<ChatMessage>> = Vec::new();
+    let mut budgets: Vec<u64> = Vec::new();
+    let mut current: Vec<ChatMessage> = Vec::new();
+    let mut budget = 0;
+    for m in messages {
+        if m.role == "assistant" {
+            if !current.is_empty() {
+                turns.push(std::mem::take(&mut current));
+                budgets.push(std::mem::take(&mut budget));
+            }
+            continue;
+        }
+        if let Some(b) = m.max_tokens {
+            budget = b;
+        }
+        current.push(
+            crate::files::chat_message(&m.role, m.content)
+                .map_err(|e| PluginError::invalid(format!("{at}: {e}")))?,
+        );
+    }
+    if !current.is_empty() {
+        turns.push(current);
+        budgets.push(budget);
+    }
+    if turns.is_empty() {
+        return Err(PluginError::invalid(format!(
+            "{at}: the conversation has no user message"
+        )));
+    }
+    let mut item = DatasetItem::conversation(turns);
+    if budgets.iter().any(|&b| b > 0) {
+        item.set_turn_max_tokens(budgets);
+    }
+    Ok(item)
+}
+
+/// One exchange of a swift/sharegpt line.
+#[derive(Deserialize)]
+struct Exchange {
+    #[serde(default)]
+    human: String,
+    #[serde(default)]
+    assistant: String,
+}
+
+#[derive(Deserialize)]
+struct ShareGptLine {
+    #[serde(default)]
+    conversation: Vec<Exchange>,
+}
+
+/// Where the ShareGPT files live: swift/sharegpt on ModelScope, its Hugging Face mirror.
+fn share_gpt_file(
+    config: &DatasetConfig,
+    id: &str,
+    file: &'static str,
+    hf_file: &'static str,
+) -> Result<String, PluginError> {
+    path_or_hub(
+        config,
+        id,
+        &HubFile {
+            modelscope: "swift/sharegpt",
+            huggingface: "shareAI/ShareGPT-Chinese-English-90k",
+            file,
+            huggingface_file: Some(hf_file),
+        },
+        "a .jsonl file of swift/sharegpt lines: {\"conversation\": [{\"human\": ..., \"assistant\": ...}]}",
+    )
+}
+
+/// The ShareGPT datasets: one reader, four readings.
+pub struct ShareGpt {
+    lines: Lines<BufReader<File>>,
+    path: String,
+    line_no: u64,
+    filter: LengthFilter,
+    /// Conversations (user turns only) instead of one request with the history.
+    multi_turn: bool,
+    max_turns: Option<u32>,
+}
+
+impl ShareGpt {
+    fn open(
+        config: &DatasetConfig,
+        tokenizer: Option<TokenizerRef>,
+        id: &str,
+        zh: bool,
+        multi_turn: bool,
+    ) -> Result<Self, PluginError> {
+        if multi_turn {
+            needs_multi_turn(config, id)?;
+        }
+        let (file, hf_file) = if zh {
+            ("common_zh_70k.jsonl", "sharegpt_jsonl/common_zh_70k.jsonl")
+        } else {
+            ("common_en_70k.jsonl", "sharegpt_jsonl/common_en_70k.jsonl")
+        };
+        let path = share_gpt_file(config, id, file, hf_file)?;
+        Ok(ShareGpt {
+            lines: open(&path)?,
+            path,
+            line_no: 0,
+            filter: LengthFilter::new(config, tokenizer),
+            multi_turn,
+            max_turns: config.max_turns,
+        })
+    }
+
+    fn next(&mut self) -> Result<Option<DatasetItem>, PluginError> {
+        while let Some(line) = self.lines.next() {
+            self.line_no += 1;
+            let line = line_text(line, &self.path, self.line_no)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let parsed: ShareGptLine = serde_json::from_str(line.trim()).map_err(|e| {
+                PluginError::invalid(format!(
+                    "{}:{}: not a swift/sharegpt line ({{\"conversation\": [{{\"human\": ..., \"assistant\": ...}}]}}): {e}",
+                    self.path, self.line_no
+                ))
+            })?;
+            let item = if self.multi_turn {
+                self.conversation(parsed)?
+            } else {
+                self.history(parsed)?
+            };
+            if item.is_some() {
+                return Ok(item);
+            }
+        }
+        Ok(None)
+    }
+
+    /// User turns only, at most `--max-turns`; kept when the first passes the length filter.
+    fn conversation(&self, line: ShareGptLine) -> Result<Option<DatasetItem>, PluginError> {
+        let humans: Vec<&str> = line
+            .conversation
+            .iter()
+            .map(|x| x.human.trim())
+            .filter(|h| !h.is_empty())
+            .take(self.max_turns.map_or(usize::MAX, |m| m as usize))
+            .collect();
+        let Some(first) = humans.first() else {
+            return Ok(None);
+        };
+        if !self.filter.keeps(first)? {
+            return Ok(None);
+        }
+        Ok(Some(DatasetItem::conversation(
+            humans.iter().map(|h| vec![ChatMessage::text("user", h)]),
+        )))
+    }
+
+    /// The history with its reference replies, ending on a user message that passes the
+    /// length filter.
+    fn history(&self, line: ShareGptLine) -> Result<Option<DatasetItem>, PluginError> {
+        let mut messages = Vec::new();
+        for x in &line.conversation {
+            let human = x.human.trim();
+            if human.is_empty() {
+                continue;
+            }
+            messages.push(ChatMessage::text("user", human));
+            let assistant = x.assistant.trim();
+            if !assistant.is_empty() {
+                messages.push(ChatMessage::text("assistant", assistant));
+            }
+        }
+        if messages.last().is_some_and(|m| m.role == "assistant") {
+            messages.pop();
+        }
+        let Some(last) = messages.last() else {
+            return Ok(None);
+        };
+        let last: String = last.texts().collect();
+        if !self.filter.keeps(&last)? {
+            return Ok(None);
+        }
+        Ok(Some(DatasetItem::new(PromptItem::Messages(
+            messages.into(),
+        ))))
+    }
+}
+
+macro_rules! share_gpt {
+    ($name:ident, $id:literal, $zh:expr, $multi:expr, $what:literal) => {
+        #[doc = concat!("`", $id, "`.")]
+        pub struct $name(ShareGpt);
+
+        impl DatasetSourcePlugin for $name {
+            const ID: &'static str = $id;
+            const DESCRIPTION: &'static str = $what;
+            const OPTION_KEYS: Option<&'static [&'static str]> =
+                Some(if $multi { MULTI_TURN_KEYS } else { &[] });
+
+            fn new(
+                config: &DatasetConfig,
+                tokenizer: Option<TokenizerRef>,
+            ) -> Result<Self, PluginError> {
+                ShareGpt::open(config, tokenizer, Self::ID, $zh, $multi).map($name)
+            }
+
+            fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
+                self.0.next()
+            }
+        }
+    };
+}
+
+share_gpt!(
+    ShareGptZh,
+    "share_gpt_zh",
+    true,
+    false,
+    "Chinese ShareGPT conversations (swift/sharegpt common_zh_70k) as one request each: the history ending on the last user message"
+);
+share_gpt!(
+    ShareGptEn,
+    "share_gpt_en",
+    false,
+    false,
+    "English ShareGPT conversations (swift/sharegpt common_en_70k) as one request each: the history ending on the last user message"
+);
+share_gpt!(
+    ShareGptZhMultiTurn,
+    "share_gpt_zh_multi_turn",
+    true,
+    true,
+    "Chinese ShareGPT conversations turn by turn with the live replies (needs --multi-turn)"
+);
+share_gpt!(
+    ShareGptEnMultiTurn,
+    "share_gpt_en_multi_turn",
+    false,
+    true,
+    "English ShareGPT conversations turn by turn with the live replies (needs --multi-turn)"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<DatasetItem, PluginError> {
+        conversation(serde_json::from_str(line).expect("json"), "f:1")
+    }
+
+    #[test]
+    fn custom_lines_split_at_the_replies_and_carry_turn_budgets() {
+        let item = parse(
+            r#"[{"role":"system","content":"s"},{"role":"user","content":"a","max_tokens":5},{"role":"assistant","content":"x"},{"role":"user","content":"b"}]"#,
+        )
+        .expect("item");
+        assert_eq!(item.turn_ends(), Some(&[2u64, 3][..]));
+        assert_eq!(item.turn_max_tokens(), Some(&[5u64, 0][..]));
+        let plain = parse(r#"[{"role":"user","content":"a"}]"#).expect("item");
+        assert_eq!(plain.turn_max_tokens(), None);
+        assert!(parse(r#"[{"role":"assistant","content":"x"}]"#)
+            .expect_err("no user message")
+            .message
+            .contains("no user message"));
+    }
+}
