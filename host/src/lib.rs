@@ -54,7 +54,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Erro
             ));
         }
     }
-    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
+    cli.run.number_given =
+        matches.value_source("number") == Some(clap::parser::ValueSource::CommandLine);
+    Ok(cli)
 }
 
 /// Parses `args` and runs `perf`; returns the process exit code.

@@ -15,4 +15,5 @@ mod plugins;
 mod signals;
 mod sinks;
 mod tls;
+mod traces;
 mod visualizers;

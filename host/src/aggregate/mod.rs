@@ -100,6 +100,8 @@ pub struct RunStats {
     traces: traces::Traces,
     /// `--multi-turn`: conversations whose first turn was measured.
     conversations: u64,
+    /// The run replays a trace's schedule.
+    replay: bool,
     cache_reported: bool,
     failures: BTreeMap<&'static str, u64>,
     malformed: u64,
@@ -229,6 +231,7 @@ impl RunStats {
             later_turn_ttft: Sum::default(),
             traces: traces::Traces::default(),
             conversations: 0,
+            replay: false,
             cache_reported: false,
             failures: BTreeMap::new(),
             malformed: 0,
@@ -513,8 +516,24 @@ impl RunStats {
     /// The p99 dispatch lag in milliseconds, when the run was paced by `--rate` without a
     /// concurrency cap (the runs where the lag means a missed schedule).
     fn paced_lag_p99_ms(&self) -> Option<f64> {
-        (self.rate > 0.0 && self.parallel < 0 && self.dispatch_lag.n > 0)
-            .then(|| self.dispatch_lag_us.value_at_quantile(0.99) as f64 / 1000.0)
+        self.paced_lag_ms(0.99)
+    }
+
+    /// The lag's quantile `q` in milliseconds, on a run paced without a concurrency cap.
+    fn paced_lag_ms(&self, q: f64) -> Option<f64> {
+        ((self.rate > 0.0 || self.replay) && self.parallel < 0 && self.dispatch_lag.n > 0).then(
+            || {
+                (self.dispatch_lag_us.value_at_quantile(q) as f64 / 1e6)
+                    .min(self.dispatch_lag_max_s)
+                    * 1000.0
+            },
+        )
+    }
+
+    /// The run replays a trace's own schedule: its dispatch lag is the replay lag.
+    pub fn replay(mut self, yes: bool) -> Self {
+        self.replay = yes;
+        self
     }
 
     /// Why the client may have distorted this run (empty when it did not).
@@ -535,6 +554,8 @@ impl RunStats {
                 .min(self.dispatch_lag_max_s),
         ));
         s.max_dispatch_lag_ms = ms(some_lag(self.dispatch_lag_max_s));
+        s.p50_dispatch_lag_ms = self.paced_lag_ms(0.5).map(|v| round(v, 2));
+        s.p90_dispatch_lag_ms = self.paced_lag_ms(0.9).map(|v| round(v, 2));
         if let Some(load) = load {
             load.fill(s);
             s.client_saturated = Some(!self.saturation(&load).is_empty());
@@ -742,6 +763,7 @@ mod tests {
             messages: Default::default(),
             peak_memory_bytes: 0,
             turn: None,
+            request_id: String::new(),
         }
     }
 

@@ -160,6 +160,20 @@ pub struct Summary {
     /// Mean lag of actual behind intended send, ms.
     #[serde(rename = "Avg Dispatch Lag (ms)")]
     pub avg_dispatch_lag_ms: f64,
+    /// Paced runs (`--rate` in open loop, a replayed trace): the median of that lag, ms.
+    #[serde(
+        rename = "P50 Dispatch Lag (ms)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub p50_dispatch_lag_ms: Option<f64>,
+    /// Paced runs: its 90th percentile, ms.
+    #[serde(
+        rename = "P90 Dispatch Lag (ms)",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub p90_dispatch_lag_ms: Option<f64>,
     /// p99 of that lag, ms.
     #[serde(rename = "P99 Dispatch Lag (ms)")]
     pub p99_dispatch_lag_ms: f64,

@@ -222,6 +222,11 @@ pub struct RunArgs {
     /// Requests per run; several values make a sweep, paired with --parallel (or --rate).
     #[arg(short = 'n', long, value_parser = values::requests, num_args = 1.., default_values_t = [1000u64])]
     pub number: Vec<u64>,
+    /// Whether `--number` was on the command line (a replayed trace otherwise sends all of
+    /// itself). Set by `perf_host::parse`.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub number_given: bool,
     /// Maximum in-flight requests per run; several values make a sweep.
     #[arg(long, value_parser = values::parallel, num_args = 1.., default_values_t = [1i64])]
     pub parallel: Vec<i64>,

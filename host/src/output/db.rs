@@ -202,7 +202,7 @@ impl ResultDb {
             completion,
             ok.then_some(memory_gb),
             tpot,
-            crate::worker::request_id(raw.index),
+            raw.request_id.as_str(),
             rec.is_stream,
             rec.request_index as i64,
             (rec.http_status != 0).then_some(rec.http_status),

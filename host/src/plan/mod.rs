@@ -163,6 +163,8 @@ pub struct RunPlan {
     pub sla: Option<crate::sla::SlaPlan>,
     /// `--multi-turn`: jobs are conversations, sent turn by turn.
     pub talk: Option<Talk>,
+    /// The dataset replays its own schedule (a trace): once, each request at its time.
+    pub replays_schedule: bool,
 }
 
 fn not_supported(what: &str) -> anyhow::Error {
@@ -400,7 +402,8 @@ fn data_source(a: &RunArgs) -> String {
 /// the plugins' metadata in `registry`; nothing here names a plugin.
 pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
     check_unsupported(a)?;
-    let runs = runs::runs(a)?;
+    let schedule = replays_schedule(a, registry)?;
+    let mut runs = runs::runs(a, schedule)?;
     let endpoint::Endpoint {
         adapter,
         mode,
@@ -419,6 +422,18 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         .unwrap_or_else(|| rand::random::<u64>() >> 11);
     let mut prompts = prompts::prompt_plan(a, chat, dataset_seed, registry)?;
     prompts::move_dataset_knobs(&mut api, &mut prompts, registry);
+    if schedule && !a.number_given {
+        // evalscope replays the whole trace unless --number says how much of it; the
+        // directory keeps the --number it was given (rate_-1.0_number_1000 by default), as
+        // evalscope names it.
+        let n = trace_length(&prompts, registry)?;
+        // Warmup requests are the trace's first ones, as in evalscope.
+        let warmup = runs::warmup(a.warmup_num, n).min(n - 1);
+        for run in &mut runs {
+            run.number = n - warmup;
+            run.warmup = warmup;
+        }
+    }
     let (name, output_dir) = output_location(a, &model);
     let duration = match a.duration {
         Some(d) if d > 0.0 => Some(seconds(d, "--duration")?),
@@ -498,7 +513,51 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         stop_on_saturation: a.stop_on_saturation,
         sla: crate::sla::SlaPlan::from_args(a, adapter.results == ResultKind::InputOnly)?,
         talk,
+        replays_schedule: schedule,
     })
+}
+
+/// Whether the dataset replays its own schedule (a recorded trace); such a dataset needs
+/// `--open-loop` and cannot be a conversation.
+fn replays_schedule(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<bool> {
+    if a.prompt.is_some() {
+        return Ok(false);
+    }
+    let Some(entry) = registry.find(PluginKind::DatasetSource, &a.dataset) else {
+        return Ok(false);
+    };
+    if !entry.info.replays_schedule() {
+        return Ok(false);
+    }
+    let id = &entry.info.id;
+    if !a.open_loop {
+        return Err(usage(format!(
+            "the {id} dataset replays the requests on their recorded schedule: add --open-loop (every request then goes out at its time, with no concurrency cap)"
+        )));
+    }
+    if a.multi_turn {
+        return Err(usage(format!(
+            "the {id} dataset replays single requests on their recorded schedule; leave out --multi-turn"
+        )));
+    }
+    Ok(true)
+}
+
+/// The requests a replayed trace holds (the dataset reads it once to count them).
+fn trace_length(prompts: &PromptPlan, registry: &PluginRegistry) -> anyhow::Result<u64> {
+    let PromptPlan::Dataset { id, config } = prompts else {
+        return Ok(1);
+    };
+    let mut source = registry.dataset_source(id, config, None)?;
+    let mut n = 0u64;
+    while source
+        .next_item()
+        .map_err(|e| usage(format!("the {id} dataset failed: {e}")))?
+        .is_some()
+    {
+        n += 1;
+    }
+    Ok(n.max(1))
 }
 
 /// `--multi-turn`'s settings, checked.

@@ -17,7 +17,20 @@ pub fn warmup(warmup_num: f64, number: u64) -> u64 {
     }
 }
 
-pub(crate) fn runs(a: &RunArgs) -> anyhow::Result<Vec<RunSpec>> {
+/// One open-loop run of `number` requests at `rate` (-1: a trace's own schedule).
+fn open_loop_run(a: &RunArgs, rate: f64, number: u64) -> RunSpec {
+    RunSpec {
+        parallel: None,
+        number,
+        rate: Some(rate),
+        warmup: warmup(a.warmup_num, number),
+        label: format!("rate_{}_number_{number}", python_float(rate)),
+    }
+}
+
+/// The runs of the sweep; `schedule`: the dataset sends on its own schedule, so open-loop
+/// runs need no `--rate`.
+pub(crate) fn runs(a: &RunArgs, schedule: bool) -> anyhow::Result<Vec<RunSpec>> {
     if a.number.contains(&0) {
         return Err(usage("--number must be > 0 for every run"));
     }
@@ -33,7 +46,11 @@ pub(crate) fn runs(a: &RunArgs) -> anyhow::Result<Vec<RunSpec>> {
                 a.number.len()
             )));
         }
-        if let Some(r) = a.rate.iter().find(|r| r.is_nan() || **r <= 0.0) {
+        if let Some(r) = a
+            .rate
+            .iter()
+            .find(|r| !schedule && (r.is_nan() || **r <= 0.0))
+        {
             return Err(usage(format!(
                 "--open-loop needs every --rate > 0 (requests per second), got {r}"
             )));
@@ -42,13 +59,7 @@ pub(crate) fn runs(a: &RunArgs) -> anyhow::Result<Vec<RunSpec>> {
             .rate
             .iter()
             .zip(&a.number)
-            .map(|(&rate, &number)| RunSpec {
-                parallel: None,
-                number,
-                rate: Some(rate),
-                warmup: warmup(number),
-                label: format!("rate_{}_number_{number}", python_float(rate)),
-            })
+            .map(|(&rate, &number)| open_loop_run(a, rate, number))
             .collect());
     }
     if a.parallel.len() != a.number.len() {

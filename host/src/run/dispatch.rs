@@ -35,6 +35,8 @@ pub enum PromptFeed {
         source: DatasetSource,
         /// Opens it again.
         reopen: Box<dyn FnMut() -> Result<DatasetSource, String> + Send>,
+        /// Read it once, never cycle (a replayed trace).
+        once: bool,
     },
 }
 
@@ -92,7 +94,7 @@ pub fn feed(
             while sent < total {
                 let item = match &mut prompts {
                     PromptFeed::Fixed(item) => item.clone(),
-                    PromptFeed::Dataset { source, reopen } => match source.next_item() {
+                    PromptFeed::Dataset { source, reopen, once } => match source.next_item() {
                         Ok(Some(mut item)) => {
                             if let Some(prepare) = &prepare {
                                 prepare(&mut item);
@@ -103,6 +105,7 @@ pub fn feed(
                             on_error("the dataset yielded no prompts (check --dataset-path and the --min/--max-prompt-length filters)".into());
                             break;
                         }
+                        Ok(None) if *once => break,
                         Ok(None) => match reopen() {
                             Ok(fresh) => {
                                 *source = fresh;
@@ -159,6 +162,8 @@ pub struct Dispatch {
     pub abort: CancellationToken,
     /// `--multi-turn`: every job is a conversation, sent turn by turn.
     pub talk: Option<Talk>,
+    /// Items carry their own send times (a replayed trace).
+    pub replays_schedule: bool,
 }
 
 impl Dispatch {
@@ -216,9 +221,11 @@ pub async fn run(d: Dispatch, mut prompts: Prompts, records: Sender<RawRecord>) 
     let total = d.spec.warmup + d.spec.number;
     let start = Instant::now();
     let mut arrivals = Arrivals::new(start, d.spec.rate, d.shape);
-    let paced = arrivals.paced();
+    // A replayed trace brings its own send times.
+    let paced = arrivals.paced() || d.replays_schedule;
     let mut rng = schedule::rng(d.seed, d.run_index);
     let tracker = TaskTracker::new();
+    let mut trace_start: Option<Instant> = None;
     // Request numbers of conversation turns, in the order they are sent.
     let requests = Arc::new(AtomicU64::new(0));
     let (job_tx, job_rx) =
@@ -246,7 +253,13 @@ pub async fn run(d: Dispatch, mut prompts: Prompts, records: Sender<RawRecord>) 
         let Some(item) = prompts.next().await else {
             break;
         };
-        let intended = arrivals.next(&mut rng);
+        let intended = match item.arrival_s().filter(|_| d.replays_schedule) {
+            // The trace's clock starts when its first request is at hand.
+            Some(s) => {
+                *trace_start.get_or_insert_with(Instant::now) + Duration::from_secs_f64(s.max(0.0))
+            }
+            None => arrivals.next(&mut rng),
+        };
         if paced {
             tokio::select! {
                 _ = tokio::time::sleep_until(intended.into()) => {}

@@ -105,6 +105,7 @@ impl Session<'_> {
                     .dataset_source(&id, &config, handle(&tokenizer))
                     .map_err(|e| e.to_string())
             }),
+            once: self.plan.replays_schedule,
         })
     }
 
@@ -173,7 +174,8 @@ impl Session<'_> {
             stats: RunStats::new(parallel, rate)
                 .input_only(plan.input_only)
                 .goodput(plan.goodput)
-                .pd_metrics(plan.pd_metrics),
+                .pd_metrics(plan.pd_metrics)
+                .replay(plan.replays_schedule),
             db,
             sinks: self.hub.sender(),
             in_flight: self.exchange.in_flight.clone(),
@@ -260,6 +262,7 @@ impl Session<'_> {
                 stop: self.interrupt.stop.clone(),
                 abort: self.interrupt.abort.clone(),
                 talk: self.plan.talk,
+                replays_schedule: self.plan.replays_schedule,
             },
             prompts,
             tx,

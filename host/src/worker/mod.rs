@@ -120,6 +120,8 @@ pub struct RawRecord {
     pub peak_memory_bytes: u64,
     /// `--multi-turn`: which turn of which conversation this request was.
     pub turn: Option<TurnTag>,
+    /// Its id: a replayed trace's `request_id`, else perf's (`perf-<pid>-<index>`).
+    pub request_id: String,
 }
 
 /// Where a `--multi-turn` request stands in its conversation.
@@ -198,6 +200,10 @@ impl RawRecord {
             messages: Messages::default(),
             peak_memory_bytes: 0,
             turn: None,
+            request_id: match job.item.request_id() {
+                Some(id) => id.to_string(),
+                None => request_id(job.index),
+            },
         }
     }
 
@@ -468,13 +474,26 @@ fn build(ex: &Exchange, job: &Job, record: &mut RawRecord) -> Option<Prepared> {
     for (n, v) in &ex.headers {
         headers.insert(n.clone(), v.clone());
     }
+    // A replayed trace's own headers, for this request alone.
+    if let Some(json) = job.item.headers_json() {
+        if let Ok(serde_json::Value::Object(own)) = serde_json::from_str(json) {
+            for (n, v) in own {
+                if let (Ok(n), Some(Ok(v))) = (
+                    HeaderName::try_from(n.as_str()),
+                    v.as_str().map(HeaderValue::try_from),
+                ) {
+                    headers.insert(n, v);
+                }
+            }
+        }
+    }
     // A request id servers can log (vLLM does), to match their logs with benchmark_data.db's
-    // request_id column; --headers can set its own.
+    // request_id column: the trace's own, else perf's; --headers can set its own.
     if !headers.contains_key(REQUEST_ID) {
         let id = if job.connection_test {
             format!("perf-{}-test", std::process::id())
         } else {
-            request_id(job.index)
+            record.request_id.clone()
         };
         if let Ok(v) = HeaderValue::try_from(id) {
             headers.insert(REQUEST_ID, v);

@@ -118,6 +118,9 @@ pub trait DatasetSourcePlugin: Sized + Send + 'static {
     const OPTION_KEYS: Option<&'static [&'static str]> = None;
     /// An example of `--dataset-args`, for `perf plugins --verbose`.
     const OPTIONS_EXAMPLE: &'static str = "";
+    /// Its items carry their own send times (`DatasetItem::set_arrival_s`): the host replays
+    /// them once, in order, in open loop ([`crate::FieldId::REPLAYS_SCHEDULE`]).
+    const REPLAYS_SCHEDULE: bool = false;
 
     /// Validates the configuration and opens the source. `tokenizer` is the host's tokenizer
     /// when `--tokenizer-path` was given.

@@ -398,6 +398,12 @@ impl Registry {
         let info = self.info(T::ID, PluginKind::DatasetSource, T::DESCRIPTION);
         info.aliases = strings(T::ALIASES);
         info.extra_args_keys = strings(T::EXTRA_ARGS_KEYS);
+        if T::REPLAYS_SCHEDULE {
+            info.ext.set(
+                crate::FieldId::REPLAYS_SCHEDULE,
+                crate::FieldValue::Bool(true),
+            );
+        }
         options(info, T::OPTION_KEYS, T::OPTIONS_EXAMPLE);
         self.datasets.push((T::ID, |config, tokenizer| {
             let config = parse(T::ID, config)?;

@@ -45,6 +45,19 @@ impl FieldId {
     /// `U64` on `RequestRecord`: which turn of its conversation, from 1 (evalscope's
     /// `input_num_turns`). Since 0.2.2.
     pub const TURN: FieldId = FieldId(8);
+    /// `Bool` on a dataset source's `PluginInfo`: its items carry their own send times
+    /// ([`FieldId::ARRIVAL_S`]), as a recorded trace does. The host replays them once, in
+    /// open loop, and `--number` defaults to the whole trace. Since 0.2.2.
+    pub const REPLAYS_SCHEDULE: FieldId = FieldId(9);
+    /// `F64` on `DatasetItem`: seconds after the run's start at which to send this request
+    /// (the trace's offset, already scaled by any speed factor). Since 0.2.2.
+    pub const ARRIVAL_S: FieldId = FieldId(10);
+    /// `Str` on `DatasetItem`: the request's id (a trace's `request_id`): sent as
+    /// `x-request-id` and stored in `benchmark_data.db`'s `request_id`. Since 0.2.2.
+    pub const REQUEST_ID: FieldId = FieldId(11);
+    /// `Json` on `DatasetItem`: an object of HTTP headers for this request alone, applied over
+    /// the adapter's and `--headers`. Since 0.2.2.
+    pub const HEADERS: FieldId = FieldId(12);
     /// Test only (`next-interface-check`): a `U64` on `RequestRecord` that no released
     /// interface has.
     #[cfg(feature = "next-interface-check")]

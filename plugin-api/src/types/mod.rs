@@ -186,6 +186,14 @@ pub struct PluginInfo {
     pub ext: Extensions,
 }
 
+impl PluginInfo {
+    /// Dataset sources: whether the items carry their own send times
+    /// ([`FieldId::REPLAYS_SCHEDULE`]).
+    pub fn replays_schedule(&self) -> bool {
+        self.ext.bool(FieldId::REPLAYS_SCHEDULE).unwrap_or(false)
+    }
+}
+
 open_enum! {
     /// Why a plugin call failed, which decides how the host reacts. A host treats a kind it
     /// does not know as [`ErrorKind::Other`].

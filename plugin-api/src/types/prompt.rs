@@ -180,6 +180,41 @@ impl DatasetItem {
             .set(FieldId::CONVERSATION_KEY, FieldValue::Str(key.into()));
     }
 
+    /// When to send it, in seconds after the run's start ([`FieldId::ARRIVAL_S`]).
+    pub fn arrival_s(&self) -> Option<f64> {
+        self.ext.f64(FieldId::ARRIVAL_S)
+    }
+
+    /// Sets when to send it.
+    pub fn set_arrival_s(&mut self, seconds: f64) {
+        self.ext.set(FieldId::ARRIVAL_S, FieldValue::F64(seconds));
+    }
+
+    /// The request's own id ([`FieldId::REQUEST_ID`]).
+    pub fn request_id(&self) -> Option<&str> {
+        self.ext.str(FieldId::REQUEST_ID)
+    }
+
+    /// Sets the request's own id.
+    pub fn set_request_id(&mut self, id: &str) {
+        self.ext
+            .set(FieldId::REQUEST_ID, FieldValue::Str(id.into()));
+    }
+
+    /// Its own HTTP headers, as a JSON object's text ([`FieldId::HEADERS`]).
+    pub fn headers_json(&self) -> Option<&str> {
+        match self.ext.get(FieldId::HEADERS) {
+            Some(FieldValue::Json(j)) => Some(j.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Sets its own HTTP headers (a JSON object's text).
+    pub fn set_headers_json(&mut self, json: &str) {
+        self.ext
+            .set(FieldId::HEADERS, FieldValue::Json(json.into()));
+    }
+
     /// The prompt, or an error when it is of a kind this interface version does not know.
     pub fn into_prompt(self) -> Result<PromptItem, PluginError> {
         self.prompt

@@ -15,6 +15,7 @@
 //! - conversations for `--multi-turn` (`conversations.rs`, `random.rs`): `random_multi_turn`,
 //!   `custom_multi_turn`, `share_gpt_zh_multi_turn`, `share_gpt_en_multi_turn`; and the
 //!   ShareGPT files as single requests with their history, `share_gpt_zh`, `share_gpt_en`;
+//! - `workload_trace`: recorded requests replayed on their recorded schedule (`trace.rs`);
 //! - for embedding and rerank servers: `random_embedding`, `random_embedding_batch`,
 //!   `random_rerank` (`random.rs`), and `embedding`, `embedding_batch`, `rerank` from files
 //!   (`inputs.rs`).
@@ -30,6 +31,7 @@ mod images;
 mod inputs;
 mod random;
 mod tok;
+mod trace;
 mod webdataset;
 
 use perf_plugin_api::sdk::{DatasetConfig, DatasetSourcePlugin};
@@ -189,6 +191,7 @@ perf_plugin_api::builtin_plugins! {
     DatasetSource: conversations::ShareGptEn,
     DatasetSource: conversations::ShareGptZhMultiTurn,
     DatasetSource: conversations::ShareGptEnMultiTurn,
+    DatasetSource: trace::WorkloadTrace,
     DatasetSource: webdataset::Flickr8k,
     DatasetSource: imagefolder::KontextBench,
     DatasetSource: random::RandomEmbedding,
