@@ -212,3 +212,166 @@ fn trace_mistakes_exit_2_naming_the_lines() {
     assert_eq!(r.code, Some(2));
     assert!(r.stderr.contains("speed must be > 0"), "{}", r.stderr);
 }
+
+/// Mooncake-style requests: hash ids in blocks of 32 tokens, 30 ms apart.
+const MOONCAKE: [&[u64]; 7] = [
+    &[1, 2, 3],
+    &[1, 2, 4],
+    &[1, 5],
+    &[1, 2, 3, 6],
+    &[7, 8],
+    &[7, 8, 9],
+    &[1, 2, 3, 6],
+];
+
+fn write_mooncake(dir: &std::path::Path) -> std::path::PathBuf {
+    let lines: Vec<String> = MOONCAKE
+        .iter()
+        .enumerate()
+        .map(|(i, ids)| {
+            json!({"timestamp": 30 * i, "input_length": 32 * ids.len(), "output_length": 2 + i, "hash_ids": ids})
+                .to_string()
+        })
+        .collect();
+    let path = dir.join("mooncake.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+    path
+}
+
+/// Tokens of each request a prefix cache could reuse: its leading blocks whose hash-id prefix
+/// an earlier request had.
+fn implied_cached(block: usize) -> Vec<usize> {
+    let mut seen = std::collections::HashSet::new();
+    MOONCAKE
+        .iter()
+        .map(|ids| {
+            let hits = (1..=ids.len())
+                .take_while(|&k| seen.contains(&ids[..k].to_vec()))
+                .count();
+            for k in 1..=ids.len() {
+                seen.insert(ids[..k].to_vec());
+            }
+            hits * block
+        })
+        .collect()
+}
+
+fn mooncake_run(extra: &[&str]) -> (crate::engine::Run, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let trace = write_mooncake(dir.path());
+    let tok = perf_tests::tokenizer_dir("qwen3");
+    let mut args = vec![
+        "--dataset".to_string(),
+        "mooncake_trace".into(),
+        "--dataset-path".into(),
+        trace.to_string_lossy().into_owned(),
+        "--open-loop".into(),
+        "--tokenizer-path".into(),
+        tok.to_string_lossy().into_owned(),
+        "--dataset-args".into(),
+        r#"{"block_size": 32, "speed": 1.5}"#.into(),
+        "--mock-prefix-cache-tokens".into(),
+        "100000".into(),
+        "--mock-cache-block-tokens".into(),
+        "16".into(),
+        "--mock-ttft-ms".into(),
+        "0".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    (perf_dataset_run(&refs), dir)
+}
+
+#[test]
+fn a_hash_id_trace_shares_exactly_its_blocks_and_the_simulator_hits_what_it_implies() {
+    // Token ids as they are (/v1/completions): the simulator's cache sees the blocks exactly.
+    let (r, _dir) = mooncake_run(&[
+        "--url",
+        "http://127.0.0.1:0/v1/completions",
+        "--tokenize-prompt",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let label = "rate_-1.0_number_1000";
+    let db = r.db(label);
+    let got: Vec<(i64, i64, i64, f64)> = db
+        .prepare("SELECT prompt_tokens, cached_tokens, completion_tokens, intended_send_epoch FROM result ORDER BY intended_send_epoch, request_index")
+        .expect("prepare")
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+        .expect("query")
+        .map(|v| v.expect("row"))
+        .collect();
+    let implied = implied_cached(32);
+    assert_eq!(got.len(), MOONCAKE.len());
+    for (i, (prompt, cached, completion, at)) in got.iter().enumerate() {
+        assert_eq!(
+            *prompt as usize,
+            32 * MOONCAKE[i].len(),
+            "request {i}: input_length"
+        );
+        assert_eq!(
+            *cached as usize, implied[i],
+            "request {i}: the blocks it shares"
+        );
+        assert_eq!(*completion as usize, 2 + i, "request {i}: output_length");
+        // 30 ms apart in the trace, replayed at speed 1.5.
+        assert!(((at - got[0].3) - 0.02 * i as f64).abs() < 1e-3);
+    }
+    let cached: usize = implied.iter().sum();
+    let prompt: usize = MOONCAKE.iter().map(|ids| 32 * ids.len()).sum();
+    let rate = (100.0 * cached as f64 / prompt as f64 * 1e4).round() / 1e4;
+    let s = r.json(label, "benchmark_summary.json");
+    assert_eq!(
+        f(&s, "KV Cache Hit Rate (%)"),
+        rate,
+        "the rate the trace implies"
+    );
+
+    // As chat text: the blocks survive decoding, so the tokenizer reads back exactly the
+    // shared token blocks.
+    let (r, _dir) = mooncake_run(&[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let tok = perf_host::tokenizer::HostTokenizer::load(&perf_tests::tokenizer_dir("qwen3"))
+        .expect("tokenizer");
+    use perf_plugin_api::sdk::TokenizerPlugin;
+    let db = r.db(label);
+    let prompts: Vec<Vec<u32>> = db
+        .prepare("SELECT request FROM result ORDER BY intended_send_epoch, request_index")
+        .expect("prepare")
+        .query_map([], |row| row.get::<_, String>(0))
+        .expect("query")
+        .map(|body| {
+            let body: Value = serde_json::from_str(&body.expect("row")).expect("json");
+            let text = body["messages"][0]["content"]
+                .as_str()
+                .expect("text")
+                .to_string();
+            tok.encode(&text, false).expect("encode")
+        })
+        .collect();
+    for (i, ids) in prompts.iter().enumerate() {
+        assert_eq!(
+            ids.len(),
+            32 * MOONCAKE[i].len(),
+            "request {i} re-encodes to its length"
+        );
+    }
+    for a in 0..MOONCAKE.len() {
+        for b in 0..a {
+            let shared = MOONCAKE[a]
+                .iter()
+                .zip(MOONCAKE[b])
+                .take_while(|(x, y)| x == y)
+                .count();
+            let same = prompts[a]
+                .iter()
+                .zip(&prompts[b])
+                .take_while(|(x, y)| x == y)
+                .count();
+            assert!(
+                same >= 32 * shared
+                    && (same < 32 * (shared + 1) || same == prompts[a].len().min(prompts[b].len())),
+                "requests {b} and {a} share {shared} blocks but {same} tokens"
+            );
+        }
+    }
+}

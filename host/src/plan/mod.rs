@@ -165,6 +165,10 @@ pub struct RunPlan {
     pub talk: Option<Talk>,
     /// The dataset replays its own schedule (a trace): once, each request at its time.
     pub replays_schedule: bool,
+    /// Replay the whole trace: no `--number` was given (the run counts the trace first).
+    pub whole_trace: bool,
+    /// `--warmup-num`, for a run whose number is known only then.
+    pub warmup_num: f64,
 }
 
 fn not_supported(what: &str) -> anyhow::Error {
@@ -403,7 +407,7 @@ fn data_source(a: &RunArgs) -> String {
 pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
     check_unsupported(a)?;
     let schedule = replays_schedule(a, registry)?;
-    let mut runs = runs::runs(a, schedule)?;
+    let runs = runs::runs(a, schedule)?;
     let endpoint::Endpoint {
         adapter,
         mode,
@@ -422,18 +426,7 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         .unwrap_or_else(|| rand::random::<u64>() >> 11);
     let mut prompts = prompts::prompt_plan(a, chat, dataset_seed, registry)?;
     prompts::move_dataset_knobs(&mut api, &mut prompts, registry);
-    if schedule && !a.number_given {
-        // evalscope replays the whole trace unless --number says how much of it; the
-        // directory keeps the --number it was given (rate_-1.0_number_1000 by default), as
-        // evalscope names it.
-        let n = trace_length(&prompts, registry)?;
-        // Warmup requests are the trace's first ones, as in evalscope.
-        let warmup = runs::warmup(a.warmup_num, n).min(n - 1);
-        for run in &mut runs {
-            run.number = n - warmup;
-            run.warmup = warmup;
-        }
-    }
+
     let (name, output_dir) = output_location(a, &model);
     let duration = match a.duration {
         Some(d) if d > 0.0 => Some(seconds(d, "--duration")?),
@@ -514,6 +507,8 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         sla: crate::sla::SlaPlan::from_args(a, adapter.results == ResultKind::InputOnly)?,
         talk,
         replays_schedule: schedule,
+        whole_trace: schedule && !a.number_given,
+        warmup_num: a.warmup_num,
     })
 }
 
@@ -541,23 +536,6 @@ fn replays_schedule(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<bo
         )));
     }
     Ok(true)
-}
-
-/// The requests a replayed trace holds (the dataset reads it once to count them).
-fn trace_length(prompts: &PromptPlan, registry: &PluginRegistry) -> anyhow::Result<u64> {
-    let PromptPlan::Dataset { id, config } = prompts else {
-        return Ok(1);
-    };
-    let mut source = registry.dataset_source(id, config, None)?;
-    let mut n = 0u64;
-    while source
-        .next_item()
-        .map_err(|e| usage(format!("the {id} dataset failed: {e}")))?
-        .is_some()
-    {
-        n += 1;
-    }
-    Ok(n.max(1))
 }
 
 /// `--multi-turn`'s settings, checked.

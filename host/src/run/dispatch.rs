@@ -269,12 +269,16 @@ pub async fn run(d: Dispatch, mut prompts: Prompts, records: Sender<RawRecord>) 
                 break;
             }
         }
+        let item_max_tokens = item.max_tokens().map(|n| n.min(u64::from(u32::MAX)) as u32);
         let job = Job {
             index,
             warmup: index < d.spec.warmup,
             item,
             intended,
-            max_tokens: Some(schedule::max_tokens(d.max_tokens, &mut rng)),
+            max_tokens: Some(match item_max_tokens {
+                Some(n) => n,
+                None => schedule::max_tokens(d.max_tokens, &mut rng),
+            }),
             connection_test: false,
         };
         if d.spec.parallel.is_some() {

@@ -80,6 +80,19 @@ fn dataset_config(plan: &RunPlan, offset: u64) -> Option<(String, DatasetConfig)
     }
 }
 
+/// The requests a replayed trace holds, read once from `source`.
+fn trace_length(source: &mut crate::plugin_host::DatasetSource, id: &str) -> anyhow::Result<u64> {
+    let mut n = 0u64;
+    while source
+        .next_item()
+        .map_err(|e| usage(format!("the {id} dataset failed: {e}")))?
+        .is_some()
+    {
+        n += 1;
+    }
+    Ok(n.max(1))
+}
+
 /// Everything one invocation shares between its runs.
 struct Session<'a> {
     rt: tokio::runtime::Runtime,
@@ -94,7 +107,7 @@ struct Session<'a> {
 }
 
 /// Runs the benchmark the plan describes.
-pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> {
+pub fn run(mut plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> {
     crate::signals::report_file_size_limits();
     // Everything a user can get wrong is checked before any traffic.
     let adapter = registry.api_adapter(&plan.api_id, &plan.api)?;
@@ -106,6 +119,22 @@ pub fn run(plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i32> 
         let mut source =
             registry.dataset_source(&id, &config, tokenizer.as_ref().map(HostTokenizer::handle))?;
         // A dataset that cannot give a single prompt would make a run that measures nothing.
+        if plan.whole_trace {
+            // evalscope replays the whole trace unless --number says how much of it; the
+            // directory keeps the --number it was given (rate_-1.0_number_1000 by default),
+            // as evalscope names it, and the warmup requests are the trace's first ones.
+            let n = trace_length(&mut source, &id)?;
+            let warmup = crate::plan::warmup(plan.warmup_num, n).min(n - 1);
+            for run in &mut plan.runs {
+                run.number = n - warmup;
+                run.warmup = warmup;
+            }
+            source = registry.dataset_source(
+                &id,
+                &config,
+                tokenizer.as_ref().map(HostTokenizer::handle),
+            )?;
+        }
         match source.next_item() {
             Ok(Some(_)) => {}
             Ok(None) => {

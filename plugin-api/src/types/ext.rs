@@ -58,6 +58,9 @@ impl FieldId {
     /// `Json` on `DatasetItem`: an object of HTTP headers for this request alone, applied over
     /// the adapter's and `--headers`. Since 0.2.2.
     pub const HEADERS: FieldId = FieldId(12);
+    /// `U64` on `DatasetItem`: this request's `max_tokens`, over the run's (a trace's
+    /// recorded output length). Since 0.2.2.
+    pub const MAX_TOKENS: FieldId = FieldId(13);
     /// Test only (`next-interface-check`): a `U64` on `RequestRecord` that no released
     /// interface has.
     #[cfg(feature = "next-interface-check")]

@@ -190,6 +190,17 @@ impl DatasetItem {
         self.ext.set(FieldId::ARRIVAL_S, FieldValue::F64(seconds));
     }
 
+    /// This request's own `max_tokens` ([`FieldId::MAX_TOKENS`]).
+    pub fn max_tokens(&self) -> Option<u64> {
+        self.ext.u64(FieldId::MAX_TOKENS)
+    }
+
+    /// Sets this request's own `max_tokens`.
+    pub fn set_max_tokens(&mut self, max_tokens: u64) {
+        self.ext
+            .set(FieldId::MAX_TOKENS, FieldValue::U64(max_tokens));
+    }
+
     /// The request's own id ([`FieldId::REQUEST_ID`]).
     pub fn request_id(&self) -> Option<&str> {
         self.ext.str(FieldId::REQUEST_ID)

@@ -15,7 +15,9 @@
 //! - conversations for `--multi-turn` (`conversations.rs`, `random.rs`): `random_multi_turn`,
 //!   `custom_multi_turn`, `share_gpt_zh_multi_turn`, `share_gpt_en_multi_turn`; and the
 //!   ShareGPT files as single requests with their history, `share_gpt_zh`, `share_gpt_en`;
-//! - `workload_trace`: recorded requests replayed on their recorded schedule (`trace.rs`);
+//! - `workload_trace`: recorded requests replayed on their recorded schedule (`trace.rs`), and
+//!   `mooncake_trace`: Mooncake-style traces whose hash ids become shared token blocks
+//!   (`hashids.rs`);
 //! - for embedding and rerank servers: `random_embedding`, `random_embedding_batch`,
 //!   `random_rerank` (`random.rs`), and `embedding`, `embedding_batch`, `rerank` from files
 //!   (`inputs.rs`).
@@ -26,6 +28,7 @@
 
 mod conversations;
 mod files;
+mod hashids;
 mod imagefolder;
 mod images;
 mod inputs;
@@ -192,6 +195,7 @@ perf_plugin_api::builtin_plugins! {
     DatasetSource: conversations::ShareGptZhMultiTurn,
     DatasetSource: conversations::ShareGptEnMultiTurn,
     DatasetSource: trace::WorkloadTrace,
+    DatasetSource: hashids::MooncakeTrace,
     DatasetSource: webdataset::Flickr8k,
     DatasetSource: imagefolder::KontextBench,
     DatasetSource: random::RandomEmbedding,
