@@ -246,7 +246,7 @@ fn implied_cached(block: usize) -> Vec<usize> {
         .iter()
         .map(|ids| {
             let hits = (1..=ids.len())
-                .take_while(|&k| seen.contains(&ids[..k].to_vec()))
+                .take_while(|&k| seen.contains(&ids[..k]))
                 .count();
             for k in 1..=ids.len() {
                 seen.insert(ids[..k].to_vec());
