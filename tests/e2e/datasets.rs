@@ -823,3 +823,60 @@ fn random_prompts_are_new_each_invocation_unless_seeded_and_the_seed_is_written(
     assert_eq!(args7["seed"], 7);
     assert_eq!(args7["dataset_seed"], 7);
 }
+
+/// evalscope's speed benchmark: "熵" repeated 1, 6144, 14336 and 30720 times, twice each, sent
+/// to /v1/completions whatever the URL, and speed_benchmark.json grouping the runs by prompt
+/// length with evalscope's query.
+#[test]
+fn the_speed_benchmark_goes_to_completions_and_writes_its_table() {
+    let r = crate::conversations::perf_dataset_run(&[
+        "--dataset",
+        "speed_benchmark",
+        "-n",
+        "8",
+        "--max-tokens",
+        "8",
+        "--mock-ttft-ms",
+        "1",
+        "--mock-tpot-ms",
+        "1",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("measures /v1/completions"),
+        "{}",
+        r.stderr
+    );
+    let label = "parallel_1_number_8";
+    let db = r.db(label);
+    let prompts: Vec<String> = db
+        .prepare("SELECT request FROM result ORDER BY request_index")
+        .expect("prepare")
+        .query_map([], |row| row.get::<_, String>(0))
+        .expect("query")
+        .map(|b| {
+            let body: Value = serde_json::from_str(&b.expect("row")).expect("json");
+            body["prompt"]
+                .as_str()
+                .expect("a completions prompt")
+                .to_string()
+        })
+        .collect();
+    let lengths: Vec<usize> = prompts.iter().map(|p| p.chars().count()).collect();
+    assert_eq!(lengths, [1, 1, 6144, 6144, 14336, 14336, 30720, 30720]);
+    assert!(prompts.iter().all(|p| p.chars().all(|c| c == '熵')));
+    let table = r.json(label, "speed_benchmark.json");
+    let rows = table.as_array().expect("list");
+    assert_eq!(rows.len(), 4, "one row per prompt length: {table}");
+    let mut last = -1;
+    for row in rows {
+        let keys: Vec<&String> = row.as_object().expect("row").keys().collect();
+        assert_eq!(keys, ["Prompt Tokens", "Speed(tokens/s)", "GPU Memory(GB)"]);
+        let tokens = row["Prompt Tokens"].as_i64().expect("tokens");
+        assert!(tokens > last, "ascending: {table}");
+        last = tokens;
+        assert!(row["Speed(tokens/s)"].as_f64().expect("speed") > 0.0);
+        assert_eq!(row["GPU Memory(GB)"], 0.0);
+    }
+    assert!(r.stdout.contains("Speed Benchmark Results"));
+}

@@ -217,6 +217,19 @@ pub fn trace_table(t: &crate::aggregate::traces::TraceSummary) -> String {
     )
 }
 
+/// The speed-benchmark table (`speed_benchmark.json`).
+pub fn speed_table(rows: &[(i64, f64, f64)]) -> String {
+    let mut t = table(vec!["Prompt Tokens", "Speed(tokens/s)", "GPU Memory(GB)"]);
+    for (tokens, speed, memory) in rows {
+        t.add_row(vec![
+            right(tokens.to_string()),
+            right(format!("{speed:?}")),
+            right(format!("{memory:?}")),
+        ]);
+    }
+    format!("Speed Benchmark Results:\n{t}")
+}
+
 /// Two decimals, trailing zeros dropped.
 fn rate(v: f64) -> String {
     let text = format!("{v:.2}");

@@ -10,6 +10,7 @@ pub mod log;
 pub mod messages;
 pub mod progress;
 pub mod redact;
+pub mod speed;
 pub mod workload;
 
 use std::path::Path;

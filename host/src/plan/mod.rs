@@ -169,6 +169,8 @@ pub struct RunPlan {
     pub whole_trace: bool,
     /// `--warmup-num`, for a run whose number is known only then.
     pub warmup_num: f64,
+    /// A speed benchmark: the run writes `speed_benchmark.json`.
+    pub speed_benchmark: bool,
 }
 
 fn not_supported(what: &str) -> anyhow::Error {
@@ -406,6 +408,26 @@ fn data_source(a: &RunArgs) -> String {
 /// the plugins' metadata in `registry`; nothing here names a plugin.
 pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
     check_unsupported(a)?;
+    let speed_benchmark = is_speed_benchmark(a, registry);
+    // evalscope sends the speed benchmarks' prompts to /v1/completions, whatever the URL says.
+    let rewritten;
+    let mut speed_note = None;
+    let trimmed = a.url.trim_end_matches('/');
+    let a = if speed_benchmark && trimmed.ends_with("chat/completions") {
+        let mut b = a.clone();
+        b.url = format!(
+            "{}completions",
+            &trimmed[..trimmed.len() - "chat/completions".len()]
+        );
+        speed_note = Some(format!(
+            "the {} dataset measures /v1/completions: sending to {} instead of the chat endpoint",
+            a.dataset, b.url
+        ));
+        rewritten = b;
+        &rewritten
+    } else {
+        a
+    };
     let schedule = replays_schedule(a, registry)?;
     let runs = runs::runs(a, schedule)?;
     let endpoint::Endpoint {
@@ -443,6 +465,7 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         adapter.results == ResultKind::InputOnly,
         &mut warnings,
     )?;
+    warnings.extend(speed_note);
     if a.attn_implementation.is_some() && mode != Some(ServerMode::LocalModel) {
         // evalscope takes it and uses it only for its local model.
         warnings.push(
@@ -508,8 +531,17 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         talk,
         replays_schedule: schedule,
         whole_trace: schedule && !a.number_given,
+        speed_benchmark,
         warmup_num: a.warmup_num,
     })
+}
+
+/// Whether `--dataset` is a speed benchmark (its info says so).
+fn is_speed_benchmark(a: &RunArgs, registry: &PluginRegistry) -> bool {
+    a.prompt.is_none()
+        && registry
+            .find(PluginKind::DatasetSource, &a.dataset)
+            .is_some_and(|e| e.info.speed_benchmark())
 }
 
 /// Whether the dataset replays its own schedule (a recorded trace); such a dataset needs

@@ -354,6 +354,20 @@ impl Session<'_> {
             log::warn(format!("finishing benchmark_data.db failed: {e}"));
             write_error.get_or_insert(e.to_string());
         }
+        if self.plan.speed_benchmark {
+            match crate::output::speed::rows(&dir.join("benchmark_data.db")) {
+                Ok(rows) => {
+                    write_json(
+                        &dir.join("speed_benchmark.json"),
+                        &crate::output::speed::to_json(&rows),
+                    )?;
+                    let table = console::speed_table(&rows);
+                    println!("{table}");
+                    log::file_only(&table);
+                }
+                Err(e) => log::warn(format!("writing speed_benchmark.json failed: {e:#}")),
+            }
+        }
         write_json(&dir.join("benchmark_summary.json"), &summary.to_json())?;
         write_json_nan(
             &dir.join("benchmark_percentile.json"),

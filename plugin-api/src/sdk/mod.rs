@@ -121,6 +121,9 @@ pub trait DatasetSourcePlugin: Sized + Send + 'static {
     /// Its items carry their own send times (`DatasetItem::set_arrival_s`): the host replays
     /// them once, in order, in open loop ([`crate::FieldId::REPLAYS_SCHEDULE`]).
     const REPLAYS_SCHEDULE: bool = false;
+    /// A speed benchmark: its text prompts go to `/v1/completions` (a chat URL is rewritten)
+    /// and the run writes `speed_benchmark.json` ([`crate::FieldId::SPEED_BENCHMARK`]).
+    const SPEED_BENCHMARK: bool = false;
 
     /// Validates the configuration and opens the source. `tokenizer` is the host's tokenizer
     /// when `--tokenizer-path` was given.

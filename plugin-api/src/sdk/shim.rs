@@ -404,6 +404,12 @@ impl Registry {
                 crate::FieldValue::Bool(true),
             );
         }
+        if T::SPEED_BENCHMARK {
+            info.ext.set(
+                crate::FieldId::SPEED_BENCHMARK,
+                crate::FieldValue::Bool(true),
+            );
+        }
         options(info, T::OPTION_KEYS, T::OPTIONS_EXAMPLE);
         self.datasets.push((T::ID, |config, tokenizer| {
             let config = parse(T::ID, config)?;

@@ -61,6 +61,9 @@ impl FieldId {
     /// `U64` on `DatasetItem`: this request's `max_tokens`, over the run's (a trace's
     /// recorded output length). Since 0.2.2.
     pub const MAX_TOKENS: FieldId = FieldId(13);
+    /// `Bool` on a dataset source's `PluginInfo`: a speed benchmark, whose text prompts go to
+    /// `/v1/completions` and whose run writes `speed_benchmark.json`. Since 0.2.2.
+    pub const SPEED_BENCHMARK: FieldId = FieldId(14);
     /// Test only (`next-interface-check`): a `U64` on `RequestRecord` that no released
     /// interface has.
     #[cfg(feature = "next-interface-check")]

@@ -192,6 +192,11 @@ impl PluginInfo {
     pub fn replays_schedule(&self) -> bool {
         self.ext.bool(FieldId::REPLAYS_SCHEDULE).unwrap_or(false)
     }
+
+    /// Dataset sources: a speed benchmark ([`FieldId::SPEED_BENCHMARK`]).
+    pub fn speed_benchmark(&self) -> bool {
+        self.ext.bool(FieldId::SPEED_BENCHMARK).unwrap_or(false)
+    }
 }
 
 open_enum! {

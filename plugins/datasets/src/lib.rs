@@ -18,6 +18,8 @@
 //! - `workload_trace`: recorded requests replayed on their recorded schedule (`trace.rs`), and
 //!   `mooncake_trace`: Mooncake-style traces whose hash ids become shared token blocks
 //!   (`hashids.rs`);
+//! - `speed_benchmark`, `speed_benchmark_long`: evalscope's speed-by-prompt-length table
+//!   (`speed.rs`);
 //! - for embedding and rerank servers: `random_embedding`, `random_embedding_batch`,
 //!   `random_rerank` (`random.rs`), and `embedding`, `embedding_batch`, `rerank` from files
 //!   (`inputs.rs`).
@@ -33,6 +35,7 @@ mod imagefolder;
 mod images;
 mod inputs;
 mod random;
+mod speed;
 mod tok;
 mod trace;
 mod webdataset;
@@ -196,6 +199,8 @@ perf_plugin_api::builtin_plugins! {
     DatasetSource: conversations::ShareGptEnMultiTurn,
     DatasetSource: trace::WorkloadTrace,
     DatasetSource: hashids::MooncakeTrace,
+    DatasetSource: speed::SpeedBenchmark,
+    DatasetSource: speed::SpeedBenchmarkLong,
     DatasetSource: webdataset::Flickr8k,
     DatasetSource: imagefolder::KontextBench,
     DatasetSource: random::RandomEmbedding,
