@@ -880,3 +880,130 @@ fn the_speed_benchmark_goes_to_completions_and_writes_its_table() {
     }
     assert!(r.stdout.contains("Speed Benchmark Results"));
 }
+
+/// evalscope's text-length options: `target_input_len` cuts long prompts to the target and
+/// keeps (`cap`) or skips (`drop`) short ones; `prefix_file` fills each prompt up to the target
+/// with real text, as a system message or in front of the prompt, exact to the token.
+#[test]
+fn text_datasets_fit_prompts_to_a_target_length_and_fill_it_with_a_prefix() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let questions = dir.path().join("qa.jsonl");
+    std::fs::write(
+        &questions,
+        concat!(
+            r#"{"question": "Why is the sky blue on a clear day, and why does it turn red at sunset over the sea?"}"#,
+            "\n",
+            r#"{"question": "Why?"}"#,
+            "\n"
+        ),
+    )
+    .expect("write");
+    let prefix = dir.path().join("prefix.txt");
+    std::fs::write(&prefix, "Once upon a time there was a lighthouse keeper. ").expect("write");
+    let tok_dir = tokenizer_dir("qwen3");
+    let tok = HostTokenizer::load(&tok_dir).expect("tokenizer");
+    let count = |t: &str| tok.encode(t, false).expect("encode").len();
+    let run = |args: &str| {
+        let mut full = vec![
+            "--dataset",
+            "openqa",
+            "--dataset-path",
+            questions.to_str().expect("path"),
+            "--tokenizer-path",
+            tok_dir.to_str().expect("path"),
+            "--dataset-args",
+            args,
+            "-n",
+            "2",
+        ];
+        full.extend(["--max-tokens", "2"]);
+        crate::conversations::perf_dataset_run(&full)
+    };
+    let messages = |r: &crate::engine::Run| -> Vec<Vec<(String, String)>> {
+        let db = r.db("parallel_1_number_2");
+        let bodies: Vec<String> = db
+            .prepare("SELECT request FROM result ORDER BY request_index")
+            .expect("prepare")
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .map(|v| v.expect("row"))
+            .collect();
+        bodies
+            .iter()
+            .map(|b| {
+                let v: Value = serde_json::from_str(b).expect("json");
+                v["messages"]
+                    .as_array()
+                    .expect("messages")
+                    .iter()
+                    .map(|m| {
+                        (
+                            m["role"].as_str().expect("role").to_string(),
+                            m["content"].as_str().expect("text").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+
+    let r = run(r#"{"target_input_len": 8}"#);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let sent = messages(&r);
+    assert_eq!(count(&sent[0][0].1), 8, "cut to the target: {:?}", sent[0]);
+    assert_eq!(sent[1][0].1, "Why?", "cap keeps a short prompt as it is");
+
+    let r = run(r#"{"target_input_len": 8, "input_len_mode": "drop"}"#);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let sent = messages(&r);
+    assert!(
+        sent.iter().all(|m| count(&m[0].1) == 8),
+        "drop skips the short one (the long one repeats): {sent:?}"
+    );
+
+    let prefix_args = format!(
+        r#"{{"target_input_len": 300, "prefix_file": "{}"}}"#,
+        prefix.display()
+    );
+    let r = run(&prefix_args);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    for m in messages(&r) {
+        assert_eq!(m[0].0, "system", "the prefix is a system message: {m:?}");
+        assert!(m[0].1.starts_with("Once upon a time"));
+        assert_eq!(
+            count(&m[0].1) + count(&m[1].1),
+            300,
+            "exact to the token: {m:?}"
+        );
+    }
+    let user_args = format!(
+        r#"{{"target_input_len": 300, "prefix_file": "{}", "prefix_role": "user"}}"#,
+        prefix.display()
+    );
+    let r = run(&user_args);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    for m in messages(&r) {
+        assert_eq!(m.len(), 1);
+        assert!(m[0].1.starts_with("Once upon a time") && m[0].1.ends_with('?'));
+        assert!(
+            count(&m[0].1).abs_diff(300) <= 1,
+            "prefix and prompt counted apart: {m:?}"
+        );
+    }
+
+    for (args, says) in [
+        (r#"{"prefix_file": "x"}"#, "needs target_input_len"),
+        (
+            r#"{"target_input_len": 8, "input_len_mode": "trim"}"#,
+            "unknown variant",
+        ),
+        (
+            r#"{"target_input_len": 8, "prefix_file": "x", "input_len_mode": "drop"}"#,
+            "cannot go with input_len_mode 'drop'",
+        ),
+    ] {
+        let r = run(args);
+        assert_eq!(r.code, Some(2), "{args}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{args}: {}", r.stderr);
+    }
+}

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::files::{line_text, open, LengthFilter};
+use crate::fit::TEXT_KEYS;
 use crate::random::{needs_multi_turn, MULTI_TURN_KEYS};
 use crate::{path_or_hub, required_path, HubFile};
 
@@ -180,12 +181,17 @@ impl ShareGpt {
         } else {
             ("common_en_70k.jsonl", "sharegpt_jsonl/common_en_70k.jsonl")
         };
+        let filter = if multi_turn {
+            LengthFilter::new(config, tokenizer)
+        } else {
+            LengthFilter::for_text(config, tokenizer)?
+        };
         let path = share_gpt_file(config, id, file, hf_file)?;
         Ok(ShareGpt {
             lines: open(&path)?,
             path,
             line_no: 0,
-            filter: LengthFilter::new(config, tokenizer),
+            filter,
             multi_turn,
             max_turns: config.max_turns,
         })
@@ -254,16 +260,10 @@ impl ShareGpt {
         if messages.last().is_some_and(|m| m.role == "assistant") {
             messages.pop();
         }
-        let Some(last) = messages.last() else {
-            return Ok(None);
-        };
-        let last: String = last.texts().collect();
-        if !self.filter.keeps(&last)? {
-            return Ok(None);
-        }
-        Ok(Some(DatasetItem::new(PromptItem::Messages(
-            messages.into(),
-        ))))
+        Ok(self
+            .filter
+            .conversation(messages)?
+            .map(|m| DatasetItem::new(PromptItem::Messages(m.into()))))
     }
 }
 
@@ -276,7 +276,7 @@ macro_rules! share_gpt {
             const ID: &'static str = $id;
             const DESCRIPTION: &'static str = $what;
             const OPTION_KEYS: Option<&'static [&'static str]> =
-                Some(if $multi { MULTI_TURN_KEYS } else { &[] });
+                Some(if $multi { MULTI_TURN_KEYS } else { TEXT_KEYS });
 
             fn new(
                 config: &DatasetConfig,

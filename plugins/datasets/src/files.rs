@@ -27,6 +27,8 @@ pub struct LengthFilter {
     max: u64,
     tokenizer: Option<Tok>,
     chat: bool,
+    /// `--dataset-args target_input_len` (and `prefix_file`): fit instead of filtering.
+    fit: Option<crate::fit::Fit>,
 }
 
 impl LengthFilter {
@@ -36,7 +38,39 @@ impl LengthFilter {
             max: config.max_prompt_length,
             tokenizer: tokenizer.map(Tok),
             chat: config.apply_chat_template,
+            fit: None,
         }
+    }
+
+    /// The filter of a text dataset, with its `--dataset-args` length fitting.
+    pub fn for_text(
+        config: &DatasetConfig,
+        tokenizer: Option<TokenizerRef>,
+    ) -> Result<Self, PluginError> {
+        Ok(match crate::fit::Fit::from_config(config, tokenizer)? {
+            // Fitted prompts skip the length filter: the fit holds the tokenizer.
+            Ok(fit) => LengthFilter {
+                fit: Some(fit),
+                ..Self::new(config, None)
+            },
+            Err(tokenizer) => Self::new(config, tokenizer),
+        })
+    }
+
+    /// A conversation ending on a user message, fitted (with `target_input_len`) or kept when
+    /// its last message passes the filter.
+    pub(crate) fn conversation(
+        &self,
+        messages: Vec<ChatMessage>,
+    ) -> Result<Option<Vec<ChatMessage>>, PluginError> {
+        if let Some(fit) = &self.fit {
+            return fit.conversation(messages);
+        }
+        let Some(last) = messages.last() else {
+            return Ok(None);
+        };
+        let text: String = last.texts().collect();
+        Ok(self.keeps(&text)?.then_some(messages))
     }
 
     /// Whether `text` passes the filter.
@@ -49,6 +83,9 @@ impl LengthFilter {
     pub(crate) fn item(&self, text: &str) -> Result<Option<DatasetItem>, PluginError> {
         if text.trim().is_empty() {
             return Ok(None);
+        }
+        if let Some(fit) = &self.fit {
+            return fit.item(text);
         }
         let tokens = match &self.tokenizer {
             Some(tok) => Some(tok.prompt_tokens(text, self.chat)? as u64),

@@ -30,6 +30,7 @@
 
 mod conversations;
 mod files;
+mod fit;
 mod hashids;
 mod imagefolder;
 mod images;
@@ -102,13 +103,13 @@ impl DatasetSourcePlugin for LineByLine {
     const ID: &'static str = "line_by_line";
     const DESCRIPTION: &'static str =
         "one prompt per line of --dataset-path (text, a JSON messages array, or a JSON body)";
-    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(fit::TEXT_KEYS);
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         let path = required_path(config, Self::ID, "a text file, one prompt per line")?;
         Ok(LineByLine(PromptLines::open(
             &path,
-            LengthFilter::new(config, tokenizer),
+            LengthFilter::for_text(config, tokenizer)?,
         )?))
     }
 
@@ -124,7 +125,7 @@ impl DatasetSourcePlugin for OpenQa {
     const ID: &'static str = "openqa";
     const DESCRIPTION: &'static str =
         "short questions: the `question` field of a JSON-lines file (--dataset-path)";
-    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(fit::TEXT_KEYS);
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         let hub = HubFile {
@@ -142,7 +143,7 @@ impl DatasetSourcePlugin for OpenQa {
         Ok(OpenQa(FieldLines::open(
             &path,
             &["question"],
-            LengthFilter::new(config, tokenizer),
+            LengthFilter::for_text(config, tokenizer)?,
         )?))
     }
 
@@ -158,7 +159,7 @@ impl DatasetSourcePlugin for LongAlpaca {
     const ID: &'static str = "longalpaca";
     const DESCRIPTION: &'static str =
         "long prompts: the `instruction` field of a JSON list or JSON-lines file (--dataset-path)";
-    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(fit::TEXT_KEYS);
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         let hub = HubFile {
@@ -176,7 +177,7 @@ impl DatasetSourcePlugin for LongAlpaca {
         Ok(LongAlpaca(FieldLines::open(
             &path,
             &["instruction"],
-            LengthFilter::new(config, tokenizer),
+            LengthFilter::for_text(config, tokenizer)?,
         )?))
     }
 
