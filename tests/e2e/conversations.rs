@@ -458,3 +458,49 @@ fn multi_turn_mistakes_exit_2_and_say_what_to_do() {
         assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
     }
 }
+
+/// perf's agent shape for any conversation dataset: one system prompt of an exact token count
+/// before every conversation, and output budgets by turn (the last repeating).
+#[test]
+fn a_system_prompt_of_n_tokens_and_budgets_by_turn_shape_every_conversation() {
+    let tok_dir = tokenizer_dir("qwen3");
+    let r = perf_dataset_run(&[
+        "--dataset",
+        "random_multi_turn",
+        "--multi-turn",
+        "--min-turns",
+        "3",
+        "--max-turns",
+        "3",
+        "--tokenizer-path",
+        tok_dir.to_str().expect("path"),
+        "--min-prompt-length",
+        "10",
+        "--max-prompt-length",
+        "20",
+        "--dataset-args",
+        r#"{"system_prompt_tokens": 120, "turn_max_tokens": [9, 2]}"#,
+        "-n",
+        "3",
+        "--max-tokens",
+        "50",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let convs = conversations(&r, "parallel_1_number_3");
+    let tok = perf_host::tokenizer::HostTokenizer::load(&tok_dir).expect("tokenizer");
+    use perf_plugin_api::sdk::TokenizerPlugin;
+    let mut systems = std::collections::HashSet::new();
+    for turns in convs.values() {
+        assert_eq!(turns.len(), 3);
+        for t in turns {
+            assert_eq!(t.messages[0].0, "system", "{:?}", t.messages);
+        }
+        let system = &turns[0].messages[0].1;
+        assert_eq!(tok.encode(system, false).expect("encode").len(), 120);
+        systems.insert(system.clone());
+        let budgets: Vec<i64> = turns.iter().map(|t| t.completion_tokens).collect();
+        assert_eq!(budgets, [9, 2, 2], "the last budget repeats");
+    }
+    assert_eq!(systems.len(), 1, "one system prompt for every conversation");
+    assert_live_history(&convs);
+}

@@ -20,9 +20,11 @@ use perf_plugin_api::{ChatMessage, DatasetItem, PluginError, PromptItem, Tokeniz
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::extras::Extras;
 use crate::files::{line_text, open, LengthFilter};
 use crate::fit::TEXT_KEYS;
 use crate::random::{needs_multi_turn, MULTI_TURN_KEYS};
+use crate::tok::Tok;
 use crate::{path_or_hub, required_path, HubFile};
 
 /// `custom_multi_turn`.
@@ -30,6 +32,7 @@ pub struct CustomMultiTurn {
     lines: Lines<BufReader<File>>,
     path: String,
     line_no: u64,
+    extras: Extras,
 }
 
 /// One message of a `custom_multi_turn` line.
@@ -48,8 +51,9 @@ impl DatasetSourcePlugin for CustomMultiTurn {
         "conversations from --dataset-path: JSON lines, each an array of chat messages split into turns at the assistant messages (needs --multi-turn)";
     const OPTION_KEYS: Option<&'static [&'static str]> = Some(MULTI_TURN_KEYS);
 
-    fn new(config: &DatasetConfig, _tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
+    fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         needs_multi_turn(config, Self::ID)?;
+        let extras = Extras::from_config(config, tokenizer.map(Tok).as_ref())?;
         let path = required_path(
             config,
             Self::ID,
@@ -59,6 +63,7 @@ impl DatasetSourcePlugin for CustomMultiTurn {
             lines: open(&path)?,
             path,
             line_no: 0,
+            extras,
         })
     }
 
@@ -75,7 +80,7 @@ impl DatasetSourcePlugin for CustomMultiTurn {
                     "{at}: not a JSON array of chat messages ({{\"role\": ..., \"content\": ...}}): {e}"
                 ))
             })?;
-            return conversation(messages, &at).map(Some);
+            return conversation(messages, &at).map(|item| Some(self.extras.apply(item)));
         }
         Ok(None)
     }
@@ -163,6 +168,7 @@ pub struct ShareGpt {
     /// Conversations (user turns only) instead of one request with the history.
     multi_turn: bool,
     max_turns: Option<u32>,
+    extras: Extras,
 }
 
 impl ShareGpt {
@@ -181,6 +187,13 @@ impl ShareGpt {
         } else {
             ("common_en_70k.jsonl", "sharegpt_jsonl/common_en_70k.jsonl")
         };
+        let tok = tokenizer.map(Tok);
+        let extras = if multi_turn {
+            Extras::from_config(config, tok.as_ref())?
+        } else {
+            Extras::default()
+        };
+        let tokenizer = tok.map(|t| t.0);
         let filter = if multi_turn {
             LengthFilter::new(config, tokenizer)
         } else {
@@ -194,6 +207,7 @@ impl ShareGpt {
             filter,
             multi_turn,
             max_turns: config.max_turns,
+            extras,
         })
     }
 
@@ -211,7 +225,7 @@ impl ShareGpt {
                 ))
             })?;
             let item = if self.multi_turn {
-                self.conversation(parsed)?
+                self.conversation(parsed)?.map(|i| self.extras.apply(i))
             } else {
                 self.history(parsed)?
             };

@@ -192,7 +192,7 @@ fn mix(a: u64, b: u64) -> u64 {
 /// Tokens that are a space and a lowercase word (`Ġword` in byte-level BPE, `▁word` in
 /// SentencePiece): text made of them splits back into the same tokens. Any ordinary token
 /// when a vocabulary has too few.
-fn word_tokens(tok: &Tok) -> Vec<u32> {
+pub(crate) fn word_tokens(tok: &Tok) -> Vec<u32> {
     let words: Vec<u32> = (0..tok.vocab_size())
         .filter(|&id| !tok.is_special(id))
         .filter(|&id| {

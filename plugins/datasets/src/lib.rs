@@ -29,6 +29,7 @@
 //! (`--tokenizer-path`), in characters without one, as evalscope measures them.
 
 mod conversations;
+mod extras;
 mod files;
 mod fit;
 mod hashids;

@@ -424,7 +424,7 @@ impl Random {
 }
 
 /// `random_multi_turn`.
-pub struct RandomMultiTurn(Random);
+pub struct RandomMultiTurn(Random, crate::extras::Extras);
 
 /// `random_multi_turn`'s `--dataset-args` (evalscope's multi-turn options).
 #[derive(serde::Deserialize)]
@@ -442,6 +442,14 @@ struct MultiTurnKnobs {
     #[serde(default)]
     #[allow(dead_code)]
     num_workers: Option<u64>,
+    /// Read by `extras.rs`.
+    #[serde(default)]
+    #[allow(dead_code)]
+    turn_max_tokens: Option<serde_json::Value>,
+    /// Read by `extras.rs`.
+    #[serde(default)]
+    #[allow(dead_code)]
+    system_prompt_tokens: Option<serde_json::Value>,
 }
 
 /// A token count, or a `[min, max]` range drawn uniformly.
@@ -473,6 +481,9 @@ pub(crate) const MULTI_TURN_KEYS: &[&str] = &[
     "subsequent_turn_length",
     "chars_per_token",
     "num_workers",
+    // perf's (`extras.rs`).
+    "turn_max_tokens",
+    "system_prompt_tokens",
 ];
 
 /// Refuses a conversation dataset in a run without `--multi-turn`.
@@ -530,12 +541,15 @@ impl DatasetSourcePlugin for RandomMultiTurn {
         // Conversations go out as chat messages, never as token ids.
         config.tokenize_prompt = false;
         config.apply_chat_template = true;
-        Random::start_shaped(&config, tokenizer, None, Shape::Conversation(turns))
-            .map(RandomMultiTurn)
+        let tok = tokenizer.map(Tok);
+        let extras = crate::extras::Extras::from_config(&config, tok.as_ref())?;
+        let random =
+            Random::start_shaped(&config, tok.map(|t| t.0), None, Shape::Conversation(turns))?;
+        Ok(RandomMultiTurn(random, extras))
     }
 
     fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
-        self.0.next_item()
+        Ok(self.0.next_item()?.map(|item| self.1.apply(item)))
     }
 }
 
