@@ -547,3 +547,77 @@ fn share_gpt_conversations_come_from_either_hub_turn_by_turn_or_as_one_request()
         ]
     );
 }
+
+#[test]
+fn trie_traces_replay_their_lengths_budgets_and_tool_latencies() {
+    use crate::conversations::{assert_live_history, conversations};
+    use crate::engine::Run;
+    use perf_plugin_api::sdk::TokenizerPlugin;
+    let traces = concat!(
+        r#"{"input_prompt_length": 40, "num_turns": 2, "assistant_response_length": [3, 4], "tool_call_output_length": [12, 20], "tool_call_latency": [0.2, 0.1], "final_assistant_response_length": 6}"#,
+        "\n",
+        r#"{"input_prompt_length": 25, "num_turns": 0, "assistant_response_length": [], "tool_call_output_length": [], "tool_call_latency": [], "final_assistant_response_length": 5}"#,
+        "\n"
+    );
+    let file = "/api/v1/datasets/evalscope/trie-workloads/repo?Revision=master&FilePath=agentic_coding_8k.jsonl";
+    let hub = LocalHub::start(HashMap::from([(
+        file.to_string(),
+        traces.as_bytes().to_vec(),
+    )]));
+    let dir = tempfile::tempdir().expect("tmp");
+    let tok_dir = tokenizer_dir("qwen3");
+    let cache = dir.path().join("cache").to_string_lossy().into_owned();
+    let mut args = RUN.to_vec();
+    args.extend([
+        "--response-messages",
+        "text",
+        "--dataset",
+        "trie_agentic_coding",
+        "--multi-turn",
+        "--tokenizer-path",
+        tok_dir.to_str().expect("path"),
+        "-n",
+        "2",
+        "--max-tokens",
+        "100",
+    ]);
+    let (code, out) = perf_with_env(
+        dir.path(),
+        &args,
+        &[
+            ("MODELSCOPE_ENDPOINT", hub.url()),
+            ("PERF_CACHE_DIR", cache),
+        ],
+    );
+    let r = Run {
+        dir,
+        code,
+        stdout: out.clone(),
+        stderr: out,
+    };
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let convs = conversations(&r, "parallel_1_number_2");
+    let turns: Vec<&Vec<crate::conversations::TurnRow>> = convs.values().collect();
+    assert_eq!(turns[0].len(), 3, "the prompt, then one turn per tool call");
+    assert_eq!(turns[1].len(), 1);
+    assert_live_history(&convs);
+    let budgets: Vec<i64> = turns[0].iter().map(|t| t.completion_tokens).collect();
+    assert_eq!(budgets, [3, 4, 6], "each turn's recorded reply length");
+    assert_eq!(turns[1][0].completion_tokens, 5);
+    // Each tool turn waits the tool's recorded latency after the reply before it.
+    assert!(turns[0][1].sent - turns[0][0].completed >= 0.199);
+    assert!(turns[0][2].sent - turns[0][1].completed >= 0.099);
+    // Turns are synthesized to the recorded lengths.
+    let tok = perf_host::tokenizer::HostTokenizer::load(&tok_dir).expect("tokenizer");
+    let len = |t: &crate::conversations::TurnRow| {
+        let last = &t.messages.last().expect("message").1;
+        tok.encode(last, false).expect("encode").len()
+    };
+    for (turn, want) in turns[0].iter().zip([40usize, 12, 20]) {
+        assert!(
+            len(turn).abs_diff(want) <= 1,
+            "{} tokens, want {want}",
+            len(turn)
+        );
+    }
+}

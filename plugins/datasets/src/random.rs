@@ -709,3 +709,169 @@ impl DatasetSourcePlugin for RandomRerank {
         self.0.next_item()
     }
 }
+
+/// The trie agentic workloads (applied-compute/trie, re-hosted as `evalscope/trie-workloads`):
+/// each line is a recorded agent trace of token lengths and tool-call latencies, replayed as a
+/// conversation of synthetic turns of those exact lengths: the first turn the user's prompt,
+/// every later one a tool's output sent after the tool's recorded latency, each with the
+/// recorded reply length as its `max_tokens` (pass `--extra-args '{"ignore_eos": true}'` for
+/// the server to generate all of it).
+pub struct Trie {
+    recipe: Recipe,
+    lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+    path: String,
+    line_no: u64,
+    extras: crate::extras::Extras,
+}
+
+/// One trace line.
+#[derive(serde::Deserialize)]
+struct TrieTrace {
+    input_prompt_length: u64,
+    num_turns: usize,
+    assistant_response_length: Vec<u64>,
+    tool_call_output_length: Vec<u64>,
+    tool_call_latency: Vec<f64>,
+    final_assistant_response_length: u64,
+}
+
+impl Trie {
+    fn open(
+        config: &DatasetConfig,
+        tokenizer: Option<TokenizerRef>,
+        id: &str,
+        file: &'static str,
+    ) -> Result<Self, PluginError> {
+        needs_multi_turn(config, id)?;
+        let tok = Tok(tokenizer.ok_or_else(|| {
+            PluginError::config(format!(
+                "the {id} dataset needs --tokenizer-path: its turns are synthesized to the recorded token lengths"
+            ))
+        })?);
+        let extras = crate::extras::Extras::from_config(config, Some(&tok))?;
+        let path = crate::path_or_hub(
+            config,
+            id,
+            &crate::HubFile {
+                modelscope: "evalscope/trie-workloads",
+                huggingface: "evalscope/trie-workloads",
+                file,
+                huggingface_file: None,
+            },
+            "a .jsonl of trie traces (input_prompt_length, num_turns, assistant_response_length, tool_call_output_length, tool_call_latency, final_assistant_response_length)",
+        )?;
+        let mut config = config.clone();
+        config.tokenize_prompt = false;
+        config.apply_chat_template = true;
+        config.prefix_length = 0;
+        Ok(Trie {
+            recipe: Recipe::new(&config, tok, None)?,
+            lines: crate::files::open(&path)?,
+            path,
+            line_no: 0,
+            extras,
+        })
+    }
+
+    fn next(&mut self) -> Result<Option<DatasetItem>, PluginError> {
+        for line in self.lines.by_ref() {
+            self.line_no += 1;
+            let line = crate::files::line_text(line, &self.path, self.line_no)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let at = format!("{}:{}", self.path, self.line_no);
+            let t: TrieTrace = serde_json::from_str(line.trim())
+                .map_err(|e| PluginError::invalid(format!("{at}: not a trie trace: {e}")))?;
+            let n = t.num_turns;
+            if t.assistant_response_length.len() != n
+                || t.tool_call_output_length.len() != n
+                || t.tool_call_latency.len() != n
+            {
+                return Err(PluginError::invalid(format!(
+                    "{at}: num_turns is {n} but the per-turn lists have {}, {} and {} entries",
+                    t.assistant_response_length.len(),
+                    t.tool_call_output_length.len(),
+                    t.tool_call_latency.len()
+                )));
+            }
+            let mut rng = StdRng::seed_from_u64(item_seed(self.recipe.seed, self.line_no));
+            let mut turns = Vec::with_capacity(n + 1);
+            let mut budgets = Vec::with_capacity(n + 1);
+            let mut waits = Vec::with_capacity(n + 1);
+            let (first, _) = self.recipe.text(
+                &mut rng,
+                self.line_no << 16,
+                t.input_prompt_length.max(1) as usize,
+            )?;
+            turns.push(vec![ChatMessage::text("user", &first)]);
+            budgets.push(match n {
+                0 => t.final_assistant_response_length,
+                _ => t.assistant_response_length[0],
+            });
+            waits.push(0.0);
+            for i in 0..n {
+                let (tool, _) = self.recipe.text(
+                    &mut rng,
+                    (self.line_no << 16) + 1 + i as u64,
+                    t.tool_call_output_length[i].max(1) as usize,
+                )?;
+                turns.push(vec![ChatMessage::text("user", &tool)]);
+                budgets.push(if i + 1 == n {
+                    t.final_assistant_response_length
+                } else {
+                    t.assistant_response_length[i + 1]
+                });
+                waits.push(t.tool_call_latency[i].max(0.0));
+            }
+            let mut item = DatasetItem::conversation(turns);
+            item.set_turn_max_tokens(budgets.into_iter().map(|b| b.max(1)).collect());
+            item.set_turn_wait_s(waits);
+            return Ok(Some(self.extras.apply(item)));
+        }
+        Ok(None)
+    }
+}
+
+macro_rules! trie {
+    ($name:ident, $id:literal, $file:literal, $what:literal) => {
+        #[doc = concat!("`", $id, "`.")]
+        pub struct $name(Trie);
+
+        impl DatasetSourcePlugin for $name {
+            const ID: &'static str = $id;
+            const DESCRIPTION: &'static str = $what;
+            const OPTION_KEYS: Option<&'static [&'static str]> = Some(MULTI_TURN_KEYS);
+
+            fn new(
+                config: &DatasetConfig,
+                tokenizer: Option<TokenizerRef>,
+            ) -> Result<Self, PluginError> {
+                Trie::open(config, tokenizer, Self::ID, $file).map($name)
+            }
+
+            fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
+                self.0.next()
+            }
+        }
+    };
+}
+
+trie!(
+    TrieAgenticCoding,
+    "trie_agentic_coding",
+    "agentic_coding_8k.jsonl",
+    "coding-agent traces (trie, ~8k context) replayed turn by turn at their recorded lengths and tool latencies (needs --multi-turn, --tokenizer-path)"
+);
+trie!(
+    TrieCodeQa,
+    "trie_code_qa",
+    "code_qa_8k.jsonl",
+    "code Q&A traces (trie, ~8k context) replayed turn by turn at their recorded lengths and tool latencies (needs --multi-turn, --tokenizer-path)"
+);
+trie!(
+    TrieOfficeWork,
+    "trie_office_work",
+    "office_work_8k.jsonl",
+    "office-work agent traces (trie, ~8k context) replayed turn by turn at their recorded lengths and tool latencies (needs --multi-turn, --tokenizer-path)"
+);
