@@ -1007,3 +1007,42 @@ fn text_datasets_fit_prompts_to_a_target_length_and_fill_it_with_a_prefix() {
         assert!(r.stderr.contains(says), "{args}: {}", r.stderr);
     }
 }
+
+/// evalscope's `custom`: every line a plain-text prompt (a JSON-looking line too), filtered by
+/// length in characters without a tokenizer.
+#[test]
+fn the_custom_dataset_sends_every_line_as_text_within_the_length_bounds() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("prompts.txt");
+    std::fs::write(&path, "Tell me a story\n{\"not\": \"a body\"}\nhi\n\n").expect("write");
+    let r = crate::conversations::perf_dataset_run(&[
+        "--dataset",
+        "custom",
+        "--dataset-path",
+        path.to_str().expect("path"),
+        "--min-prompt-length",
+        "5",
+        "-n",
+        "2",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let db = r.db("parallel_1_number_2");
+    let sent: Vec<String> = db
+        .prepare("SELECT request FROM result ORDER BY request_index")
+        .expect("prepare")
+        .query_map([], |row| row.get::<_, String>(0))
+        .expect("query")
+        .map(|b| {
+            let v: Value = serde_json::from_str(&b.expect("row")).expect("json");
+            v["messages"][0]["content"]
+                .as_str()
+                .expect("text")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        ["Tell me a story", "{\"not\": \"a body\"}"],
+        "\"hi\" is under 5 characters"
+    );
+}

@@ -929,7 +929,7 @@ mod tests {
     fn dataset_and_api_options_are_checked_against_what_the_plugins_take() {
         assert!(
             err("--model m --dataset line_by_line --dataset-path x --dataset-args {\"a\":1}")
-                .contains("'line_by_line' takes no options; unknown: a")
+                .contains("'line_by_line' takes target_input_len, input_len_mode, prefix_file, prefix_role; unknown: a")
         );
         assert!(
             err("--model m --dataset random_rerank --dataset-args {\"batch_size\":1}")

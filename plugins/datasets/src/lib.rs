@@ -1,7 +1,8 @@
 //! Built-in dataset sources with evalscope's names and semantics:
 //!
 //! - `line_by_line`: one prompt per line of `--dataset-path`; a line is plain text, a JSON
-//!   array of chat messages, or a JSON object that is a complete request body;
+//!   array of chat messages, or a JSON object that is a complete request body; `custom`:
+//!   every line plain text;
 //! - `openqa`: JSON lines, the `question` field (HC3-Chinese `open_qa.jsonl` from the hub when no
 //!   `--dataset-path` is given);
 //! - `longalpaca`: a JSON list or JSON lines, the `instruction` field (LongAlpaca-12k from the
@@ -188,10 +189,48 @@ impl DatasetSourcePlugin for LongAlpaca {
     }
 }
 
+/// `custom`: evalscope's plain-text dataset, one prompt per line of `--dataset-path`, every
+/// line text (no JSON reading), filtered by length.
+pub struct Custom {
+    lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+    filter: LengthFilter,
+    path: String,
+    line_no: u64,
+}
+
+impl DatasetSourcePlugin for Custom {
+    const ID: &'static str = "custom";
+    const DESCRIPTION: &'static str =
+        "one plain-text prompt per line of --dataset-path, filtered by length (evalscope's custom)";
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
+
+    fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
+        let path = required_path(config, Self::ID, "a text file, one prompt per line")?;
+        Ok(Custom {
+            lines: files::open(&path)?,
+            filter: LengthFilter::new(config, tokenizer),
+            path,
+            line_no: 0,
+        })
+    }
+
+    fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
+        for line in self.lines.by_ref() {
+            self.line_no += 1;
+            let line = files::line_text(line, &self.path, self.line_no)?;
+            if let Some(item) = self.filter.item(line.trim())? {
+                return Ok(Some(item));
+            }
+        }
+        Ok(None)
+    }
+}
+
 perf_plugin_api::builtin_plugins! {
     DatasetSource: LineByLine,
     DatasetSource: OpenQa,
     DatasetSource: LongAlpaca,
+    DatasetSource: Custom,
     DatasetSource: random::Random,
     DatasetSource: random::RandomVl,
     DatasetSource: random::RandomMultiTurn,
