@@ -300,7 +300,7 @@ fn custom_multi_turn_splits_at_the_replies_caps_turns_and_honours_turn_budgets()
     std::fs::write(
         &path,
         concat!(
-            r#"[{"role": "system", "content": "You are terse."}, {"role": "user", "content": "First question", "max_tokens": 3}, {"role": "assistant", "content": "REFERENCE ONE"}, {"role": "user", "content": "Second question", "max_tokens": 7}, {"role": "assistant", "content": "REFERENCE TWO"}, {"role": "user", "content": "Third question"}]"#,
+            r#"[{"role": "system", "content": "You are terse.", "rid": "conv-a"}, {"role": "user", "content": "First question", "max_tokens": 3}, {"role": "assistant", "content": "REFERENCE ONE"}, {"role": "user", "content": "Second question", "max_tokens": 7}, {"role": "assistant", "content": "REFERENCE TWO"}, {"role": "user", "content": "Third question"}]"#,
             "\n\n",
             r#"[{"role": "user", "content": "Only question", "max_tokens": 5}]"#,
             "\n"
@@ -348,6 +348,26 @@ fn custom_multi_turn_splits_at_the_replies_caps_turns_and_honours_turn_budgets()
     assert_eq!(long[0].completion_tokens, 3);
     assert_eq!(long[1].completion_tokens, 7);
     assert_eq!(turns[1][0].completion_tokens, 5);
+    // The line's routing key goes out with every turn, numbered; the other line has none.
+    let db = r.db("parallel_1_number_2");
+    let rids: Vec<Option<String>> = db
+        .prepare("SELECT request FROM result ORDER BY conversation_id, turn_index")
+        .expect("prepare")
+        .query_map([], |row| row.get::<_, String>(0))
+        .expect("query")
+        .map(|b| {
+            let v: Value = serde_json::from_str(&b.expect("row")).expect("json");
+            v["rid"].as_str().map(str::to_string)
+        })
+        .collect();
+    assert_eq!(
+        rids,
+        [
+            Some("conv-a_t1".to_string()),
+            Some("conv-a_t2".to_string()),
+            None
+        ]
+    );
 }
 
 #[test]

@@ -288,7 +288,8 @@ fn tokenizer_and_random_mistakes_exit_2_with_what_to_do() {
     let (code, err) = run(&["--dataset", "custom"]);
     assert_eq!(code, Some(2));
     assert!(
-        err.contains("write a DatasetSource plugin (sdk-examples/csv-dataset"),
+        err.contains("the custom dataset needs --dataset-path")
+            && err.contains("write a DatasetSource plugin (sdk-examples/csv-dataset"),
         "{err}"
     );
 

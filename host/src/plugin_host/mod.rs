@@ -102,20 +102,11 @@ impl fmt::Display for LoadErrors {
 
 impl std::error::Error for LoadErrors {}
 
-/// evalscope's `custom` dataset is a Python class users subclass; here it is a plugin.
-fn custom_hint(kind: PluginKind, id: &str) -> &'static str {
-    if kind == PluginKind::DatasetSource && id == "custom" {
-        ". evalscope's `custom` dataset is a Python class to subclass; with perf, write a DatasetSource plugin (sdk-examples/csv-dataset is a complete one) and load it with --plugin"
-    } else {
-        ""
-    }
-}
-
 /// A plugin could not be created with its configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum InstantiateError {
     /// No plugin of that kind and id.
-    #[error("unknown {kind} plugin '{id}'; available: {available} (add more with --plugin PATH; see `perf plugins`){}", custom_hint(*kind, id))]
+    #[error("unknown {kind} plugin '{id}'; available: {available} (add more with --plugin PATH; see `perf plugins`)")]
     Unknown {
         /// The kind asked for.
         kind: PluginKind,

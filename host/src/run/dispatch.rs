@@ -280,6 +280,7 @@ pub async fn run(d: Dispatch, mut prompts: Prompts, records: Sender<RawRecord>) 
                 None => schedule::max_tokens(d.max_tokens, &mut rng),
             }),
             connection_test: false,
+            rid: None,
         };
         if d.spec.parallel.is_some() {
             if job_tx.send(job).await.is_err() {
@@ -390,6 +391,8 @@ impl Worker {
             }
         };
         let n = conversation.turns.len();
+        // SGLang routes a conversation's turns to one worker by this key.
+        let key = job.item.conversation_key().map(str::to_string);
         let mut context: Vec<perf_plugin_api::ChatMessage> = Vec::new();
         for (i, turn) in conversation.turns.into_iter().enumerate() {
             let pause = turn.wait
@@ -415,6 +418,7 @@ impl Worker {
                 intended: if i == 0 { job.intended } else { Instant::now() },
                 max_tokens: turn.max_tokens.or(job.max_tokens),
                 connection_test: false,
+                rid: key.as_ref().map(|k| format!("{k}_t{}", i + 1)),
             };
             let mut record = execute(&self.exchange, turn_job, &self.abort).await;
             let ok = record.success();

@@ -166,6 +166,7 @@ pub async fn test_connection(
             intended: std::time::Instant::now(),
             max_tokens: Some(max_tokens),
             connection_test: true,
+            rid: None,
         };
         let rec = execute(ex, job, &CancellationToken::new()).await;
         let retry = match rec.failure {

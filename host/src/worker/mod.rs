@@ -47,6 +47,8 @@ pub struct Job {
     pub max_tokens: Option<u32>,
     /// The connection test: its `x-request-id` is `perf-<pid>-test`, unlike any measured one.
     pub connection_test: bool,
+    /// A conversation turn's routing key, sent as the body's `rid` (`<key>_t<turn>`).
+    pub rid: Option<String>,
 }
 
 /// What one request produced, with raw monotonic timestamps.
@@ -519,7 +521,7 @@ fn build(ex: &Exchange, job: &Job, record: &mut RawRecord) -> Option<Prepared> {
         );
         return None;
     }
-    record.request_body = Bytes::from(request.body.into_vec());
+    record.request_body = Bytes::from(with_rid(request.body.into_vec(), job.rid.as_deref()));
     Some(Prepared {
         method,
         url,
@@ -565,6 +567,19 @@ pub async fn execute(ex: &Exchange, job: Job, cancel: &CancellationToken) -> Raw
         record.is_stream = asks_to_stream(&record.request_body);
     }
     record
+}
+
+/// A conversation turn's JSON body with SGLang's routing key `rid` added, unless the body
+/// has one or is not a JSON object.
+fn with_rid(body: Vec<u8>, rid: Option<&str>) -> Vec<u8> {
+    let Some(rid) = rid else { return body };
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(mut o)) if !o.contains_key("rid") => {
+            o.insert("rid".into(), serde_json::Value::String(rid.into()));
+            serde_json::to_vec(&o).unwrap_or(body)
+        }
+        _ => body,
+    }
 }
 
 /// Whether a JSON request body has `"stream": true` at its top level.

@@ -2,7 +2,9 @@
 //!
 //! - `custom_multi_turn`: JSON lines, each a conversation as an array of chat messages; the
 //!   assistant messages separate the turns and are dropped (the run sends the live replies).
-//!   perf also reads a `max_tokens` on a user message as that turn's output budget.
+//!   perf also reads a `max_tokens` on a user message as that turn's output budget, and a
+//!   `rid` on any message as the conversation's routing key (each turn's body gets
+//!   `"rid": "<rid>_t<turn>"`, as SGLang routes conversations).
 //! - `share_gpt_zh_multi_turn` / `share_gpt_en_multi_turn`: swift/sharegpt conversations, one
 //!   turn per `human` message (the reference replies are dropped), at most `--max-turns`; the
 //!   length filter reads the first message.
@@ -43,6 +45,9 @@ struct Message {
     /// perf: this user turn's output budget.
     #[serde(default)]
     max_tokens: Option<u64>,
+    /// perf: the conversation's routing key (on any message; SGLang's `rid`).
+    #[serde(default)]
+    rid: Option<String>,
 }
 
 impl DatasetSourcePlugin for CustomMultiTurn {
@@ -92,6 +97,7 @@ fn conversation(messages: Vec<Message>, at: &str) -> Result<DatasetItem, PluginE
     let mut budgets: Vec<u64> = Vec::new();
     let mut current: Vec<ChatMessage> = Vec::new();
     let mut budget = 0;
+    let key = messages.iter().find_map(|m| m.rid.clone());
     for m in messages {
         if m.role == "assistant" {
             if !current.is_empty() {
@@ -120,6 +126,9 @@ fn conversation(messages: Vec<Message>, at: &str) -> Result<DatasetItem, PluginE
     let mut item = DatasetItem::conversation(turns);
     if budgets.iter().any(|&b| b > 0) {
         item.set_turn_max_tokens(budgets);
+    }
+    if let Some(key) = key {
+        item.set_conversation_key(&key);
     }
     Ok(item)
 }

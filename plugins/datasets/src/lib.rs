@@ -205,7 +205,11 @@ impl DatasetSourcePlugin for Custom {
     const OPTION_KEYS: Option<&'static [&'static str]> = Some(&[]);
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
-        let path = required_path(config, Self::ID, "a text file, one prompt per line")?;
+        let path = required_path(
+            config,
+            Self::ID,
+            "a text file, one prompt per line; for a format of your own, write a DatasetSource plugin (sdk-examples/csv-dataset is a complete one) and load it with --plugin",
+        )?;
         Ok(Custom {
             lines: files::open(&path)?,
             filter: LengthFilter::new(config, tokenizer),
