@@ -4,44 +4,58 @@
 //! The ShareGPT datasets from the hub are in `hub.rs` (they need its local hub).
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
-use perf_tests::{perf_bin, text, tokenizer_dir};
+use perf_tests::tokenizer_dir;
 use serde_json::Value;
 
-use crate::engine::{f, Run};
+use crate::engine::{f, perf_run_from, Run};
 
-/// perf against the simulator with a dataset (no `--prompt`), in a fresh directory.
+/// perf against the simulator with a dataset (no `--prompt`), in a fresh directory; the
+/// replies are kept as text in `response_messages`.
 pub(crate) fn perf_dataset_run(args: &[&str]) -> Run {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut full = vec![
-        "--api",
-        "mock",
-        "--port",
-        "0",
-        "--sleep-interval",
-        "0",
-        "--outputs-dir",
-        "outputs",
-        "--no-timestamp",
-        "--name",
-        "t",
-        "--response-messages",
-        "text",
-    ];
-    full.extend_from_slice(args);
-    let out = Command::new(perf_bin())
-        .args(&full)
-        .current_dir(dir.path())
-        .output()
-        .expect("perf runs");
-    let (stdout, stderr) = text(&out);
-    Run {
-        dir,
-        code: out.status.code(),
-        stdout,
-        stderr,
-    }
+    perf_run_from(
+        &[
+            "--api",
+            "mock",
+            "--port",
+            "0",
+            "--sleep-interval",
+            "0",
+            "--response-messages",
+            "text",
+        ],
+        args,
+        |_| {},
+    )
+}
+
+/// The request bodies a run sent, in request order.
+pub(crate) fn request_bodies(r: &Run, label: &str) -> Vec<Value> {
+    let db = r.db(label);
+    let mut stmt = db
+        .prepare("SELECT request FROM result ORDER BY request_index")
+        .expect("prepare");
+    let bodies = stmt
+        .query_map([], |row| row.get::<_, String>(0))
+        .expect("query")
+        .map(|b| serde_json::from_str(&b.expect("row")).expect("request JSON"))
+        .collect();
+    bodies
+}
+
+/// A chat body's messages as (role, text content) pairs.
+pub(crate) fn chat_messages(body: &Value) -> Vec<(String, String)> {
+    body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().expect("role").to_string(),
+                m["content"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
 }
 
 /// One turn as the database holds it.
@@ -105,17 +119,7 @@ pub(crate) fn conversations(r: &Run, label: &str) -> BTreeMap<i64, Vec<TurnRow>>
             completed,
         ) = row.expect("row");
         let body: Value = serde_json::from_str(&request).expect("request JSON");
-        let messages = body["messages"]
-            .as_array()
-            .expect("messages")
-            .iter()
-            .map(|m| {
-                (
-                    m["role"].as_str().expect("role").to_string(),
-                    m["content"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect();
+        let messages = chat_messages(&body);
         let reply: Value = serde_json::from_str(&response).unwrap_or(Value::Null);
         out.entry(conv).or_default().push(TurnRow {
             turn,
@@ -349,17 +353,21 @@ fn custom_multi_turn_splits_at_the_replies_caps_turns_and_honours_turn_budgets()
     assert_eq!(long[1].completion_tokens, 7);
     assert_eq!(turns[1][0].completion_tokens, 5);
     // The line's routing key goes out with every turn, numbered; the other line has none.
-    let db = r.db("parallel_1_number_2");
-    let rids: Vec<Option<String>> = db
-        .prepare("SELECT request FROM result ORDER BY conversation_id, turn_index")
-        .expect("prepare")
-        .query_map([], |row| row.get::<_, String>(0))
-        .expect("query")
-        .map(|b| {
-            let v: Value = serde_json::from_str(&b.expect("row")).expect("json");
-            v["rid"].as_str().map(str::to_string)
-        })
-        .collect();
+    let rids: Vec<Option<String>> = {
+        let db = r.db("parallel_1_number_2");
+        let mut stmt = db
+            .prepare("SELECT request FROM result ORDER BY conversation_id, turn_index")
+            .expect("prepare");
+        let rids = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .expect("query")
+            .map(|b| {
+                let v: Value = serde_json::from_str(&b.expect("row")).expect("json");
+                v["rid"].as_str().map(str::to_string)
+            })
+            .collect();
+        rids
+    };
     assert_eq!(
         rids,
         [

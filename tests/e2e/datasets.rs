@@ -9,6 +9,8 @@ use perf_host::tokenizer::HostTokenizer;
 use perf_plugin_api::sdk::{DatasetConfig, TokenizerPlugin};
 use perf_plugin_api::{ChatMessage, ContentPart, ContentPart_NE, DatasetItem, PromptItem};
 use perf_tests::{perf_in, text, tokenizer_dir};
+
+use crate::conversations::{chat_messages, request_bodies};
 use rusqlite::Connection;
 use serde_json::Value;
 
@@ -849,14 +851,9 @@ fn the_speed_benchmark_goes_to_completions_and_writes_its_table() {
         r.stderr
     );
     let label = "parallel_1_number_8";
-    let db = r.db(label);
-    let prompts: Vec<String> = db
-        .prepare("SELECT request FROM result ORDER BY request_index")
-        .expect("prepare")
-        .query_map([], |row| row.get::<_, String>(0))
-        .expect("query")
-        .map(|b| {
-            let body: Value = serde_json::from_str(&b.expect("row")).expect("json");
+    let prompts: Vec<String> = request_bodies(&r, label)
+        .iter()
+        .map(|body| {
             body["prompt"]
                 .as_str()
                 .expect("a completions prompt")
@@ -921,30 +918,9 @@ fn text_datasets_fit_prompts_to_a_target_length_and_fill_it_with_a_prefix() {
         crate::conversations::perf_dataset_run(&full)
     };
     let messages = |r: &crate::engine::Run| -> Vec<Vec<(String, String)>> {
-        let db = r.db("parallel_1_number_2");
-        let bodies: Vec<String> = db
-            .prepare("SELECT request FROM result ORDER BY request_index")
-            .expect("prepare")
-            .query_map([], |row| row.get(0))
-            .expect("query")
-            .map(|v| v.expect("row"))
-            .collect();
-        bodies
+        request_bodies(r, "parallel_1_number_2")
             .iter()
-            .map(|b| {
-                let v: Value = serde_json::from_str(b).expect("json");
-                v["messages"]
-                    .as_array()
-                    .expect("messages")
-                    .iter()
-                    .map(|m| {
-                        (
-                            m["role"].as_str().expect("role").to_string(),
-                            m["content"].as_str().expect("text").to_string(),
-                        )
-                    })
-                    .collect()
-            })
+            .map(chat_messages)
             .collect()
     };
 
@@ -1027,19 +1003,9 @@ fn the_custom_dataset_sends_every_line_as_text_within_the_length_bounds() {
         "2",
     ]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let db = r.db("parallel_1_number_2");
-    let sent: Vec<String> = db
-        .prepare("SELECT request FROM result ORDER BY request_index")
-        .expect("prepare")
-        .query_map([], |row| row.get::<_, String>(0))
-        .expect("query")
-        .map(|b| {
-            let v: Value = serde_json::from_str(&b.expect("row")).expect("json");
-            v["messages"][0]["content"]
-                .as_str()
-                .expect("text")
-                .to_string()
-        })
+    let sent: Vec<String> = request_bodies(&r, "parallel_1_number_2")
+        .iter()
+        .map(|body| chat_messages(body)[0].1.clone())
         .collect();
     assert_eq!(
         sent,

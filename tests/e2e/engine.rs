@@ -72,8 +72,18 @@ fn perf_run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
 
 /// Runs perf against the simulator in a fresh directory, `configure` adjusting the command.
 pub(crate) fn perf_run_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Run {
+    perf_run_from(FAST, args, configure)
+}
+
+/// perf with `base`, then the output flags (`outputs/t`, no timestamp), then `args`, in a fresh
+/// directory, `configure` adjusting the command.
+pub(crate) fn perf_run_from(
+    base: &[&str],
+    args: &[&str],
+    configure: impl FnOnce(&mut Command),
+) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut full: Vec<&str> = FAST.to_vec();
+    let mut full: Vec<&str> = base.to_vec();
     full.extend_from_slice(&["--outputs-dir", "outputs", "--no-timestamp", "--name", "t"]);
     full.extend_from_slice(args);
     let mut cmd = Command::new(perf_bin());

@@ -511,28 +511,8 @@ fn share_gpt_conversations_come_from_either_hub_turn_by_turn_or_as_one_request()
         ("HF_ENDPOINT", hub.url()),
     );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let db = r.db("parallel_1_number_2");
-    let bodies: Vec<String> = db
-        .prepare("SELECT request FROM result ORDER BY request_index")
-        .expect("prepare")
-        .query_map([], |row| row.get(0))
-        .expect("query")
-        .map(|v| v.expect("row"))
-        .collect();
-    let roles = |body: &str| -> Vec<(String, String)> {
-        let v: serde_json::Value = serde_json::from_str(body).expect("json");
-        v["messages"]
-            .as_array()
-            .expect("messages")
-            .iter()
-            .map(|m| {
-                (
-                    m["role"].as_str().expect("role").to_string(),
-                    m["content"].as_str().expect("text").to_string(),
-                )
-            })
-            .collect()
-    };
+    let bodies = crate::conversations::request_bodies(&r, "parallel_1_number_2");
+    let roles = crate::conversations::chat_messages;
     let first = roles(&bodies[0]);
     assert_eq!(first.len(), 5, "three questions, two replies: {first:?}");
     assert_eq!(first[1], ("assistant".into(), "REF A1".into()));
