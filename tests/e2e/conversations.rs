@@ -532,3 +532,58 @@ fn a_system_prompt_of_n_tokens_and_budgets_by_turn_shape_every_conversation() {
     assert_eq!(systems.len(), 1, "one system prompt for every conversation");
     assert_live_history(&convs);
 }
+
+/// `swe_smith` from evalscope's pre-built agentic_dataset.json: each turn's delta messages,
+/// the first turn's rid as the routing key, --dataset-offset rotating the conversations.
+#[test]
+fn swe_smith_replays_evalscopes_prebuilt_agent_conversations() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("agentic_dataset.json");
+    let file = serde_json::json!({"conversations": [
+        [
+            {"messages": [{"role": "system", "content": "You fix bugs."}, {"role": "user", "content": "Fix issue 1"}], "prompt_tokens": 10, "rid": "swe-1"},
+            {"messages": [{"role": "user", "content": "tool output A"}], "prompt_tokens": 20}
+        ],
+        [
+            {"messages": [{"role": "user", "content": "Fix issue 2"}], "prompt_tokens": 5}
+        ]
+    ]});
+    std::fs::write(&path, file.to_string()).expect("write");
+    let r = perf_dataset_run(&[
+        "--dataset",
+        "swe_smith",
+        "--dataset-path",
+        path.to_str().expect("path"),
+        "--multi-turn",
+        "--dataset-offset",
+        "1",
+        "-n",
+        "2",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let convs = conversations(&r, "parallel_1_number_2");
+    let turns: Vec<&Vec<TurnRow>> = convs.values().collect();
+    // The offset puts the second conversation first.
+    assert_eq!(turns[0].len(), 1);
+    assert_eq!(turns[0][0].messages[0].1, "Fix issue 2");
+    assert_eq!(turns[1].len(), 2);
+    assert_eq!(
+        turns[1][0].messages.len(),
+        2,
+        "system and user in the first turn"
+    );
+    assert_eq!(turns[1][1].messages[3].1, "tool output A");
+    assert_live_history(&convs);
+    let rids: Vec<Option<String>> = request_bodies(&r, "parallel_1_number_2")
+        .iter()
+        .map(|b| b["rid"].as_str().map(str::to_string))
+        .collect();
+    assert!(rids.contains(&Some("swe-1_t2".to_string())), "{rids:?}");
+    let r = perf_dataset_run(&["--dataset", "swe_smith", "--multi-turn"]);
+    assert_eq!(r.code, Some(2));
+    assert!(
+        r.stderr.contains("pre-built agentic_dataset.json"),
+        "{}",
+        r.stderr
+    );
+}

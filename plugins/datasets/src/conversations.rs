@@ -12,6 +12,9 @@
 //!   its reference replies ending on the last `human` message; the length filter reads that
 //!   message.
 //!
+//! - `swe_smith`: evalscope's pre-built `agentic_dataset.json` of SWE-smith agent
+//!   conversations, turn by turn.
+//!
 //! Turn boundaries travel as the item's turn ends (`DatasetItem::conversation`).
 
 use std::fs::File;
@@ -366,5 +369,90 @@ mod tests {
             .expect_err("no user message")
             .message
             .contains("no user message"));
+    }
+}
+
+/// `swe_smith`, from evalscope's pre-built `agentic_dataset.json` (`--dataset-path`):
+/// `{"conversations": [[{"messages": [...], "prompt_tokens": n, "rid": "..."}, ...], ...]}`, each
+/// turn's `messages` the delta it adds; `--dataset-offset` rotates the list. The file is a
+/// JSON document, read whole, as evalscope reads it.
+pub struct SweSmith {
+    items: std::vec::IntoIter<DatasetItem>,
+}
+
+#[derive(Deserialize)]
+struct SweSmithFile {
+    #[serde(default)]
+    conversations: Vec<Vec<SweSmithTurn>>,
+}
+
+#[derive(Deserialize)]
+struct SweSmithTurn {
+    #[serde(default)]
+    messages: Vec<Message>,
+    #[serde(default)]
+    rid: Option<String>,
+}
+
+impl DatasetSourcePlugin for SweSmith {
+    const ID: &'static str = "swe_smith";
+    const DESCRIPTION: &'static str =
+        "SWE-smith agent conversations from evalscope's pre-built agentic_dataset.json (--dataset-path; needs --multi-turn)";
+    const OPTION_KEYS: Option<&'static [&'static str]> = Some(MULTI_TURN_KEYS);
+
+    fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
+        needs_multi_turn(config, Self::ID)?;
+        let Some(path) = &config.dataset_path else {
+            return Err(PluginError::config(
+                "the swe_smith dataset reads evalscope's pre-built agentic_dataset.json from --dataset-path (build it with evalscope's examples/perf/build_swe_smith_dataset.py); perf does not build it live from SWE-bench/SWE-smith-trajectories yet",
+            ));
+        };
+        let extras = Extras::from_config(config, tokenizer.map(Tok).as_ref())?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| PluginError::config(format!("cannot open --dataset-path {path}: {e}")))?;
+        let file: SweSmithFile = serde_json::from_str(&text).map_err(|e| {
+            PluginError::invalid(format!(
+                "{path}: not an agentic_dataset.json ({{\"conversations\": [[{{\"messages\": [...]}}, ...]]}}): {e}"
+            ))
+        })?;
+        let mut items = Vec::with_capacity(file.conversations.len());
+        for (i, conversation) in file.conversations.into_iter().enumerate() {
+            let key = conversation.first().and_then(|t| t.rid.clone());
+            let mut turns = Vec::with_capacity(conversation.len());
+            for turn in conversation {
+                let messages = turn
+                    .messages
+                    .into_iter()
+                    .filter(|m| m.role != "assistant")
+                    .map(|m| crate::files::chat_message(&m.role, m.content))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| PluginError::invalid(format!("{path}: conversation {i}: {e}")))?;
+                if !messages.is_empty() {
+                    turns.push(messages);
+                }
+            }
+            if turns.is_empty() {
+                continue;
+            }
+            let mut item = DatasetItem::conversation(turns);
+            if let Some(key) = key {
+                item.set_conversation_key(&key);
+            }
+            items.push(extras.apply(item));
+        }
+        if items.is_empty() {
+            return Err(PluginError::invalid(format!(
+                "{path}: no conversations found"
+            )));
+        }
+        let offset = (config.dataset_offset as usize) % items.len();
+        items.rotate_left(offset);
+        Ok(SweSmith {
+            items: items.into_iter(),
+        })
+    }
+
+    fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
+        Ok(self.items.next())
     }
 }

@@ -14,7 +14,8 @@
 //! - `random` / `random_vl`: prompts of an exact token length (`random.rs`), after generated
 //!   images for `random_vl` (`images.rs`);
 //! - conversations for `--multi-turn` (`conversations.rs`, `random.rs`): `random_multi_turn`,
-//!   `custom_multi_turn`, `share_gpt_zh_multi_turn`, `share_gpt_en_multi_turn`, the trie agent
+//!   `custom_multi_turn`, `share_gpt_zh_multi_turn`, `share_gpt_en_multi_turn`, `swe_smith`
+//!   (evalscope's pre-built file), the trie agent
 //!   traces `trie_agentic_coding`, `trie_code_qa`, `trie_office_work`; and the
 //!   ShareGPT files as single requests with their history, `share_gpt_zh`, `share_gpt_en`;
 //! - `workload_trace`: recorded requests replayed on their recorded schedule (`trace.rs`), and
@@ -242,6 +243,7 @@ perf_plugin_api::builtin_plugins! {
     DatasetSource: random::TrieCodeQa,
     DatasetSource: random::TrieOfficeWork,
     DatasetSource: conversations::CustomMultiTurn,
+    DatasetSource: conversations::SweSmith,
     DatasetSource: conversations::ShareGptZh,
     DatasetSource: conversations::ShareGptEn,
     DatasetSource: conversations::ShareGptZhMultiTurn,

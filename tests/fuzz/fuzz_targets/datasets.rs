@@ -1,4 +1,5 @@
-//! The dataset files perf reads (a trace, conversations, ShareGPT lines, prompt lines), from
+//! The dataset files perf reads (a trace, conversations, swe_smith's JSON, ShareGPT lines,
+//! prompt lines), from
 //! arbitrary bytes through the built-in plugins as a run opens them: never a panic, every
 //! refusal an error with a message. The first byte picks the dataset, the rest is the file.
 
@@ -10,9 +11,10 @@ use libfuzzer_sys::fuzz_target;
 use perf_host::plugin_host::PluginRegistry;
 use perf_plugin_api::sdk::DatasetConfig;
 
-const DATASETS: [&str; 6] = [
+const DATASETS: [&str; 7] = [
     "workload_trace",
     "custom_multi_turn",
+    "swe_smith",
     "share_gpt_en",
     "share_gpt_en_multi_turn",
     "custom",
