@@ -1,7 +1,7 @@
 //! The dataset files perf reads (a trace, conversations, swe_smith's JSON, ShareGPT lines,
-//! prompt lines), from
-//! arbitrary bytes through the built-in plugins as a run opens them: never a panic, every
-//! refusal an error with a message. The first byte picks the dataset, the rest is the file.
+//! prompt lines), from arbitrary bytes through the built-in plugins as a run opens them: never
+//! a panic, every refusal an error with a message. The first byte picks the dataset, the rest
+//! is the file.
 
 #![no_main]
 
