@@ -448,7 +448,6 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         .unwrap_or_else(|| rand::random::<u64>() >> 11);
     let mut prompts = prompts::prompt_plan(a, chat, dataset_seed, registry)?;
     prompts::move_dataset_knobs(&mut api, &mut prompts, registry);
-
     let (name, output_dir) = output_location(a, &model);
     let duration = match a.duration {
         Some(d) if d > 0.0 => Some(seconds(d, "--duration")?),

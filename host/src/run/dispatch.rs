@@ -380,7 +380,7 @@ impl Worker {
             Ok(c) => c,
             Err(e) => {
                 // Counted as a failed request, not dropped.
-                let mut record = execute_failed(&job, e);
+                let mut record = RawRecord::unsent(&job, perf_plugin_api::FailureKind::Plugin, e);
                 record.index = self.requests.fetch_add(1, Ordering::Relaxed);
                 record.turn = Some(TurnTag {
                     conversation: job.index,
@@ -442,12 +442,4 @@ impl Worker {
         }
         true
     }
-}
-
-/// The record of a job that could not be sent at all.
-fn execute_failed(job: &Job, message: String) -> RawRecord {
-    let mut record = RawRecord::unsent(job);
-    record.error = message;
-    record.failure = perf_plugin_api::FailureKind::Plugin;
-    record
 }

@@ -118,7 +118,6 @@ pub fn run(mut plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i
     if let Some((id, config)) = dataset_config(&plan, 0) {
         let mut source =
             registry.dataset_source(&id, &config, tokenizer.as_ref().map(HostTokenizer::handle))?;
-        // A dataset that cannot give a single prompt would make a run that measures nothing.
         if plan.whole_trace {
             // evalscope replays the whole trace unless --number says how much of it; the
             // directory keeps the --number it was given (rate_-1.0_number_1000 by default),
@@ -135,6 +134,7 @@ pub fn run(mut plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i
                 tokenizer.as_ref().map(HostTokenizer::handle),
             )?;
         }
+        // A dataset that cannot give a single prompt would make a run that measures nothing.
         match source.next_item() {
             Ok(Some(_)) => {}
             Ok(None) => {

@@ -209,9 +209,11 @@ impl RawRecord {
         }
     }
 
-    /// The record of `job` when it was never sent (it failed before that).
-    pub fn unsent(job: &Job) -> Self {
-        Self::new(job, Instant::now())
+    /// The record of `job` when it could not be sent at all: failed as `kind`.
+    pub fn unsent(job: &Job, kind: FailureKind, message: String) -> Self {
+        let mut record = Self::new(job, Instant::now());
+        record.fail(kind, message);
+        record
     }
 
     fn fail(&mut self, kind: FailureKind, message: impl Into<String>) {
@@ -492,12 +494,14 @@ fn build(ex: &Exchange, job: &Job, record: &mut RawRecord) -> Option<Prepared> {
     // A request id servers can log (vLLM does), to match their logs with benchmark_data.db's
     // request_id column: the trace's own, else perf's; --headers can set its own.
     if !headers.contains_key(REQUEST_ID) {
+        let test_id;
         let id = if job.connection_test {
-            format!("perf-{}-test", std::process::id())
+            test_id = format!("perf-{}-test", std::process::id());
+            &test_id
         } else {
-            record.request_id.clone()
+            &record.request_id
         };
-        if let Ok(v) = HeaderValue::try_from(id) {
+        if let Ok(v) = HeaderValue::from_str(id) {
             headers.insert(REQUEST_ID, v);
         }
     }

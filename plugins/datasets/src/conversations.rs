@@ -11,7 +11,6 @@
 //! - `share_gpt_zh` / `share_gpt_en`: the same files as one request each, the history with
 //!   its reference replies ending on the last `human` message; the length filter reads that
 //!   message.
-//!
 //! - `swe_smith`: evalscope's pre-built `agentic_dataset.json` of SWE-smith agent
 //!   conversations, turn by turn.
 //!
@@ -28,9 +27,30 @@ use serde_json::Value;
 use crate::extras::Extras;
 use crate::files::{line_text, open, LengthFilter};
 use crate::fit::TEXT_KEYS;
-use crate::random::{needs_multi_turn, MULTI_TURN_KEYS};
 use crate::tok::Tok;
 use crate::{path_or_hub, required_path, HubFile};
+
+/// Option keys of the multi-turn datasets (evalscope's `MultiTurnDatasetArgs`).
+pub(crate) const MULTI_TURN_KEYS: &[&str] = &[
+    "first_turn_length",
+    "subsequent_turn_length",
+    "chars_per_token",
+    "num_workers",
+    // perf's (`extras.rs`).
+    "turn_max_tokens",
+    "system_prompt_tokens",
+];
+
+/// Refuses a conversation dataset in a run without `--multi-turn`.
+pub(crate) fn needs_multi_turn(config: &DatasetConfig, id: &str) -> Result<(), PluginError> {
+    if config.multi_turn {
+        Ok(())
+    } else {
+        Err(PluginError::config(format!(
+            "the {id} dataset yields conversations: add --multi-turn (and --max-turns to cap them)"
+        )))
+    }
+}
 
 /// `custom_multi_turn`.
 pub struct CustomMultiTurn {

@@ -73,12 +73,7 @@ impl Fit {
         config: &DatasetConfig,
         tokenizer: Option<TokenizerRef>,
     ) -> Result<Result<Fit, Option<TokenizerRef>>, PluginError> {
-        let knobs: Knobs = if config.options.is_null() {
-            Knobs::default()
-        } else {
-            serde_json::from_value(config.options.clone())
-                .map_err(|e| PluginError::config(format!("--dataset-args: {e}")))?
-        };
+        let knobs: Knobs = config.options()?;
         let Some(target) = knobs.target_input_len else {
             if knobs.prefix_file.is_some() {
                 return Err(PluginError::config(

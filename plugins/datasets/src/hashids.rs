@@ -21,7 +21,6 @@ use perf_plugin_api::{ChatMessage, DatasetItem, PluginError, PromptItem, RVec, T
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::required_path;
 use crate::tok::Tok;
@@ -78,12 +77,7 @@ impl DatasetSourcePlugin for MooncakeTrace {
     const REPLAYS_SCHEDULE: bool = true;
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
-        let knobs: Knobs = if config.options.is_null() {
-            serde_json::from_value(json!({}))
-        } else {
-            serde_json::from_value(config.options.clone())
-        }
-        .map_err(|e| PluginError::config(format!("--dataset-args: {e}")))?;
+        let knobs: Knobs = config.options()?;
         if knobs.block_size == 0 {
             return Err(PluginError::config(
                 "--dataset-args block_size must be at least 1 (tokens per hash id; Mooncake's traces use 512)",

@@ -31,6 +31,7 @@ use perf_plugin_api::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::conversations::{needs_multi_turn, MULTI_TURN_KEYS};
 use crate::images::{self, ImageSpec, Mode};
 use crate::tok::Tok;
 
@@ -475,28 +476,6 @@ impl Length {
     }
 }
 
-/// Option keys of the multi-turn datasets (evalscope's `MultiTurnDatasetArgs`).
-pub(crate) const MULTI_TURN_KEYS: &[&str] = &[
-    "first_turn_length",
-    "subsequent_turn_length",
-    "chars_per_token",
-    "num_workers",
-    // perf's (`extras.rs`).
-    "turn_max_tokens",
-    "system_prompt_tokens",
-];
-
-/// Refuses a conversation dataset in a run without `--multi-turn`.
-pub(crate) fn needs_multi_turn(config: &DatasetConfig, id: &str) -> Result<(), PluginError> {
-    if config.multi_turn {
-        Ok(())
-    } else {
-        Err(PluginError::config(format!(
-            "the {id} dataset yields conversations: add --multi-turn (and --max-turns to cap them)"
-        )))
-    }
-}
-
 impl DatasetSourcePlugin for RandomMultiTurn {
     const ID: &'static str = "random_multi_turn";
     const DESCRIPTION: &'static str =
@@ -516,13 +495,7 @@ impl DatasetSourcePlugin for RandomMultiTurn {
                 "--max-turns ({max}) must be at least --min-turns ({min})"
             )));
         }
-        let knobs: MultiTurnKnobs = if config.options.is_null() {
-            serde_json::from_value(serde_json::json!({}))
-                .map_err(|e| PluginError::config(e.to_string()))?
-        } else {
-            serde_json::from_value(config.options.clone())
-                .map_err(|e| PluginError::config(format!("--dataset-args: {e}")))?
-        };
+        let knobs: MultiTurnKnobs = config.options()?;
         let turns = Turns {
             min,
             max,

@@ -102,12 +102,7 @@ impl DatasetSourcePlugin for WorkloadTrace {
     const REPLAYS_SCHEDULE: bool = true;
 
     fn new(config: &DatasetConfig, _tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
-        let knobs: Knobs = if config.options.is_null() {
-            serde_json::from_value(Value::Object(Map::new()))
-        } else {
-            serde_json::from_value(config.options.clone())
-        }
-        .map_err(|e| PluginError::config(format!("--dataset-args: {e}")))?;
+        let knobs: Knobs = config.options()?;
         if !(knobs.speed.is_finite() && knobs.speed > 0.0) {
             return Err(PluginError::config(format!(
                 "--dataset-args speed must be > 0 (2.0 replays twice as fast), got {}",
