@@ -601,3 +601,300 @@ fn trie_traces_replay_their_lengths_budgets_and_tool_latencies() {
         );
     }
 }
+
+/// Hub datasets in their parquet layout, written by pyarrow (`tests/py/hub_parquet.py`): the
+/// files under the returned directory, by path inside the repository.
+fn parquet_dataset(kind: &str) -> (tempfile::TempDir, Vec<(String, Vec<u8>)>) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = perf_tests::repo_root().join("tests/py/hub_parquet.py");
+    let out = Command::new(perf_tests::py_clients_python())
+        .arg(script)
+        .arg(kind)
+        .arg(dir.path())
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{:?}", text(&out));
+    let mut files = Vec::new();
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)
+            .expect("read_dir")
+            .filter_map(Result::ok)
+        {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir.path()).expect("under");
+                let rel = rel.to_string_lossy().replace('\\', "/");
+                files.push((rel, std::fs::read(&p).expect("read")));
+            }
+        }
+    }
+    files.sort();
+    (dir, files)
+}
+
+/// `"data:<mime>;base64,..."` -> the bytes.
+fn data_url_bytes(url: &str) -> Vec<u8> {
+    use base64::Engine;
+    let (_, b64) = url.split_once(";base64,").expect("a base64 data URL");
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("base64")
+}
+
+/// A request's text parts, and the (red, green) pixel of each of its images.
+type Parts = (Vec<String>, Vec<(u8, u8)>);
+
+#[test]
+fn mmmu_multi_image_takes_every_subject_in_turn_with_its_images_in_place() {
+    let (_data, files) = parquet_dataset("mmmu");
+    let repo = "/api/v1/datasets/AI-ModelScope/MMMU";
+    let mut served = HashMap::new();
+    let subjects: Vec<String> = files
+        .iter()
+        .map(|(path, _)| path.split('/').next().expect("subject").to_string())
+        .collect();
+    assert_eq!(subjects.len(), 30);
+    for (path, bytes) in &files {
+        let subject = path.split('/').next().expect("subject");
+        served.insert(
+            format!(
+                "{repo}/repo?Revision=master&FilePath={}",
+                path.replace('/', "%2F")
+            ),
+            bytes.clone(),
+        );
+        // Each subject's listing: its splits, and a folder entry that is not a file.
+        let listing = serde_json::json!({"Code": 200, "Success": true, "Data": {"Files": [
+            {"Path": format!("{subject}/dev-00000-of-00001.parquet"), "Type": "blob"},
+            {"Path": path, "Type": "blob"},
+            {"Path": format!("{subject}/extra"), "Type": "tree"},
+        ]}});
+        served.insert(
+            format!("{repo}/repo/tree?Revision=master&Recursive=True&PageNumber=1&PageSize=200&Root={subject}"),
+            listing.to_string().into_bytes(),
+        );
+    }
+    let hub = LocalHub::start(served);
+    let dir = tempfile::tempdir().expect("tmp");
+    let env = [
+        ("MODELSCOPE_ENDPOINT", hub.url()),
+        (
+            "PERF_CACHE_DIR",
+            dir.path().join("cache").to_string_lossy().into_owned(),
+        ),
+    ];
+    let mut args = RUN.to_vec();
+    args.extend(["--dataset", "mmmu_multi_image", "-n", "31"]);
+    for round in 0..2 {
+        let (code, out) = perf_with_env(dir.path(), &args, &env);
+        assert_eq!(code, Some(0), "round {round}: {out}");
+        let db_path = std::fs::read_dir(dir.path().join("outputs/t"))
+            .expect("outputs")
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("benchmark_data.db"))
+            .find(|p| p.is_file())
+            .expect("a database");
+        let db = rusqlite::Connection::open(db_path).expect("db");
+        let bodies: Vec<String> = db
+            .prepare("SELECT request FROM result ORDER BY request_index")
+            .expect("query")
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(bodies.len(), 31);
+        // Each request: (texts, the (red, green) pixel of each image), in content order.
+        let requests: Vec<Parts> = bodies
+            .iter()
+            .map(|b| {
+                let v: serde_json::Value = serde_json::from_str(b).expect("JSON");
+                let content = v["messages"][0]["content"].as_array().expect("parts");
+                let mut texts = Vec::new();
+                let mut pixels = Vec::new();
+                for part in content {
+                    match part["type"].as_str() {
+                        Some("text") => texts.push(part["text"].as_str().expect("text").into()),
+                        Some("image_url") => {
+                            let url = part["image_url"]["url"].as_str().expect("url");
+                            assert!(url.starts_with("data:image/png;base64,"), "{url:.40}");
+                            let bytes = data_url_bytes(url);
+                            let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+                            let mut reader = decoder.read_info().expect("a PNG");
+                            let mut buf = vec![0; reader.output_buffer_size().expect("size")];
+                            reader.next_frame(&mut buf).expect("a frame");
+                            pixels.push((buf[0], buf[1]));
+                        }
+                        other => panic!("part {other:?}"),
+                    }
+                }
+                (texts, pixels)
+            })
+            .collect();
+        // One eligible question of each subject in turn (the one-image questions are skipped),
+        // then the second round of Accounting's.
+        for (k, (texts, pixels)) in requests[..30].iter().enumerate() {
+            let subject = &subjects[k];
+            assert_eq!(
+                texts,
+                &[
+                    format!("{subject} q0: is "),
+                    " larger than ".to_string(),
+                    "?\nOptions: ['A', 'B']".to_string()
+                ],
+                "round {round}: request {k}"
+            );
+            assert_eq!(
+                pixels,
+                &[(k as u8, 1), (k as u8, 2)],
+                "{subject}: its own images"
+            );
+        }
+        let (texts, pixels) = &requests[30];
+        assert_eq!(
+            texts,
+            &["Accounting q2: which of these is a balance sheet?"]
+        );
+        assert_eq!(
+            pixels,
+            &[(0, 1), (0, 2), (0, 3)],
+            "no placeholders: text, then images"
+        );
+        std::fs::remove_dir_all(dir.path().join("outputs")).expect("clean outputs");
+    }
+    // One listing and one file per subject, the second run all from the cache.
+    assert_eq!(hub.requests().len(), 60, "{:?}", hub.requests());
+    let mut args = RUN.to_vec();
+    let tokenizer = tokenizer_dir("qwen3");
+    args.extend([
+        "--dataset",
+        "mmmu_multi_image",
+        "--tokenize-prompt",
+        "--tokenizer-path",
+        tokenizer.to_str().expect("path"),
+    ]);
+    let (code, out) = perf_with_env(dir.path(), &args, &env);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("drop --tokenize-prompt"), "{out}");
+}
+
+#[test]
+fn swe_smith_is_built_live_from_the_trajectories_of_the_hub() {
+    let (_data, files) = parquet_dataset("swe_smith");
+    let repo = "SWE-bench/SWE-smith-trajectories";
+    let mut served = HashMap::new();
+    for (path, bytes) in &files {
+        served.insert(
+            format!("/datasets/{repo}/resolve/main/{path}"),
+            bytes.clone(),
+        );
+    }
+    // Hugging Face's tree listing, folders included.
+    let mut listing: Vec<serde_json::Value> = files
+        .iter()
+        .map(|(p, _)| serde_json::json!({"type": "file", "path": p, "size": 1}))
+        .collect();
+    listing.push(serde_json::json!({"type": "directory", "path": "data"}));
+    served.insert(
+        format!("/api/datasets/{repo}/tree/main?recursive=true"),
+        serde_json::Value::Array(listing).to_string().into_bytes(),
+    );
+    let hub = LocalHub::start(served);
+    let cache = tempfile::tempdir().expect("tmp");
+    let tokenizer = tokenizer_dir("qwen3");
+    let r = crate::engine::perf_run_from(
+        &[
+            "--api",
+            "mock",
+            "--port",
+            "0",
+            "--sleep-interval",
+            "0",
+            "--response-messages",
+            "text",
+        ],
+        &[
+            "--dataset",
+            "swe_smith",
+            "--data-source",
+            "huggingface",
+            "--tokenizer-path",
+            tokenizer.to_str().expect("path"),
+            "--multi-turn",
+            "--min-turns",
+            "2",
+            "--max-turns",
+            "3",
+            "--dataset-args",
+            r#"{"first_turn_length": [20, 30], "subsequent_turn_length": 25}"#,
+            "--max-tokens",
+            "4",
+            "-n",
+            "4",
+        ],
+        |cmd| {
+            cmd.env_remove("MODELSCOPE_ENDPOINT")
+                .env("HF_ENDPOINT", hub.url())
+                .env("PERF_CACHE_DIR", cache.path());
+        },
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("6 of 7 trajectories are candidates (1 shorter than 240 characters"),
+        "the tool split's rows only (not the xml split's), the short one dropped: {}",
+        r.stderr
+    );
+    let convs = crate::conversations::conversations(&r, "parallel_1_number_4");
+    assert_eq!(convs.len(), 4);
+    crate::conversations::assert_live_history(&convs);
+    let tok = tokenizers::Tokenizer::from_file(tokenizer.join("tokenizer.json")).expect("tok");
+    let count = |t: &str| tok.encode(t, false).expect("encode").len();
+    for (id, turns) in &convs {
+        assert!(
+            (2..=3).contains(&turns.len()),
+            "conversation {id}: {} turns",
+            turns.len()
+        );
+        // Only user messages, no system prompt, no recorded replies; every text from one
+        // trajectory of the tool split.
+        let first = &turns[0].messages;
+        assert_eq!(first.len(), 1, "conversation {id}: {first:?}");
+        assert_eq!(first[0].0, "user");
+        let n = first[0].1.split_whitespace().next().expect("words")[..3].to_string();
+        assert!(!first[0].1.contains("t99"), "the xml split is not read");
+        let tokens = count(&first[0].1);
+        assert!(
+            (20..=30).contains(&tokens),
+            "conversation {id}: turn 1 has {tokens} tokens"
+        );
+        for t in &turns[1..] {
+            let added = t.messages.last().expect("a message");
+            assert_eq!(added.0, "user");
+            assert!(
+                added.1.starts_with(&n),
+                "conversation {id}: {added:?} from trajectory {n}"
+            );
+            assert!(count(&added.1) <= 25, "{added:?}");
+        }
+    }
+    // Without a tokenizer the live build says what it needs.
+    let r = crate::engine::perf_run_from(
+        &["--api", "mock", "--port", "0"],
+        &[
+            "--dataset",
+            "swe_smith",
+            "--multi-turn",
+            "--data-source",
+            "huggingface",
+        ],
+        |cmd| {
+            cmd.env("HF_ENDPOINT", hub.url())
+                .env("PERF_CACHE_DIR", cache.path());
+        },
+    );
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("needs --tokenizer-path"), "{}", r.stderr);
+}

@@ -1,6 +1,7 @@
 //! Files from ModelScope (the default, as in evalscope) or Hugging Face (`--data-source
 //! huggingface`), downloaded once into perf's cache and read from there afterwards: tokenizers
-//! named by model id, and the hub copies of datasets (`openqa`, `longalpaca`, `flickr8k`).
+//! named by model id, the hub copies of datasets (`openqa`, `longalpaca`, `flickr8k`, ...), and
+//! the file listings of datasets kept as parquet shards (`mmmu_multi_image`, `swe_smith`).
 //!
 //! The hub's address comes from the same environment variables the official clients read, so a
 //! mirror or a local test server can stand in for it: `MODELSCOPE_ENDPOINT` (a full URL) or
@@ -92,6 +93,13 @@ pub enum HubError {
         /// What went wrong.
         reason: String,
     },
+    /// The hub answered a file listing with something that is not one.
+    BadListing {
+        /// The listing's URL.
+        url: String,
+        /// What was wrong with the answer.
+        reason: String,
+    },
     /// The repository id cannot be a hub id.
     BadRepo(String),
     /// Writing the cache failed.
@@ -107,6 +115,9 @@ impl std::fmt::Display for HubError {
                 f,
                 "{url}: the hub cannot be reached ({reason}); set MODELSCOPE_ENDPOINT or HF_ENDPOINT for a mirror"
             ),
+            HubError::BadListing { url, reason } => {
+                write!(f, "{url}: not a file listing ({reason})")
+            }
             HubError::BadRepo(repo) => write!(
                 f,
                 "'{repo}' is not a hub id: expected owner/name with letters, digits, '-', '_' and '.'"
@@ -262,6 +273,168 @@ impl Hub {
         }
     }
 
+    /// The files under `dir` of a dataset `repo` (recursively; `""` for the whole repository),
+    /// as paths inside the repository, sorted. The listing is cached like a file, so a later
+    /// run reads it offline; remove the cache directory to see new files.
+    ///
+    /// Listings, as the hubs serve them:
+    /// - ModelScope: `{endpoint}/api/v1/datasets/{repo}/repo/tree?Revision=master&Recursive=True&PageNumber={n}&PageSize=200[&Root={dir}]`,
+    ///   `{"Code": 200, "Data": {"Files": [{"Path": ..., "Type": "blob" | "tree"}, ...]}}`,
+    ///   page by page until a page holds fewer than 200 entries;
+    /// - Hugging Face: `{endpoint}/api/datasets/{repo}/tree/main[/{dir}]?recursive=true`, a JSON
+    ///   array of `{"type": "file" | "directory", "path": ...}`, further pages named by the
+    ///   `Link: <...>; rel="next"` header.
+    pub fn list_dataset(&self, repo: &str, dir: &str) -> Result<Vec<String>, HubError> {
+        check_repo(repo)?;
+        let dir = dir.trim_matches('/');
+        if !dir.is_empty() {
+            check_file(dir)?;
+        }
+        let cached = self
+            .cache
+            .join(self.source.name())
+            .join("listings")
+            .join(repo)
+            .join(format!("{}.json", if dir.is_empty() { "_" } else { dir }));
+        if let Ok(text) = std::fs::read_to_string(&cached) {
+            if let Ok(files) = serde_json::from_str::<Vec<String>>(&text) {
+                return Ok(files);
+            }
+        }
+        let mut files = match self.source {
+            Source::ModelScope => self.list_modelscope(repo, dir)?,
+            Source::HuggingFace => self.list_huggingface(repo, dir)?,
+        };
+        files.sort();
+        files.dedup();
+        let cache = |e: std::io::Error| HubError::Cache(format!("{}: {e}", cached.display()));
+        let parent = cached.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(cache)?;
+        let mut partial = tempfile_in(parent).map_err(cache)?;
+        let text = serde_json::to_string(&files).unwrap_or_else(|_| "[]".into());
+        partial.1.write_all(text.as_bytes()).map_err(cache)?;
+        std::fs::rename(&partial.0, &cached).map_err(cache)?;
+        Ok(files)
+    }
+
+    fn list_modelscope(&self, repo: &str, dir: &str) -> Result<Vec<String>, HubError> {
+        const PAGE: usize = 200;
+        let mut files = Vec::new();
+        for page in 1.. {
+            let mut url = format!(
+                "{}/api/v1/datasets/{repo}/repo/tree?Revision=master&Recursive=True&PageNumber={page}&PageSize={PAGE}",
+                self.endpoint
+            );
+            if !dir.is_empty() {
+                url.push_str(&format!("&Root={}", query_value(dir)));
+            }
+            let (body, _) = self.get_json(&url)?;
+            let bad = |reason: &str| HubError::BadListing {
+                url: url.clone(),
+                reason: reason.into(),
+            };
+            if body.get("Success") == Some(&serde_json::Value::Bool(false)) {
+                return Err(bad("\"Success\": false"));
+            }
+            let entries = body
+                .get("Data")
+                .and_then(|d| d.get("Files"))
+                .and_then(|f| f.as_array())
+                .ok_or_else(|| bad("no Data.Files array"))?;
+            for entry in entries {
+                let path = entry.get("Path").and_then(|p| p.as_str());
+                let kind = entry.get("Type").and_then(|t| t.as_str());
+                match (path, kind) {
+                    (Some(_), Some("tree")) => {}
+                    (Some(path), _) => files.push(path.trim_start_matches('/').to_string()),
+                    (None, _) => return Err(bad("an entry without a Path")),
+                }
+            }
+            if entries.len() < PAGE {
+                break;
+            }
+        }
+        Ok(files)
+    }
+
+    fn list_huggingface(&self, repo: &str, dir: &str) -> Result<Vec<String>, HubError> {
+        let mut files = Vec::new();
+        let mut next = Some(if dir.is_empty() {
+            format!(
+                "{}/api/datasets/{repo}/tree/main?recursive=true",
+                self.endpoint
+            )
+        } else {
+            format!(
+                "{}/api/datasets/{repo}/tree/main/{dir}?recursive=true",
+                self.endpoint
+            )
+        });
+        while let Some(url) = next.take() {
+            let (body, link) = self.get_json(&url)?;
+            let entries = body.as_array().ok_or_else(|| HubError::BadListing {
+                url: url.clone(),
+                reason: "not a JSON array".into(),
+            })?;
+            for entry in entries {
+                let path = entry.get("path").and_then(|p| p.as_str());
+                let kind = entry.get("type").and_then(|t| t.as_str());
+                match (path, kind) {
+                    (Some(_), Some("directory")) => {}
+                    (Some(path), _) => files.push(path.to_string()),
+                    (None, _) => {
+                        return Err(HubError::BadListing {
+                            url,
+                            reason: "an entry without a path".into(),
+                        })
+                    }
+                }
+            }
+            next = link.as_deref().and_then(next_link);
+        }
+        Ok(files)
+    }
+
+    /// A JSON answer and its `Link` header.
+    fn get_json(&self, url: &str) -> Result<(serde_json::Value, Option<String>), HubError> {
+        let mut request = self.agent.get(url);
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        eprintln!("perf: listing {url}");
+        let response = request.call().map_err(|e| HubError::Unreachable {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        match response.status().as_u16() {
+            200..=299 => {}
+            404 => return Err(HubError::NotFound { url: url.into() }),
+            status => {
+                return Err(HubError::Status {
+                    url: url.into(),
+                    status,
+                })
+            }
+        }
+        let link = response
+            .headers()
+            .get("link")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = response
+            .into_body()
+            .read_to_string()
+            .map_err(|e| HubError::Unreachable {
+                url: url.to_string(),
+                reason: format!("the answer broke off: {e}"),
+            })?;
+        let body = serde_json::from_str(&text).map_err(|e| HubError::BadListing {
+            url: url.to_string(),
+            reason: format!("not JSON: {e}"),
+        })?;
+        Ok((body, link))
+    }
+
     fn download(&self, url: &str, path: &Path) -> Result<(), HubError> {
         let mut request = self.agent.get(url);
         if let Some(token) = &self.token {
@@ -295,6 +468,23 @@ impl Hub {
         std::fs::rename(&partial.0, path).map_err(cache)?;
         Ok(())
     }
+}
+
+/// The `rel="next"` target of a `Link` header.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let is_next = params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"");
+        is_next.then(|| {
+            target
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
 }
 
 /// A new file in `dir` with a name no other download uses.
@@ -383,6 +573,19 @@ mod tests {
             hf.cached_path(Kind::Dataset, "a/b", "test/0.tar"),
             PathBuf::from("/c/huggingface/datasets/a/b/test/0.tar")
         );
+    }
+
+    #[test]
+    fn the_next_page_comes_from_the_link_header() {
+        assert_eq!(
+            next_link(r#"<https://h/api/datasets/a/b/tree/main?cursor=x>; rel="next""#).as_deref(),
+            Some("https://h/api/datasets/a/b/tree/main?cursor=x")
+        );
+        assert_eq!(
+            next_link(r#"<https://h/p1>; rel="prev", <https://h/p3>; rel="next""#).as_deref(),
+            Some("https://h/p3")
+        );
+        assert_eq!(next_link(r#"<https://h/p1>; rel="prev""#), None);
     }
 
     #[test]

@@ -11,8 +11,8 @@
 //! - `share_gpt_zh` / `share_gpt_en`: the same files as one request each, the history with
 //!   its reference replies ending on the last `human` message; the length filter reads that
 //!   message.
-//! - `swe_smith`: evalscope's pre-built `agentic_dataset.json` of SWE-smith agent
-//!   conversations, turn by turn.
+//! - `swe_smith`: SWE-smith agent conversations, turn by turn: evalscope's pre-built
+//!   `agentic_dataset.json`, or built live from the trajectories (`swe.rs`).
 //!
 //! Turn boundaries travel as the item's turn ends (`DatasetItem::conversation`).
 
@@ -392,12 +392,16 @@ mod tests {
     }
 }
 
-/// `swe_smith`, from evalscope's pre-built `agentic_dataset.json` (`--dataset-path`):
+/// `swe_smith`: evalscope's pre-built `agentic_dataset.json` (`--dataset-path`):
 /// `{"conversations": [[{"messages": [...], "prompt_tokens": n, "rid": "..."}, ...], ...]}`, each
 /// turn's `messages` the delta it adds; `--dataset-offset` rotates the list. The file is a
-/// JSON document, read whole, as evalscope reads it.
-pub struct SweSmith {
-    items: std::vec::IntoIter<DatasetItem>,
+/// JSON document, read whole, as evalscope reads it. Without `--dataset-path` (or with a
+/// parquet copy of the trajectories there) the conversations are built live (`swe.rs`).
+pub enum SweSmith {
+    /// From the pre-built file.
+    Prebuilt(std::vec::IntoIter<DatasetItem>),
+    /// Built from the trajectories as the run asks.
+    Live(Box<crate::swe::Live>),
 }
 
 #[derive(Deserialize)]
@@ -417,17 +421,20 @@ struct SweSmithTurn {
 impl DatasetSourcePlugin for SweSmith {
     const ID: &'static str = "swe_smith";
     const DESCRIPTION: &'static str =
-        "SWE-smith agent conversations from evalscope's pre-built agentic_dataset.json (--dataset-path; needs --multi-turn)";
+        "SWE-smith agent conversations, built from SWE-smith-trajectories (hub; needs --tokenizer-path) or evalscope's pre-built agentic_dataset.json (--dataset-path); needs --multi-turn";
     const OPTION_KEYS: Option<&'static [&'static str]> = Some(MULTI_TURN_KEYS);
 
     fn new(config: &DatasetConfig, tokenizer: Option<TokenizerRef>) -> Result<Self, PluginError> {
         needs_multi_turn(config, Self::ID)?;
-        let Some(path) = &config.dataset_path else {
-            return Err(PluginError::config(
-                "the swe_smith dataset reads evalscope's pre-built agentic_dataset.json from --dataset-path (build it with evalscope's examples/perf/build_swe_smith_dataset.py); perf does not build it live from SWE-bench/SWE-smith-trajectories yet",
-            ));
+        let tok = tokenizer.map(Tok);
+        let extras = Extras::from_config(config, tok.as_ref())?;
+        let path = match &config.dataset_path {
+            Some(path) if !crate::swe::is_trajectories(path) => path,
+            _ => {
+                return crate::swe::Live::open(config, tok, extras)
+                    .map(|live| SweSmith::Live(Box::new(live)))
+            }
         };
-        let extras = Extras::from_config(config, tokenizer.map(Tok).as_ref())?;
         let text = std::fs::read_to_string(path)
             .map_err(|e| PluginError::config(format!("cannot open --dataset-path {path}: {e}")))?;
         let file: SweSmithFile = serde_json::from_str(&text).map_err(|e| {
@@ -467,12 +474,13 @@ impl DatasetSourcePlugin for SweSmith {
         }
         let offset = (config.dataset_offset as usize) % items.len();
         items.rotate_left(offset);
-        Ok(SweSmith {
-            items: items.into_iter(),
-        })
+        Ok(SweSmith::Prebuilt(items.into_iter()))
     }
 
     fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
-        Ok(self.items.next())
+        match self {
+            SweSmith::Prebuilt(items) => Ok(items.next()),
+            SweSmith::Live(live) => live.next_item(),
+        }
     }
 }

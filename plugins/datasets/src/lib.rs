@@ -11,11 +11,13 @@
 //!   `--dataset-path`;
 //! - `kontext_bench`: image-editing instructions + their images from an image-folder
 //!   `metadata.jsonl` (`imagefolder.rs`), from the hub or `--dataset-path`;
+//! - `mmmu_multi_image`: MMMU's multi-image questions from its parquet files (`mmmu.rs`,
+//!   parquet reading in `tables.rs`), from the hub or `--dataset-path`;
 //! - `random` / `random_vl`: prompts of an exact token length (`random.rs`), after generated
 //!   images for `random_vl` (`images.rs`);
 //! - conversations for `--multi-turn` (`conversations.rs`, `random.rs`): `random_multi_turn`,
 //!   `custom_multi_turn`, `share_gpt_zh_multi_turn`, `share_gpt_en_multi_turn`, `swe_smith`
-//!   (evalscope's pre-built file), the trie agent
+//!   (evalscope's pre-built file, or built live from the trajectories: `swe.rs`), the trie agent
 //!   traces `trie_agentic_coding`, `trie_code_qa`, `trie_office_work`; and the
 //!   ShareGPT files as single requests with their history, `share_gpt_zh`, `share_gpt_en`;
 //! - `workload_trace`: recorded requests replayed on their recorded schedule (`trace.rs`), and
@@ -39,8 +41,11 @@ mod hashids;
 mod imagefolder;
 mod images;
 mod inputs;
+mod mmmu;
 mod random;
 mod speed;
+mod swe;
+mod tables;
 mod tok;
 mod trace;
 mod webdataset;
@@ -254,6 +259,7 @@ perf_plugin_api::builtin_plugins! {
     DatasetSource: speed::SpeedBenchmarkLong,
     DatasetSource: webdataset::Flickr8k,
     DatasetSource: imagefolder::KontextBench,
+    DatasetSource: mmmu::MmmuMultiImage,
     DatasetSource: random::RandomEmbedding,
     DatasetSource: random::RandomEmbeddingBatch,
     DatasetSource: random::RandomRerank,

@@ -430,15 +430,15 @@ pub struct RandomMultiTurn(Random, crate::extras::Extras);
 /// `random_multi_turn`'s `--dataset-args` (evalscope's multi-turn options).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MultiTurnKnobs {
+pub(crate) struct MultiTurnKnobs {
     #[serde(default)]
-    first_turn_length: Option<Length>,
+    pub(crate) first_turn_length: Option<Length>,
     #[serde(default)]
-    subsequent_turn_length: Option<Length>,
-    /// evalscope's length estimate without a tokenizer; perf always has one here.
+    pub(crate) subsequent_turn_length: Option<Length>,
+    /// evalscope's length estimate without a tokenizer: `random_multi_turn` always has one;
+    /// `swe_smith` built live drops short trajectories by it.
     #[serde(default)]
-    #[allow(dead_code)]
-    chars_per_token: Option<f64>,
+    pub(crate) chars_per_token: Option<f64>,
     /// Deprecated in evalscope; the prompt workers are perf's own.
     #[serde(default)]
     #[allow(dead_code)]
@@ -456,13 +456,13 @@ struct MultiTurnKnobs {
 /// A token count, or a `[min, max]` range drawn uniformly.
 #[derive(serde::Deserialize)]
 #[serde(untagged)]
-enum Length {
+pub(crate) enum Length {
     One(u64),
     Range([u64; 2]),
 }
 
 impl Length {
-    fn range(&self, key: &str) -> Result<(u64, u64), PluginError> {
+    pub(crate) fn range(&self, key: &str) -> Result<(u64, u64), PluginError> {
         let (lo, hi) = match *self {
             Length::One(n) => (n, n),
             Length::Range([lo, hi]) => (lo, hi),

@@ -1,5 +1,5 @@
 //! The dataset files perf reads (a trace, conversations, swe_smith's JSON, ShareGPT lines,
-//! prompt lines), from arbitrary bytes through the built-in plugins as a run opens them: never
+//! prompt lines, MMMU's parquet), from arbitrary bytes through the built-in plugins as a run opens them: never
 //! a panic, every refusal an error with a message. The first byte picks the dataset, the rest
 //! is the file.
 
@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 use perf_host::plugin_host::PluginRegistry;
 use perf_plugin_api::sdk::DatasetConfig;
 
-const DATASETS: [&str; 7] = [
+const DATASETS: [&str; 8] = [
     "workload_trace",
     "custom_multi_turn",
     "swe_smith",
@@ -19,6 +19,7 @@ const DATASETS: [&str; 7] = [
     "share_gpt_en_multi_turn",
     "custom",
     "line_by_line",
+    "mmmu_multi_image",
 ];
 
 fn registry() -> &'static PluginRegistry {
