@@ -10,23 +10,22 @@ use serde_json::Value;
 
 use crate::engine::{f, perf_run_from, Run};
 
-/// perf against the simulator with a dataset (no `--prompt`), in a fresh directory; the
-/// replies are kept as text in `response_messages`.
+/// The simulator, without a pause between runs, the replies kept as text in
+/// `response_messages`.
+pub(crate) const SIMULATOR: &[&str] = &[
+    "--api",
+    "mock",
+    "--port",
+    "0",
+    "--sleep-interval",
+    "0",
+    "--response-messages",
+    "text",
+];
+
+/// perf against the simulator with a dataset (no `--prompt`), in a fresh directory.
 pub(crate) fn perf_dataset_run(args: &[&str]) -> Run {
-    perf_run_from(
-        &[
-            "--api",
-            "mock",
-            "--port",
-            "0",
-            "--sleep-interval",
-            "0",
-            "--response-messages",
-            "text",
-        ],
-        args,
-        |_| {},
-    )
+    perf_run_from(SIMULATOR, args, |_| {})
 }
 
 /// The request bodies a run sent, in request order.

@@ -301,8 +301,8 @@ fn flickr8k_shards_come_from_the_hub_as_the_run_reaches_them() {
     );
 }
 
-/// The (text, image URL) of every request the run `t` under `dir` sent, in order.
-fn image_prompts(dir: &Path) -> Vec<(String, String)> {
+/// The request bodies the run `t` under `dir` sent, in order.
+fn request_bodies_under(dir: &Path) -> Vec<String> {
     let db_path = std::fs::read_dir(dir.join("outputs/t"))
         .expect("outputs")
         .filter_map(Result::ok)
@@ -318,6 +318,11 @@ fn image_prompts(dir: &Path) -> Vec<(String, String)> {
         .collect::<Result<_, _>>()
         .expect("rows");
     bodies
+}
+
+/// The (text, image URL) of every request the run `t` under `dir` sent, in order.
+fn image_prompts(dir: &Path) -> Vec<(String, String)> {
+    request_bodies_under(dir)
         .iter()
         .map(|b| {
             let v: serde_json::Value = serde_json::from_str(b).expect("JSON");
@@ -691,20 +696,7 @@ fn mmmu_multi_image_takes_every_subject_in_turn_with_its_images_in_place() {
     for round in 0..2 {
         let (code, out) = perf_with_env(dir.path(), &args, &env);
         assert_eq!(code, Some(0), "round {round}: {out}");
-        let db_path = std::fs::read_dir(dir.path().join("outputs/t"))
-            .expect("outputs")
-            .filter_map(Result::ok)
-            .map(|e| e.path().join("benchmark_data.db"))
-            .find(|p| p.is_file())
-            .expect("a database");
-        let db = rusqlite::Connection::open(db_path).expect("db");
-        let bodies: Vec<String> = db
-            .prepare("SELECT request FROM result ORDER BY request_index")
-            .expect("query")
-            .query_map([], |r| r.get(0))
-            .expect("rows")
-            .collect::<Result<_, _>>()
-            .expect("rows");
+        let bodies = request_bodies_under(dir.path());
         assert_eq!(bodies.len(), 31);
         // Each request: (texts, the (red, green) pixel of each image), in content order.
         let requests: Vec<Parts> = bodies
@@ -805,16 +797,7 @@ fn swe_smith_is_built_live_from_the_trajectories_of_the_hub() {
     let cache = tempfile::tempdir().expect("tmp");
     let tokenizer = tokenizer_dir("qwen3");
     let r = crate::engine::perf_run_from(
-        &[
-            "--api",
-            "mock",
-            "--port",
-            "0",
-            "--sleep-interval",
-            "0",
-            "--response-messages",
-            "text",
-        ],
+        crate::conversations::SIMULATOR,
         &[
             "--dataset",
             "swe_smith",

@@ -395,27 +395,30 @@ impl Hub {
         Ok(files)
     }
 
-    /// A JSON answer and its `Link` header.
-    fn get_json(&self, url: &str) -> Result<(serde_json::Value, Option<String>), HubError> {
+    /// The answer to a GET of `url` with the token, when its status is a success.
+    fn get(&self, url: &str) -> Result<ureq::http::Response<ureq::Body>, HubError> {
         let mut request = self.agent.get(url);
         if let Some(token) = &self.token {
             request = request.header("Authorization", &format!("Bearer {token}"));
         }
-        eprintln!("perf: listing {url}");
         let response = request.call().map_err(|e| HubError::Unreachable {
             url: url.to_string(),
             reason: e.to_string(),
         })?;
         match response.status().as_u16() {
-            200..=299 => {}
-            404 => return Err(HubError::NotFound { url: url.into() }),
-            status => {
-                return Err(HubError::Status {
-                    url: url.into(),
-                    status,
-                })
-            }
+            200..=299 => Ok(response),
+            404 => Err(HubError::NotFound { url: url.into() }),
+            status => Err(HubError::Status {
+                url: url.into(),
+                status,
+            }),
         }
+    }
+
+    /// A JSON answer and its `Link` header.
+    fn get_json(&self, url: &str) -> Result<(serde_json::Value, Option<String>), HubError> {
+        eprintln!("perf: listing {url}");
+        let response = self.get(url)?;
         let link = response
             .headers()
             .get("link")
@@ -436,24 +439,7 @@ impl Hub {
     }
 
     fn download(&self, url: &str, path: &Path) -> Result<(), HubError> {
-        let mut request = self.agent.get(url);
-        if let Some(token) = &self.token {
-            request = request.header("Authorization", &format!("Bearer {token}"));
-        }
-        let response = request.call().map_err(|e| HubError::Unreachable {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?;
-        match response.status().as_u16() {
-            200..=299 => {}
-            404 => return Err(HubError::NotFound { url: url.into() }),
-            status => {
-                return Err(HubError::Status {
-                    url: url.into(),
-                    status,
-                })
-            }
-        }
+        let response = self.get(url)?;
         let cache = |e: std::io::Error| HubError::Cache(format!("{}: {e}", path.display()));
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(cache)?;

@@ -74,11 +74,11 @@ struct Subject {
 }
 
 impl Subject {
-    fn next_row(&mut self) -> Result<Option<(Row, String)>, PluginError> {
+    fn next_row(&mut self) -> Result<Option<Row>, PluginError> {
         loop {
             if let Some(table) = &mut self.table {
                 if let Some(row) = table.next_row()? {
-                    return Ok(Some((row, table.place())));
+                    return Ok(Some(row));
                 }
             }
             match self.files.next() {
@@ -303,7 +303,7 @@ impl DatasetSourcePlugin for MmmuMultiImage {
                     // This subject is done; the next one moves into its place.
                     self.subjects.remove(self.at);
                 }
-                Some((row, _place)) => {
+                Some(row) => {
                     self.at += 1;
                     if let Some(item) = row_item(&row) {
                         self.yielded += 1;

@@ -52,11 +52,6 @@ impl Table {
             ))),
         }
     }
-
-    /// `file:row` of the last row read, for messages.
-    pub(crate) fn place(&self) -> String {
-        format!("{} row {}", self.path, self.row_no)
-    }
 }
 
 /// The cell `name` of `row`.
