@@ -49,6 +49,15 @@ pub trait ApiAdapter: Send + Sync {
     /// A fresh decoder for one response. An error fails this request (kind `Plugin`).
     #[sabi(last_prefix_field)]
     fn new_decoder(&self) -> RResult<ResponseDecoderBox, PluginError>;
+
+    /// A fresh decoder for the response to the request whose body is `request_body`, as sent,
+    /// for decoders that check an answer against its question. Since 0.2.3: the host calls it
+    /// only on a library of 0.2.3 or later, and `new_decoder` on an older one. An error fails
+    /// this request (kind `Plugin`).
+    fn new_decoder_for(
+        &self,
+        request_body: RSlice<'_, u8>,
+    ) -> RResult<ResponseDecoderBox, PluginError>;
 }
 
 /// Decodes the events of one response, in order. Owned by one worker at a time.

@@ -47,9 +47,9 @@
 //!
 //! # Threading guarantees
 //!
-//! - An API adapter is shared by all workers: `build_request` and `new_decoder` are called
-//!   concurrently from many threads (`Send + Sync`). A decoder is used by one request at a time
-//!   but may move between threads (`Send`).
+//! - An API adapter is shared by all workers: `build_request` and `new_decoder` (or
+//!   `new_decoder_for`) are called concurrently from many threads (`Send + Sync`). A decoder
+//!   is used by one request at a time but may move between threads (`Send`).
 //! - A dataset source is called from one blocking thread at a time, ahead of the send schedule.
 //! - A result sink is called from one dedicated thread, never from the threads that time
 //!   requests, so blocking network I/O in a sink cannot slow the benchmark.

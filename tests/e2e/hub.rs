@@ -881,3 +881,342 @@ fn swe_smith_is_built_live_from_the_trajectories_of_the_hub() {
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(r.stderr.contains("needs --tokenizer-path"), "{}", r.stderr);
 }
+
+/// A decision service on 127.0.0.1: System One at `.../systemone`, AutoTrust at `.../decide`.
+/// It answers each question with a valid distribution (all mass on the first option; noul 0.25;
+/// a uniform score), except a question whose instructions say `WRONG`, whose probabilities sum
+/// to 0.5, and one that says `OTHER`, answered with options it did not offer;
+/// `usage.input_tokens` is the instructions' length in bytes. Keeps every body.
+struct DecisionService {
+    port: u16,
+    bodies: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl DecisionService {
+    fn start() -> Self {
+        use serde_json::json;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let kept = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let mut length = 0;
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok() && header.trim() != "" {
+                    if let Some((k, v)) = header.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    header.clear();
+                }
+                let mut body = vec![0; length];
+                if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+                    continue;
+                }
+                let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                kept.lock().expect("lock").push(body.clone());
+                let answer = if path.ends_with("/systemone") {
+                    let q = &body["questions"]["answer"];
+                    let wrong = q["instructions"].as_str().unwrap_or("").contains("WRONG");
+                    let tokens = q["instructions"].as_str().unwrap_or("").len();
+                    let mut a = match q["type"].as_str() {
+                        Some("choice") => {
+                            let labels: Vec<&String> =
+                                q["criteria"].as_object().expect("options").keys().collect();
+                            let p: serde_json::Map<String, serde_json::Value> = labels
+                                .iter()
+                                .enumerate()
+                                .map(|(i, l)| ((*l).clone(), json!(if i == 0 { 1.0 } else { 0.0 })))
+                                .collect();
+                            json!({"type": "choice", "probabilities": p, "choice": labels[0]})
+                        }
+                        Some("noul") => json!({"type": "noul", "noul": 0.25}),
+                        _ => {
+                            let levels = q["criteria"].as_array().expect("levels");
+                            let n = levels.len();
+                            let p: serde_json::Map<String, serde_json::Value> = (0..n)
+                                .map(|i| (i.to_string(), json!(1.0 / n as f64)))
+                                .collect();
+                            let legend: serde_json::Map<String, serde_json::Value> = levels
+                                .iter()
+                                .enumerate()
+                                .map(|(i, l)| (i.to_string(), l.clone()))
+                                .collect();
+                            let score = (0..n).map(|i| i as f64 / n as f64).sum::<f64>();
+                            json!({"type": "score", "probabilities": p, "score": score, "legend": legend})
+                        }
+                    };
+                    if q["instructions"].as_str().unwrap_or("").contains("OTHER") {
+                        a = json!({"type": "choice", "probabilities": {"x": 1.0, "y": 0.0}, "choice": "x"});
+                    }
+                    if wrong {
+                        // Half of each probability: the distribution sums to 0.5.
+                        if let Some(p) = a["probabilities"].as_object_mut() {
+                            for v in p.values_mut() {
+                                *v = json!(v.as_f64().unwrap_or(0.0) / 2.0);
+                            }
+                        }
+                    }
+                    json!({"model": body["model"], "answers": {"answer": a}, "usage": {"input_tokens": tokens, "output_tokens": 1}})
+                } else {
+                    let options = body["options"].as_array().cloned().unwrap_or_default();
+                    let n = options.len().max(2);
+                    let mut p = vec![0.0; n];
+                    p[0] = 1.0;
+                    json!({"model": "at-1", "kind": body["kind"], "options": options, "probabilities": p, "choice_index": 0, "choice": options.first()})
+                };
+                let answer = answer.to_string();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    answer.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        DecisionService { port, bodies }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn bodies(&self) -> Vec<serde_json::Value> {
+        self.bodies.lock().expect("lock").clone()
+    }
+}
+
+/// success, first_chunk_latency, time_per_output_token, error.
+type DecisionRow = (bool, Option<f64>, Option<f64>, Option<String>);
+
+#[test]
+fn open_decisions_go_to_a_decision_service_and_only_valid_distributions_succeed() {
+    use serde_json::json;
+    let records = [
+        json!({"id": "c1", "state": {"text": "The sky is blue."}, "question": {"type": "choice", "instructions": "What colour is the sky?", "criteria": {"a": "blue", "b": "green"}, "answer_prefix": null}, "gold": "a"}),
+        json!({"id": "n1", "state": "It rains.", "question": {"type": "noul", "instructions": "Is it raining?", "criteria": null}, "gold": 1}),
+        json!({"id": "s1", "state": {"review": "fine"}, "question": {"type": "score", "instructions": "Rate it WRONG", "criteria": ["bad", "ok", "good"]}, "gold": 2}),
+        json!({"id": "c2", "state": "x", "question": {"type": "choice", "instructions": "Pick OTHER", "criteria": {"a": "one", "b": "two"}}, "gold": "a"}),
+    ];
+    let lines: String = records.iter().map(|r| format!("{r}\n")).collect();
+    let repo = "/api/v1/datasets/evalscope/OpenDecisions";
+    let listing = json!({"Code": 200, "Data": {"Files": [
+        {"Path": "README.md", "Type": "blob"},
+        {"Path": "data", "Type": "tree"},
+        {"Path": "data/test.jsonl", "Type": "blob"},
+        {"Path": "data/train.jsonl", "Type": "blob"},
+    ]}});
+    let hub = LocalHub::start(HashMap::from([
+        (
+            format!("{repo}/repo/tree?Revision=master&Recursive=True&PageNumber=1&PageSize=200"),
+            listing.to_string().into_bytes(),
+        ),
+        (
+            format!("{repo}/repo?Revision=master&FilePath=data%2Ftest.jsonl"),
+            lines.into_bytes(),
+        ),
+    ]));
+    let service = DecisionService::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let env = [
+        ("MODELSCOPE_ENDPOINT", hub.url()),
+        (
+            "PERF_CACHE_DIR",
+            dir.path().join("cache").to_string_lossy().into_owned(),
+        ),
+    ];
+    let url = service.url("/v1");
+    let args = [
+        "--api",
+        "systemone",
+        "--url",
+        url.as_str(),
+        "--model",
+        "so-1",
+        "--dataset",
+        "open_decisions",
+        "-n",
+        "4",
+        "--outputs-dir",
+        "outputs",
+        "--no-timestamp",
+        "--name",
+        "t",
+    ];
+    let (code, out) = perf_with_env(dir.path(), &args, &env);
+    assert_eq!(code, Some(0), "{out}");
+    // Each record as System One's body, in order, the run's model added; no test request.
+    let sent = service.bodies();
+    assert_eq!(
+        sent,
+        [
+            json!({"state": {"text": "The sky is blue."}, "questions": {"answer": {"type": "choice", "instructions": "What colour is the sky?", "criteria": {"a": "blue", "b": "green"}}}, "model": "so-1"}),
+            json!({"state": "It rains.", "questions": {"answer": {"type": "noul", "instructions": "Is it raining?"}}, "model": "so-1"}),
+            json!({"state": {"review": "fine"}, "questions": {"answer": {"type": "score", "instructions": "Rate it WRONG", "criteria": ["bad", "ok", "good"]}}, "model": "so-1"}),
+            json!({"state": "x", "questions": {"answer": {"type": "choice", "instructions": "Pick OTHER", "criteria": {"a": "one", "b": "two"}}}, "model": "so-1"}),
+        ]
+    );
+    let run = dir.path().join("outputs/t/parallel_1_number_4");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("benchmark_summary.json")).expect("summary"),
+    )
+    .expect("JSON");
+    assert_eq!(summary["Success Requests"], 2, "{summary}");
+    assert_eq!(
+        summary["Failed Requests"], 2,
+        "the WRONG answer sums to 0.5, the OTHER one has options it was not asked"
+    );
+    assert_eq!(
+        summary["Not Applicable Metrics"],
+        json!(["Avg TTFT (ms)", "Avg TPOT (ms)", "Avg ITL (ms)"])
+    );
+    let keys: Vec<&str> = summary
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let at = |k: &str| keys.iter().position(|x| *x == k).expect(k);
+    assert_eq!(
+        at("Not Applicable Metrics"),
+        at("Avg Input Tokens") + 1,
+        "{keys:?}"
+    );
+    // usage.input_tokens: the instructions' bytes (23 and 14), averaged; the input
+    // throughput is that mean times the request throughput, as evalscope computes it.
+    assert_eq!(summary["Avg Input Tokens"], 18.5);
+    let expected = 18.5 * summary["Req Throughput (req/s)"].as_f64().expect("rps");
+    let input = summary["Input Throughput (tok/s)"].as_f64().expect("input");
+    assert!(
+        (input - expected).abs() <= expected * 1e-3 + 0.01,
+        "{input} vs {expected}"
+    );
+    let db = rusqlite::Connection::open(run.join("benchmark_data.db")).expect("db");
+    let rows: Vec<DecisionRow> = db
+        .prepare("SELECT success, first_chunk_latency, time_per_output_token, error FROM result ORDER BY request_index")
+        .expect("query")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert!(rows[0].0);
+    assert_eq!(
+        (rows[0].1, rows[0].2),
+        (Some(0.0), Some(0.0)),
+        "TTFT and TPOT 0, as evalscope writes them"
+    );
+    assert!(!rows[2].0);
+    assert!(
+        rows[2]
+            .3
+            .as_deref()
+            .is_some_and(|e| e.contains("invalid decision response") && e.contains("sum to 0.5")),
+        "{rows:?}"
+    );
+
+    assert!(
+        rows[3]
+            .3
+            .as_deref()
+            .is_some_and(|e| e.contains("are not the question's")),
+        "{rows:?}"
+    );
+
+    // AutoTrust from JSON bodies; a body with generation controls fails with the reason.
+    let bodies = dir.path().join("bodies.jsonl");
+    std::fs::write(
+        &bodies,
+        concat!(
+            r#"{"kind": "choice", "state": "s", "question": "Pick one", "options": ["x", "y"], "thinking": "off"}"#,
+            "\n",
+            r#"{"kind": "noul", "state": "s", "question": "Yes?", "max_tokens": 5}"#,
+            "\n"
+        ),
+    )
+    .expect("write");
+    let url = service.url("/decide");
+    let args = [
+        "--api",
+        "autotrust",
+        "--url",
+        url.as_str(),
+        "--model",
+        "at-1",
+        "--dataset",
+        "line_by_line",
+        "--dataset-path",
+        bodies.to_str().expect("path"),
+        "-n",
+        "2",
+        "--outputs-dir",
+        "outputs",
+        "--no-timestamp",
+        "--name",
+        "at",
+    ];
+    let (code, out) = perf_with_env(dir.path(), &args, &env);
+    assert_eq!(code, Some(0), "{out}");
+    let db = rusqlite::Connection::open(
+        dir.path()
+            .join("outputs/at/parallel_1_number_2/benchmark_data.db"),
+    )
+    .expect("db");
+    let rows: Vec<(bool, Option<String>)> = db
+        .prepare("SELECT success, error FROM result ORDER BY request_index")
+        .expect("query")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert!(rows[0].0, "{rows:?}");
+    assert!(
+        rows[1]
+            .1
+            .as_deref()
+            .is_some_and(|e| e.contains("generation controls") && e.contains("max_tokens")),
+        "{rows:?}"
+    );
+    assert_eq!(service.bodies().len(), 5, "the refused body is never sent");
+
+    // The parquet form of the split, from --dataset-path.
+    let (data, _) = parquet_dataset("open_decisions");
+    let url = service.url("/v1/systemone");
+    let args = [
+        "--api",
+        "systemone",
+        "--url",
+        url.as_str(),
+        "--model",
+        "so-1",
+        "--dataset",
+        "open_decisions",
+        "--dataset-path",
+        data.path().to_str().expect("path"),
+        "-n",
+        "2",
+        "--outputs-dir",
+        "outputs",
+        "--no-timestamp",
+        "--name",
+        "pq",
+    ];
+    let (code, out) = perf_with_env(dir.path(), &args, &env);
+    assert_eq!(code, Some(0), "{out}");
+    let sent = service.bodies();
+    assert_eq!(
+        sent[5]["questions"]["answer"],
+        json!({"type": "choice", "instructions": "Parquet question 0", "criteria": {"a": "yes", "b": "no"}}),
+        "the struct's null field left out, the map an object"
+    );
+    assert_eq!(sent[5]["state"], "parquet state 0");
+    assert!(sent[5].get("gold").is_none());
+}

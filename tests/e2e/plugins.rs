@@ -103,7 +103,7 @@ fn acme_adapter_decodes_a_recorded_ndjson_stream_through_the_host_framer() {
         )
         .expect("adapter");
     let recorded = include_bytes!("data/acme_stream.ndjson");
-    let mut decoder = adapter.decoder().expect("a decoder");
+    let mut decoder = adapter.decoder(b"{}").expect("a decoder");
     let mut framer = Framer::new(Framing::NdJson, 1 << 20);
     let mut events = RVec::new();
     let mut frames = 0;
@@ -433,7 +433,7 @@ fn a_panic_inside_a_plugin_call_becomes_an_error_and_the_host_keeps_going() {
         .build_request(&prompt(PromptItem::Text("fine".into())), &ctx())
         .is_ok());
 
-    let mut decoder = adapter.decoder().expect("a decoder");
+    let mut decoder = adapter.decoder(b"{}").expect("a decoder");
     let mut out = RVec::new();
     assert!(decoder.decode(b"ok", &mut out).is_ok());
     assert_eq!(
@@ -450,7 +450,7 @@ fn a_panic_inside_a_plugin_call_becomes_an_error_and_the_host_keeps_going() {
     );
     assert!(
         adapter
-            .decoder()
+            .decoder(b"{}")
             .expect("a decoder")
             .decode(b"ok", &mut out)
             .is_ok(),

@@ -3,6 +3,7 @@ uses), for the hub tests (tests/e2e/hub.rs): prints nothing, writes files under 
 
     python hub_parquet.py mmmu OUT       # OUT/<Subject>/validation-00000-of-00001.parquet x 30
     python hub_parquet.py swe_smith OUT  # OUT/data/tool-0000{0,1}-of-00002.parquet, xml-...
+    python hub_parquet.py open_decisions OUT  # OUT/data/test-00000-of-00001.parquet
 
 mmmu: every subject has three rows: `<Subject> q0` with two images (placeholders `<image 1>`,
 `<image 2>`), `<Subject> q1` with one image (not eligible), and, for Accounting only, `Accounting
@@ -13,6 +14,9 @@ feature: a struct of `bytes` and `path`.
 swe_smith: trajectories whose `messages` column is a JSON string, as SWE-smith-trajectories
 keeps them: a system prompt, then user / assistant / tool messages; the `xml` split must not be
 read for the default `tool` split.
+
+open_decisions: two choice questions whose `question` struct has a null field (`criteria` is
+a map of named options), and a `gold` column that must not reach the request.
 """
 import json
 import struct
@@ -102,6 +106,21 @@ def swe_smith(out):
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), data / "xml-00000-of-00001.parquet")
 
 
+def open_decisions(out):
+    question = pa.struct([("type", pa.string()), ("instructions", pa.string()),
+                          ("criteria", pa.map_(pa.string(), pa.string())),
+                          ("answer_prefix", pa.string())])
+    schema = pa.schema([("id", pa.string()), ("state", pa.string()), ("question", question),
+                        ("gold", pa.string())])
+    rows = [{"id": f"p{i}", "state": f"parquet state {i}", "gold": "a",
+             "question": {"type": "choice", "instructions": f"Parquet question {i}",
+                          "criteria": [("a", "yes"), ("b", "no")], "answer_prefix": None}}
+            for i in range(2)]
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema),
+                   out / "data" / "test-00000-of-00001.parquet")
+
+
 if __name__ == "__main__":
     kind, out = sys.argv[1], Path(sys.argv[2])
-    {"mmmu": mmmu, "swe_smith": swe_smith}[kind](out)
+    {"mmmu": mmmu, "swe_smith": swe_smith, "open_decisions": open_decisions}[kind](out)

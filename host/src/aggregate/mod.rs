@@ -68,6 +68,9 @@ fn mean(sum: f64, n: u64) -> f64 {
 pub struct RunStats {
     /// Embeddings or rerank: requests that produce no text.
     input_only: bool,
+    /// Decision services (`systemone`, `autotrust`): input-only, with evalscope's decision
+    /// keys.
+    decisions: bool,
     parallel: i64,
     rate: f64,
     total: u64,
@@ -203,6 +206,7 @@ impl RunStats {
     pub fn new(parallel: i64, rate: f64) -> Self {
         RunStats {
             input_only: false,
+            decisions: false,
             parallel,
             rate,
             total: 0,
@@ -422,6 +426,22 @@ impl RunStats {
         self
     }
 
+    /// For decision services (`systemone`, `autotrust`), input-only as evalscope reports them:
+    /// the summary lists TTFT, TPOT and ITL under `Not Applicable Metrics` and its input
+    /// throughput is the mean input tokens times the request throughput.
+    pub fn decisions(mut self, yes: bool) -> Self {
+        self.decisions = yes;
+        if yes {
+            self.input_only = true;
+        }
+        self
+    }
+
+    /// Whether the run is of a decision service.
+    pub fn is_decisions(&self) -> bool {
+        self.decisions
+    }
+
     /// `benchmark_summary.json` (see [`Summary`] for the keys), with the client's load when
     /// the run is over. evalscope's formulas and sentinels: averages over no request are -1
     /// (TTFT and TPOT, in ms, -1000); the ITL average over no gap is 0; input-only APIs (no
@@ -455,6 +475,18 @@ impl RunStats {
                 -1.0
             };
             s.run_input_tok_per_s = Some(round(per_s(sum_prompt), 4));
+            if self.decisions {
+                s.input_tok_per_s = if self.ok > 0 {
+                    round(mean(sum_prompt, self.ok) * per_s(self.ok as f64), 4)
+                } else {
+                    0.0
+                };
+                s.not_applicable = Some(
+                    ["Avg TTFT (ms)", "Avg TPOT (ms)", "Avg ITL (ms)"]
+                        .map(str::to_string)
+                        .to_vec(),
+                );
+            }
         } else {
             let (ttft, tpot) = if self.ttft_stream.n > 0 {
                 // Over the streamed requests; TPOT over those with more than one token.

@@ -44,6 +44,14 @@ pub struct Summary {
     /// Mean prompt tokens (-1 without a successful request).
     #[serde(rename = "Avg Input Tokens")]
     pub avg_input_tokens: f64,
+    /// Decision services: the summary keys that do not apply to them (TTFT, TPOT, ITL), as
+    /// evalscope lists them.
+    #[serde(
+        rename = "Not Applicable Metrics",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub not_applicable: Option<Vec<String>>,
     /// Output tokens per second of the run (0 for input-only APIs).
     #[serde(rename = "Output Throughput (tok/s)")]
     pub output_tok_per_s: f64,

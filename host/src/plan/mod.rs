@@ -147,6 +147,9 @@ pub struct RunPlan {
     pub image_patch_size: u32,
     /// Embeddings or rerank: requests that produce no text, summarised by their input.
     pub input_only: bool,
+    /// Decision services (`systemone`, `autotrust`): input-only with evalscope's decision keys
+    /// and TTFT and TPOT 0 in the rows, as evalscope writes them.
+    pub decisions: bool,
     /// `--response-messages`.
     pub response_messages: crate::output::messages::ResponseMessages,
     /// The arrival process and ramp-up of every run.
@@ -458,12 +461,7 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
     let http = http_plan(a, url)?;
     let mut warnings = header_warnings(a, &http.headers);
     warnings.extend(note);
-    let talk = talk(
-        a,
-        chat,
-        adapter.results == ResultKind::InputOnly,
-        &mut warnings,
-    )?;
+    let talk = talk(a, chat, input_only(adapter.results), &mut warnings)?;
     warnings.extend(speed_note);
     if a.attn_implementation.is_some() && mode != Some(ServerMode::LocalModel) {
         // evalscope takes it and uses it only for its local model.
@@ -494,7 +492,9 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         api_flag: a.api.clone(),
         api,
         http,
-        test_connection: !a.no_test_connection,
+        // A decision service takes complete decision bodies only, which a test prompt is
+        // not; evalscope sends these APIs no test request either.
+        test_connection: !a.no_test_connection && adapter.results != ResultKind::Decision,
         runs,
         sleep_interval: seconds(a.sleep_interval, "--sleep-interval")?,
         duration,
@@ -518,7 +518,8 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         warnings,
         tokenizer_path: a.tokenizer_path.clone(),
         image_patch_size: a.image_patch_size,
-        input_only: adapter.results == ResultKind::InputOnly,
+        input_only: input_only(adapter.results),
+        decisions: adapter.results == ResultKind::Decision,
         data_source: data_source(a),
         response_messages: a.response_messages,
         shape: load::shape(a)?,
@@ -526,7 +527,7 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         pd_metrics: a.enable_pd_metrics,
         progress_tracker: a.enable_progress_tracker,
         stop_on_saturation: a.stop_on_saturation,
-        sla: crate::sla::SlaPlan::from_args(a, adapter.results == ResultKind::InputOnly)?,
+        sla: crate::sla::SlaPlan::from_args(a, input_only(adapter.results))?,
         talk,
         replays_schedule: schedule,
         whole_trace: schedule && !a.number_given,
@@ -612,6 +613,11 @@ fn talk(
         max_turns: a.max_turns,
         think_time: seconds(a.think_time.unwrap_or(0.0), "--think-time")?,
     }))
+}
+
+/// Whether an API's results are summarised by their input (embeddings, rerank, decisions).
+fn input_only(results: ResultKind) -> bool {
+    results == ResultKind::InputOnly || results == ResultKind::Decision
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ use super::{Origin, PluginEntry};
 /// An API adapter, shared by all workers.
 pub struct ApiAdapter {
     inner: ApiAdapterBox,
+    /// Its library has `new_decoder_for` (interface 0.2.3 or later).
+    decoder_for: bool,
     /// Its metadata.
     pub info: Arc<PluginInfo>,
     /// Where it comes from.
@@ -28,6 +30,7 @@ impl ApiAdapter {
     pub(super) fn new(inner: ApiAdapterBox, entry: PluginEntry) -> Self {
         ApiAdapter {
             inner,
+            decoder_for: entry.library.has(0, 2, 3),
             info: Arc::new(entry.info),
             origin: entry.origin,
         }
@@ -42,12 +45,15 @@ impl ApiAdapter {
         self.inner.build_request(item, ctx).into_result()
     }
 
-    /// A decoder for one response.
-    pub fn decoder(&self) -> Result<ResponseDecoder, PluginError> {
-        self.inner
-            .new_decoder()
-            .into_result()
-            .map(|inner| ResponseDecoder { inner })
+    /// A decoder for the response to the request whose body is `request_body` (a library of
+    /// interface 0.2.3 or later sees the body; an older one makes its decoder without it).
+    pub fn decoder(&self, request_body: &[u8]) -> Result<ResponseDecoder, PluginError> {
+        let made = if self.decoder_for {
+            self.inner.new_decoder_for(request_body.into())
+        } else {
+            self.inner.new_decoder()
+        };
+        made.into_result().map(|inner| ResponseDecoder { inner })
     }
 }
 

@@ -18,7 +18,7 @@ const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 
 use indicatif::ProgressBar;
 use perf_plugin_api::sdk::TokenizerPlugin;
-use perf_plugin_api::{NamedValue, RVec, RunSnapshot};
+use perf_plugin_api::{NamedValue, ROption, RVec, RunSnapshot};
 
 use tokio::sync::mpsc::{error::TryRecvError, Receiver};
 
@@ -206,7 +206,12 @@ impl Collector {
     }
 
     fn collect(&mut self, raw: RawRecord, measured: u64, db_error: &mut Option<String>) {
-        let derived = derive::derive(raw, self.run_index, &self.clock);
+        let mut derived = derive::derive(raw, self.run_index, &self.clock);
+        if self.stats.is_decisions() && derived.record.success {
+            // A decision has no first token: evalscope writes 0 for its TTFT and TPOT.
+            derived.record.ttft_s = ROption::RSome(0.0);
+            derived.record.tpot_s = ROption::RSome(0.0);
+        }
         if log::debugging() {
             log::debug(debug_line(&derived.record, &derived.raw));
         }

@@ -173,6 +173,7 @@ impl Session<'_> {
             clock,
             stats: RunStats::new(parallel, rate)
                 .input_only(plan.input_only)
+                .decisions(plan.decisions)
                 .goodput(plan.goodput)
                 .pd_metrics(plan.pd_metrics)
                 .replay(plan.replays_schedule),

@@ -623,7 +623,7 @@ impl<'a> BodyReader<'a> {
         };
         record.is_stream = framing != Framing::None;
         let adapter = ex.adapter.info.id.as_str();
-        let decoder = match ex.adapter.decoder() {
+        let decoder = match ex.adapter.decoder(&record.request_body) {
             Ok(d) => d,
             Err(e) => {
                 let message = format!("the '{adapter}' adapter failed in new_decoder: {e}");

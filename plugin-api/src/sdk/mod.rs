@@ -83,6 +83,15 @@ pub trait ApiAdapterPlugin: Sized + Send + Sync + 'static {
 
     /// A decoder for one response.
     fn new_decoder(&self) -> Self::Decoder;
+
+    /// A decoder for the response to the request whose body is `request_body` (as sent), for
+    /// an adapter whose decoder checks the answer against the question. The default is
+    /// [`ApiAdapterPlugin::new_decoder`]. Since 0.2.3; a 0.2.2 or older perf calls
+    /// `new_decoder` instead.
+    fn new_decoder_for(&self, request_body: &[u8]) -> Self::Decoder {
+        let _ = request_body;
+        self.new_decoder()
+    }
 }
 
 /// Decodes the events of one response, in arrival order.

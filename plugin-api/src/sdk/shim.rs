@@ -148,17 +148,28 @@ impl<T: ApiAdapterPlugin> ApiAdapter for AdapterShim<T> {
     }
 
     fn new_decoder(&self) -> RResult<ResponseDecoderBox, PluginError> {
+        guard("new_decoder", || Ok(decoder_box(self.0.new_decoder())))
+    }
+
+    fn new_decoder_for(
+        &self,
+        request_body: RSlice<'_, u8>,
+    ) -> RResult<ResponseDecoderBox, PluginError> {
+        // Named as the host names the step, whichever of the two the plugin implements.
         guard("new_decoder", || {
-            let decoder = self.0.new_decoder();
-            Ok(ResponseDecoder_TO::from_value(
-                DecoderShim {
-                    decoder: Poisonable::new(decoder),
-                    scratch: Vec::new(),
-                },
-                TD_Opaque,
-            ))
+            Ok(decoder_box(self.0.new_decoder_for(request_body.as_slice())))
         })
     }
+}
+
+fn decoder_box<D: ResponseDecoderPlugin>(decoder: D) -> ResponseDecoderBox {
+    ResponseDecoder_TO::from_value(
+        DecoderShim {
+            decoder: Poisonable::new(decoder),
+            scratch: Vec::new(),
+        },
+        TD_Opaque,
+    )
 }
 
 /// A decoder behind the FFI: the plugin writes plain events into `scratch`, which the shim

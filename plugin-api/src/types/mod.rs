@@ -144,6 +144,11 @@ open_enum! {
     Generation = 0 => "generation",
     /// No generated text (embeddings, rerank): latency, input tokens and input throughput.
     InputOnly = 1 => "input-only",
+    /// Decisions (`systemone`, `autotrust`): input-only, each answer one decision; the
+    /// summary lists TTFT, TPOT and ITL as not applicable and the rows hold 0 for them, as
+    /// evalscope reports decision services. Since 0.2.3; a 0.2.2 or older perf reads an
+    /// unknown kind as `Generation`.
+    Decision = 2 => "decision",
 }
 
 /// Metadata of one plugin: what `perf plugins` lists and what the host needs to know to plan a

@@ -1,6 +1,7 @@
 //! The `openai` API adapter: OpenAI-compatible `/v1/chat/completions` and `/v1/completions`,
 //! streamed (server-sent events) or not; `openai_responses`, the Responses API
-//! (`responses.rs`); `openai_embedding` and `openai_rerank` (`embeddings.rs`). `--api local`, `--api local_vllm` and the simulator
+//! (`responses.rs`); `openai_embedding` and `openai_rerank` (`embeddings.rs`); the decision
+//! services `systemone` and `autotrust` (`decisions.rs`). `--api local`, `--api local_vllm` and the simulator
 //! (`--api mock`) speak the same protocol and use this adapter too.
 //!
 //! Request bodies follow evalscope perf 1.14.1 (see `body.rs`); decoding recognises content,
@@ -8,6 +9,7 @@
 //! output, so a reasoning model's time to first token is the time to its first thought.
 
 mod body;
+mod decisions;
 mod decode;
 mod embeddings;
 mod frame;
@@ -17,6 +19,7 @@ mod scan;
 use perf_plugin_api::sdk::{ApiAdapterPlugin, ApiConfig};
 use perf_plugin_api::{Framing, HttpRequest, PluginError, PromptItem, RequestContext};
 
+pub use decisions::{AutoTrustAdapter, DecisionDecoder, SystemOneAdapter};
 pub use decode::OpenAiDecoder;
 pub use embeddings::{EmbeddingAdapter, InputOnlyDecoder, RerankAdapter};
 pub use responses::{ResponsesAdapter, ResponsesDecoder};
@@ -67,4 +70,6 @@ perf_plugin_api::builtin_plugins! {
     ApiAdapter: ResponsesAdapter,
     ApiAdapter: EmbeddingAdapter,
     ApiAdapter: RerankAdapter,
+    ApiAdapter: SystemOneAdapter,
+    ApiAdapter: AutoTrustAdapter,
 }

@@ -25,6 +25,7 @@
 //!   (`hashids.rs`);
 //! - `speed_benchmark`, `speed_benchmark_long`: evalscope's speed-by-prompt-length table
 //!   (`speed.rs`);
+//! - `open_decisions`: OpenDecisions' questions as System One decision bodies (`decisions.rs`);
 //! - for embedding and rerank servers: `random_embedding`, `random_embedding_batch`,
 //!   `random_rerank` (`random.rs`), and `embedding`, `embedding_batch`, `rerank` from files
 //!   (`inputs.rs`).
@@ -34,6 +35,7 @@
 //! (`--tokenizer-path`), in characters without one, as evalscope measures them.
 
 mod conversations;
+mod decisions;
 mod extras;
 mod files;
 mod fit;
@@ -260,6 +262,7 @@ perf_plugin_api::builtin_plugins! {
     DatasetSource: webdataset::Flickr8k,
     DatasetSource: imagefolder::KontextBench,
     DatasetSource: mmmu::MmmuMultiImage,
+    DatasetSource: decisions::OpenDecisions,
     DatasetSource: random::RandomEmbedding,
     DatasetSource: random::RandomEmbeddingBatch,
     DatasetSource: random::RandomRerank,

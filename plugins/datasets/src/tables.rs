@@ -14,6 +14,7 @@ use parquet::record::reader::RowIter;
 use parquet::record::{Field, Row};
 use perf_plugin_api::sdk::DatasetConfig;
 use perf_plugin_api::PluginError;
+use serde_json::{Map, Number, Value};
 
 /// One parquet file, row by row.
 pub(crate) struct Table {
@@ -35,6 +36,11 @@ impl Table {
             rows: reader.into_iter(),
             row_no: 0,
         })
+    }
+
+    /// `file row n` of the last row read, for messages.
+    pub(crate) fn place(&self) -> String {
+        format!("{} row {}", self.path, self.row_no)
     }
 
     /// The next row, or `None` at the end of the file.
@@ -81,6 +87,53 @@ pub(crate) fn bytes(field: &Field) -> Option<&[u8]> {
         },
         _ => None,
     }
+}
+
+/// A cell as JSON: structs as objects, lists as arrays, maps as objects keyed by the key's
+/// text; binary as a string when it is UTF-8, else null; times and decimals as their text.
+pub(crate) fn json(field: &Field) -> Value {
+    match field {
+        Field::Null => Value::Null,
+        Field::Bool(b) => Value::Bool(*b),
+        Field::Byte(v) => Value::from(*v),
+        Field::Short(v) => Value::from(*v),
+        Field::Int(v) => Value::from(*v),
+        Field::Long(v) => Value::from(*v),
+        Field::UByte(v) => Value::from(*v),
+        Field::UShort(v) => Value::from(*v),
+        Field::UInt(v) => Value::from(*v),
+        Field::ULong(v) => Value::from(*v),
+        Field::Float(v) => Number::from_f64(f64::from(*v)).map_or(Value::Null, Value::Number),
+        Field::Double(v) => Number::from_f64(*v).map_or(Value::Null, Value::Number),
+        Field::Str(s) => Value::String(s.clone()),
+        Field::Bytes(b) => {
+            std::str::from_utf8(b.data()).map_or(Value::Null, |s| Value::String(s.to_string()))
+        }
+        Field::Group(row) => row_json(row),
+        Field::ListInternal(list) => Value::Array(list.elements().iter().map(json).collect()),
+        Field::MapInternal(map) => Value::Object(
+            map.entries()
+                .iter()
+                .map(|(k, v)| {
+                    let key = match json(k) {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (key, json(v))
+                })
+                .collect(),
+        ),
+        other => Value::String(other.to_string()),
+    }
+}
+
+/// A row (or struct) as a JSON object.
+pub(crate) fn row_json(row: &Row) -> Value {
+    let mut object = Map::new();
+    for (name, field) in row.get_column_iter() {
+        object.insert(name.clone(), json(field));
+    }
+    Value::Object(object)
 }
 
 /// The files of one split among a dataset's files, in order: those under `dir` (when given)

@@ -1,11 +1,13 @@
-//! Every built-in adapter's decoder on arbitrary events (the first byte picks the decoder):
+//! Every built-in adapter's decoder (the decision services' included) on arbitrary events (the first byte picks the decoder):
 //! never a panic, whatever the server sends, also on a decoder that already saw garbage.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use perf_api_dashscope::{DashScopeAdapter, DashScopeDecoder};
-use perf_api_openai::{InputOnlyDecoder, OpenAiDecoder, ResponsesDecoder};
+use perf_api_openai::{
+    AutoTrustAdapter, InputOnlyDecoder, OpenAiDecoder, ResponsesDecoder, SystemOneAdapter,
+};
 use perf_plugin_api::sdk::{ApiAdapterPlugin, ApiConfig, ResponseDecoderPlugin};
 use perf_plugin_api::ResponseEvent;
 
@@ -34,15 +36,33 @@ fn dashscope(cumulative: bool) -> DashScopeDecoder {
         .unwrap_or_default()
 }
 
+fn decision<A: ApiAdapterPlugin>() -> Option<A::Decoder> {
+    let config = ApiConfig {
+        model: "m".into(),
+        ..ApiConfig::default()
+    };
+    A::new(&config).ok().map(|a| a.new_decoder())
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&which, events)) = data.split_first() else {
         return;
     };
-    match which % 5 {
+    match which % 7 {
         0 => run(&mut OpenAiDecoder, events),
         1 => run(&mut ResponsesDecoder, events),
         2 => run(&mut InputOnlyDecoder, events),
         3 => run(&mut dashscope(false), events),
-        _ => run(&mut dashscope(true), events),
+        4 => run(&mut dashscope(true), events),
+        5 => {
+            if let Some(mut d) = decision::<SystemOneAdapter>() {
+                run(&mut d, events)
+            }
+        }
+        _ => {
+            if let Some(mut d) = decision::<AutoTrustAdapter>() {
+                run(&mut d, events)
+            }
+        }
     }
 });
