@@ -104,8 +104,9 @@ fn systemone_question(body: &Map<String, Value>) -> Result<Question, String> {
     if questions.len() != 1 || !questions.contains_key("answer") {
         return Err("\"questions\" must hold exactly one question named \"answer\"".into());
     }
-    let q = questions["answer"]
-        .as_object()
+    let q = questions
+        .get("answer")
+        .and_then(Value::as_object)
         .ok_or("questions.answer is not an object")?;
     if !body.contains_key("state") {
         return Err("no \"state\"".into());
@@ -382,8 +383,9 @@ fn systemone_answer(q: &Question, raw: &Map<String, Value>) -> Result<(), String
     if answers.len() != 1 || !answers.contains_key("answer") {
         return Err("System One must answer exactly the question named \"answer\"".into());
     }
-    let answer = answers["answer"]
-        .as_object()
+    let answer = answers
+        .get("answer")
+        .and_then(Value::as_object)
         .ok_or("answers.answer is not an object")?;
     for key in answer.keys() {
         if !matches!(
@@ -552,8 +554,9 @@ fn answered_question(protocol: Protocol, raw: &Map<String, Value>) -> Result<Que
             };
             Ok(match kind {
                 Kind::Choice => {
-                    let options = raw["options"]
-                        .as_array()
+                    let options = raw
+                        .get("options")
+                        .and_then(Value::as_array)
                         .map(|o| {
                             o.iter()
                                 .map(|v| v.as_str().unwrap_or_default().to_string())
@@ -889,6 +892,10 @@ mod tests {
         at(json!({"model": "m", "kind": "choice", "options": ["x", "y"], "probabilities": [0.2, 0.8], "choice_index": 1, "choice": "y"})).expect("autotrust choice");
         at(json!({"model": "m", "kind": "noul", "options": ["false", "true"], "probabilities": [0.6, 0.4], "choice_index": 0, "choice": "false"})).expect("autotrust noul");
         assert!(at(json!({"model": "m", "kind": "choice", "options": ["x", "y"], "probabilities": [0.2, 0.8], "choice_index": 0, "choice": "x"})).is_err(), "not the most probable");
+        assert!(
+            at(json!({"model": "m", "kind": "choice", "probabilities": [0.2, 0.8], "choice_index": 1, "choice": "y"})).is_err(),
+            "no options: an error, not a panic"
+        );
         assert!(at(json!({"model": "m", "kind": "noul", "options": ["no", "yes"], "probabilities": [0.6, 0.4], "choice_index": 0, "choice": "no"})).is_err(), "noul options are false, true");
     }
 

@@ -17,10 +17,13 @@
 //! the lengths over `--max-turns` turns). The rest are shuffled (`--seed`), rotated by
 //! `--dataset-offset`, and built one by one as the run asks for conversations, each with its
 //! own turn count drawn from `--min-turns`..`--max-turns` and its own lengths drawn from the
-//! ranges. `--dataset-path` may also name a local copy of the trajectories (a parquet file or a
+//! ranges. The candidates are read once per process: the host opens a dataset again for each
+//! run of a sweep (and once to check it before traffic), and a later open of the same files
+//! with the same character floor takes them from memory. `--dataset-path` may also name a local copy of the trajectories (a parquet file or a
 //! directory of them) instead of the pre-built `agentic_dataset.json`.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use perf_plugin_api::sdk::DatasetConfig;
 use perf_plugin_api::{DatasetItem, PluginError};
@@ -146,9 +149,74 @@ fn build(
     Ok(Some(built))
 }
 
+/// Each candidate trajectory's user messages.
+type Candidates = Arc<Vec<Vec<String>>>;
+
+/// What candidates were read from: the files, and the character floor.
+type ReadKey = (Vec<PathBuf>, usize);
+
+/// The candidates last read, by what they were read from.
+static READ: Mutex<Option<(ReadKey, Candidates)>> = Mutex::new(None);
+
+/// The candidates of `files` at `min_chars`: from memory when the last open read the same.
+fn candidates(files: &[PathBuf], min_chars: usize) -> Result<Candidates, PluginError> {
+    let key = (files.to_vec(), min_chars);
+    let mut last = READ.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((k, read)) = last.as_ref() {
+        if *k == key {
+            return Ok(read.clone());
+        }
+    }
+    let read = Arc::new(scan(files, min_chars)?);
+    *last = Some((key, read.clone()));
+    Ok(read)
+}
+
+/// Reads every row of `files`: the trajectories with at least `min_chars` characters of user
+/// messages.
+fn scan(files: &[PathBuf], min_chars: usize) -> Result<Vec<Vec<String>>, PluginError> {
+    let mut candidates = Vec::new();
+    let (mut short, mut unreadable, mut rows) = (0u64, 0u64, 0u64);
+    for file in files {
+        let mut table = Table::open(file)?;
+        while let Some(row) = table.next_row()? {
+            rows += 1;
+            let Some(raw) = tables::text(&row, "messages") else {
+                unreadable += 1;
+                continue;
+            };
+            if raw.chars().count() < min_chars {
+                short += 1;
+                continue;
+            }
+            let Ok(messages) = extract_messages(&raw) else {
+                unreadable += 1;
+                continue;
+            };
+            let users: Vec<String> = messages
+                .into_iter()
+                .filter(|(role, _)| role == "user")
+                .map(|(_, text)| text)
+                .collect();
+            if users.iter().map(|u| u.chars().count()).sum::<usize>() < min_chars {
+                short += 1;
+                continue;
+            }
+            candidates.push(users);
+        }
+    }
+    eprintln!(
+        "perf: swe_smith: {} of {rows} trajectories are candidates ({short} shorter than {min_chars} characters, {unreadable} unreadable)",
+        candidates.len()
+    );
+    Ok(candidates)
+}
+
 /// `swe_smith` built live: the candidates, and how each becomes a conversation.
 pub(crate) struct Live {
-    candidates: std::vec::IntoIter<Vec<String>>,
+    candidates: Candidates,
+    /// The candidates' order for this run (shuffled, rotated), and the next one to use.
+    order: std::vec::IntoIter<usize>,
     tok: Tok,
     rng: StdRng,
     first: (u64, u64),
@@ -226,40 +294,7 @@ impl Live {
             Some(p) => local_files(Path::new(p))?,
             None => hub_files(config)?,
         };
-        let mut candidates = Vec::new();
-        let (mut short, mut unreadable, mut rows) = (0u64, 0u64, 0u64);
-        for file in &files {
-            let mut table = Table::open(file)?;
-            while let Some(row) = table.next_row()? {
-                rows += 1;
-                let Some(raw) = tables::text(&row, "messages") else {
-                    unreadable += 1;
-                    continue;
-                };
-                if raw.chars().count() < min_chars {
-                    short += 1;
-                    continue;
-                }
-                let Ok(messages) = extract_messages(&raw) else {
-                    unreadable += 1;
-                    continue;
-                };
-                let users: Vec<String> = messages
-                    .into_iter()
-                    .filter(|(role, _)| role == "user")
-                    .map(|(_, text)| text)
-                    .collect();
-                if users.iter().map(|u| u.chars().count()).sum::<usize>() < min_chars {
-                    short += 1;
-                    continue;
-                }
-                candidates.push(users);
-            }
-        }
-        eprintln!(
-            "perf: swe_smith: {} of {rows} trajectories are candidates ({short} shorter than {min_chars} characters, {unreadable} unreadable)",
-            candidates.len()
-        );
+        let candidates = candidates(&files, min_chars)?;
         if candidates.is_empty() {
             return Err(PluginError::invalid(format!(
                 "no SWE-smith trajectory is long enough for these turns ({min_chars} characters of user messages for first_turn_length {} + {} x subsequent_turn_length {}); lower the lengths or --max-turns",
@@ -269,11 +304,13 @@ impl Live {
             )));
         }
         let mut rng = StdRng::seed_from_u64(config.seed.unwrap_or(0));
-        candidates.shuffle(&mut rng);
-        let offset = (config.dataset_offset as usize) % candidates.len();
-        candidates.rotate_left(offset);
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        order.shuffle(&mut rng);
+        let offset = (config.dataset_offset as usize) % order.len();
+        order.rotate_left(offset);
         Ok(Live {
-            candidates: candidates.into_iter(),
+            candidates,
+            order: order.into_iter(),
             tok,
             rng,
             first,
@@ -286,11 +323,12 @@ impl Live {
     }
 
     pub(crate) fn next_item(&mut self) -> Result<Option<DatasetItem>, PluginError> {
-        for users in self.candidates.by_ref() {
+        for i in self.order.by_ref() {
+            let users = &self.candidates[i];
             let first = self.rng.gen_range(self.first.0..=self.first.1);
             let subsequent = self.rng.gen_range(self.subsequent.0..=self.subsequent.1);
             let turns = self.rng.gen_range(self.turns.0..=self.turns.1);
-            match build(&users, first, subsequent, turns, &self.tok)? {
+            match build(users, first, subsequent, turns, &self.tok)? {
                 Some(turns) => {
                     self.built += 1;
                     let turns = turns.into_iter().map(|texts| {
