@@ -586,3 +586,61 @@ fn swe_smith_replays_evalscopes_prebuilt_agent_conversations() {
         r.stderr
     );
 }
+
+#[test]
+fn without_usage_every_turn_is_counted_with_the_tokenizer_not_estimated() {
+    let tok = tokenizer_dir("qwen3");
+    let r = perf_dataset_run(&[
+        "--dataset",
+        "random_multi_turn",
+        "--multi-turn",
+        "--min-turns",
+        "3",
+        "--max-turns",
+        "3",
+        "--tokenizer-path",
+        tok.to_str().expect("path"),
+        "--min-prompt-length",
+        "20",
+        "--max-prompt-length",
+        "30",
+        "-n",
+        "2",
+        "--max-tokens",
+        "5",
+        "--extra-args",
+        r#"{"stream_options": {"include_usage": false}}"#,
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let label = "parallel_1_number_2";
+    assert_eq!(r.count(label, "token_counts = 'estimated'"), 0);
+    assert_eq!(r.count(label, "token_counts = 'client'"), 6);
+    // Each turn's count is its messages as sent (history and live replies) through the chat
+    // template.
+    let counter = perf_host::tokenizer::HostTokenizer::load(&tok).expect("tokenizer");
+    let db = r.db(label);
+    let mut stmt = db
+        .prepare("SELECT request, prompt_tokens, turn_index FROM result ORDER BY request_index")
+        .expect("prepare");
+    let rows: Vec<(String, i64, i64)> = stmt
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    for (request, counted, turn) in rows {
+        let body: Value = serde_json::from_str(&request).expect("JSON");
+        let messages: Vec<perf_plugin_api::ChatMessage> = body["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| {
+                perf_plugin_api::ChatMessage::text(
+                    m["role"].as_str().expect("role"),
+                    m["content"].as_str().expect("text"),
+                )
+            })
+            .collect();
+        let expected = counter.chat_ids(&messages).expect("ids").len() as i64;
+        assert_eq!(counted, expected, "turn {turn}");
+    }
+}

@@ -47,8 +47,12 @@ pub struct Collector {
     pub bar: ProgressBar,
     /// Log the running summary every N measured requests.
     pub log_every: u64,
-    /// `--tokenizer-path`: counts the output of responses without usage.
+    /// `--tokenizer-path`: counts the output of responses without usage, and the prompts of
+    /// conversation turns after the first (which no dataset counted) when the server sent no
+    /// prompt count.
     pub tokenizer: Option<HostTokenizer>,
+    /// `--image-patch-size`, for counting a turn's images.
+    pub image_patch_size: u32,
     /// `--enable-progress-tracker`'s progress.json.
     pub progress: Option<Arc<ProgressTracker>>,
     /// The run's label, for the progress bar.
@@ -76,6 +80,37 @@ pub struct Collected {
     pub warmup: u64,
     /// Why the database stopped taking rows, if it did.
     pub db_error: Option<String>,
+}
+
+/// The chat messages of a sent request body (`{"messages": [...]}`, content a string or text
+/// and image parts), as a prompt the tokenizer can count; `None` for any other body.
+fn sent_messages(body: &[u8]) -> Option<perf_plugin_api::DatasetItem> {
+    use perf_plugin_api::{ChatMessage, ContentPart, DatasetItem, PromptItem};
+    use serde_json::Value;
+    let body: Value = serde_json::from_slice(body).ok()?;
+    let mut messages = Vec::new();
+    for m in body.get("messages")?.as_array()? {
+        let role = m.get("role")?.as_str()?;
+        let message = match m.get("content")? {
+            Value::String(text) => ChatMessage::text(role, text),
+            Value::Array(parts) => {
+                let parts: Option<Vec<ContentPart>> = parts
+                    .iter()
+                    .map(|p| match p.get("type")?.as_str()? {
+                        "text" => Some(ContentPart::Text(p.get("text")?.as_str()?.into())),
+                        "image_url" => Some(ContentPart::ImageUrl(
+                            p.get("image_url")?.get("url")?.as_str()?.into(),
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+                ChatMessage::new(role, parts?)
+            }
+            _ => return None,
+        };
+        messages.push(message);
+    }
+    Some(DatasetItem::new(PromptItem::Messages(messages.into())))
 }
 
 /// Numbers of a summary, for sinks.
@@ -134,6 +169,7 @@ impl Collector {
             }
             measured += 1;
             self.count_output(&mut raw);
+            self.count_turn_prompt(&mut raw);
             let before = self.stats.failed();
             // The bar and progress.json count what --number counts: requests, or with
             // --multi-turn whole conversations.
@@ -202,6 +238,28 @@ impl Collector {
         text.push_str(&raw.text);
         if let Ok(ids) = tok.encode(&text, false) {
             raw.output_tokens_counted = Some(ids.len() as u64);
+        }
+    }
+
+    /// Counts a conversation turn's prompt (its whole history, the live replies included)
+    /// with the tokenizer when the server sent no prompt count: the turn's messages as sent,
+    /// through the chat template, as the dataset's prompts are counted. Here, after the
+    /// response, rather than before the send: the history grows every turn, and counting it
+    /// is no work for the tasks that time requests.
+    fn count_turn_prompt(&self, raw: &mut RawRecord) {
+        let Some(tok) = &self.tokenizer else { return };
+        if raw.turn.is_none()
+            || raw.usage.prompt_tokens.is_some()
+            || raw.prompt_tokens_hint.is_some()
+            || !raw.success()
+        {
+            return;
+        }
+        let Some(item) = sent_messages(&raw.request_body) else {
+            return;
+        };
+        if let Ok(Some(n)) = tok.item_tokens(&item, true, self.image_patch_size) {
+            raw.prompt_tokens_hint = Some(n as u64);
         }
     }
 

@@ -183,6 +183,7 @@ impl Session<'_> {
             bar,
             log_every: plan.log_every_n,
             tokenizer: self.tokenizer.clone(),
+            image_patch_size: self.plan.image_patch_size,
             progress: self.progress.clone(),
             label: spec.label.clone(),
         };
