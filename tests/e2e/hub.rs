@@ -64,6 +64,17 @@ impl LocalHub {
     }
 }
 
+/// The environment of a run against `hub` as ModelScope, caching under `dir/cache`.
+fn modelscope_env(hub: &LocalHub, dir: &Path) -> [(&'static str, String); 2] {
+    [
+        ("MODELSCOPE_ENDPOINT", hub.url()),
+        (
+            "PERF_CACHE_DIR",
+            dir.join("cache").to_string_lossy().into_owned(),
+        ),
+    ]
+}
+
 fn perf_with_env(dir: &Path, args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String) {
     let out = Command::new(perf_bin())
         .args(args)
@@ -276,13 +287,7 @@ fn flickr8k_shards_come_from_the_hub_as_the_run_reaches_them() {
     ]);
     let hub = LocalHub::start(files);
     let dir = tempfile::tempdir().expect("tmp");
-    let env = [
-        ("MODELSCOPE_ENDPOINT", hub.url()),
-        (
-            "PERF_CACHE_DIR",
-            dir.path().join("cache").to_string_lossy().into_owned(),
-        ),
-    ];
+    let env = modelscope_env(&hub, dir.path());
     let mut args = RUN.to_vec();
     args.extend(["--dataset", "flickr8k", "-n", "5"]);
     let (code, out) = perf_with_env(dir.path(), &args, &env);
@@ -369,13 +374,7 @@ fn kontext_bench_metadata_and_images_come_from_the_hub_and_then_the_cache() {
     ]);
     let hub = LocalHub::start(files);
     let dir = tempfile::tempdir().expect("tmp");
-    let env = [
-        ("MODELSCOPE_ENDPOINT", hub.url()),
-        (
-            "PERF_CACHE_DIR",
-            dir.path().join("cache").to_string_lossy().into_owned(),
-        ),
-    ];
+    let env = modelscope_env(&hub, dir.path());
     let mut args = RUN.to_vec();
     args.extend(["--dataset", "kontext_bench", "-n", "4"]);
     for round in 0..2 {
@@ -419,13 +418,7 @@ fn kontext_bench_metadata_and_images_come_from_the_hub_and_then_the_cache() {
 fn kontext_bench_without_the_hub_names_the_url_and_dataset_path() {
     let hub = LocalHub::start(HashMap::new());
     let dir = tempfile::tempdir().expect("tmp");
-    let env = [
-        ("MODELSCOPE_ENDPOINT", hub.url()),
-        (
-            "PERF_CACHE_DIR",
-            dir.path().join("cache").to_string_lossy().into_owned(),
-        ),
-    ];
+    let env = modelscope_env(&hub, dir.path());
     let mut args = RUN.to_vec();
     args.extend(["--dataset", "kontext_bench", "-n", "2"]);
     let (code, out) = perf_with_env(dir.path(), &args, &env);
@@ -684,13 +677,7 @@ fn mmmu_multi_image_takes_every_subject_in_turn_with_its_images_in_place() {
     }
     let hub = LocalHub::start(served);
     let dir = tempfile::tempdir().expect("tmp");
-    let env = [
-        ("MODELSCOPE_ENDPOINT", hub.url()),
-        (
-            "PERF_CACHE_DIR",
-            dir.path().join("cache").to_string_lossy().into_owned(),
-        ),
-    ];
+    let env = modelscope_env(&hub, dir.path());
     let mut args = RUN.to_vec();
     args.extend(["--dataset", "mmmu_multi_image", "-n", "31"]);
     for round in 0..2 {
@@ -1027,13 +1014,7 @@ fn open_decisions_go_to_a_decision_service_and_only_valid_distributions_succeed(
     ]));
     let service = DecisionService::start();
     let dir = tempfile::tempdir().expect("tmp");
-    let env = [
-        ("MODELSCOPE_ENDPOINT", hub.url()),
-        (
-            "PERF_CACHE_DIR",
-            dir.path().join("cache").to_string_lossy().into_owned(),
-        ),
-    ];
+    let env = modelscope_env(&hub, dir.path());
     let url = service.url("/v1");
     let args = [
         "--api",

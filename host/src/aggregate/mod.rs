@@ -476,11 +476,9 @@ impl RunStats {
             };
             s.run_input_tok_per_s = Some(round(per_s(sum_prompt), 4));
             if self.decisions {
-                s.input_tok_per_s = if self.ok > 0 {
-                    round(mean(sum_prompt, self.ok) * per_s(self.ok as f64), 4)
-                } else {
-                    0.0
-                };
+                // evalscope's mean input tokens times the request throughput: the input
+                // tokens over the run's wall time.
+                s.input_tok_per_s = round(per_s(sum_prompt), 4);
                 s.not_applicable = Some(
                     ["Avg TTFT (ms)", "Avg TPOT (ms)", "Avg ITL (ms)"]
                         .map(str::to_string)

@@ -744,11 +744,7 @@ impl ResponseDecoderPlugin for DecisionDecoder {
     fn decode(&mut self, event: &[u8], out: &mut Vec<ResponseEvent>) -> Result<(), PluginError> {
         let raw: Value = serde_json::from_slice(event)
             .map_err(|e| PluginError::invalid(format!("not a JSON answer: {e}")))?;
-        if let Some(e) = raw.get("error").filter(|e| !e.is_null()) {
-            let message = e
-                .get("message")
-                .and_then(Value::as_str)
-                .map_or_else(|| e.to_string(), str::to_string);
+        if let Some(message) = crate::embeddings::error_message(&raw) {
             out.push(ResponseEvent::Error(message.into()));
             return Ok(());
         }

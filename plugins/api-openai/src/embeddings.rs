@@ -160,6 +160,16 @@ impl ApiAdapterPlugin for RerankAdapter {
     }
 }
 
+/// The message of an answer's `error` object (or the object itself as text), when it has one.
+pub(crate) fn error_message(answer: &Value) -> Option<String> {
+    let e = answer.get("error").filter(|e| !e.is_null())?;
+    Some(
+        e.get("message")
+            .and_then(Value::as_str)
+            .map_or_else(|| e.to_string(), str::to_string),
+    )
+}
+
 /// Decodes an embeddings or rerank answer: one (empty) output event, the input tokens, done;
 /// an error object fails the request.
 pub struct InputOnlyDecoder;
@@ -168,11 +178,7 @@ impl ResponseDecoderPlugin for InputOnlyDecoder {
     fn decode(&mut self, event: &[u8], out: &mut Vec<ResponseEvent>) -> Result<(), PluginError> {
         let v: Value = serde_json::from_slice(event)
             .map_err(|e| PluginError::invalid(format!("not a JSON answer: {e}")))?;
-        if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
-            let message = e
-                .get("message")
-                .and_then(Value::as_str)
-                .map_or_else(|| e.to_string(), str::to_string);
+        if let Some(message) = error_message(&v) {
             out.push(ResponseEvent::Error(message.into()));
             return Ok(());
         }
