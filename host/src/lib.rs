@@ -99,6 +99,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Some(Command::ServeMock(args)) => commands::serve_mock::run(&args),
         Some(Command::Calibrate(args)) => commands::calibrate::run(&args),
+        Some(Command::Report(args)) => commands::report::report(&args),
+        Some(Command::Compare(args)) => commands::report::compare(&args),
+        Some(Command::Dashboard(args)) => commands::dashboard::run(&args, registry, &plugins),
         None => {
             output::redact::register(plan::secrets(&cli.run));
             let plan = plan::plan(&cli.run, &registry)?;

@@ -12,6 +12,7 @@ mod keepalive;
 mod load;
 mod local_vllm;
 mod plugins;
+mod report;
 mod signals;
 mod sinks;
 mod tls;

@@ -128,6 +128,12 @@ fn ctrl_c_and_sigterm_write_every_measured_request_and_the_summary() {
         .expect("json");
         assert_eq!(summary["Success Requests"].as_u64(), Some(ok.len() as u64));
         assert!(run.join("benchmark_percentile.json").is_file());
+        let report = std::fs::read_to_string(dir.path().join("out/s/perf_report.html"))
+            .expect("an interrupted run still writes its report");
+        assert!(
+            report.contains("id=\"run-0\""),
+            "signal {sig}: the run is in it"
+        );
     }
 }
 

@@ -5,6 +5,7 @@
 //! first), so the `.so` files under test are the real ones from `sdk-examples/` and
 //! `tests/fixtures/`.
 
+pub mod browser;
 pub mod hostile;
 pub mod tls;
 

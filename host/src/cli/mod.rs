@@ -45,6 +45,50 @@ pub enum Command {
     /// per request, and the concurrency up to which reported TTFT stays within 1 ms of the
     /// server's own.
     Calibrate(CalibrateArgs),
+    /// Write perf_report.html for a benchmark directory (`<outputs-dir>/<time>/<name>/`, perf's
+    /// or evalscope 1.14.1's) from its files.
+    Report(ReportArgs),
+    /// Put benchmarks side by side: the same metrics at the same load, with the change
+    /// against the first in percent (a console table and an HTML page).
+    Compare(CompareArgs),
+    /// Serve a local web app over an outputs directory: the runs, their reports, comparisons,
+    /// a live view of running benchmarks, and a form that starts one.
+    Dashboard(DashboardArgs),
+}
+
+/// Flags of `perf report`.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// The benchmark directory (or one run's directory).
+    pub dir: PathBuf,
+    /// Write the page here instead of DIR/perf_report.html.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Flags of `perf compare`.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Benchmark directories; the first is the baseline.
+    #[arg(required = true, num_args = 2.., value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Where to write the HTML page of the comparison.
+    #[arg(long, value_name = "FILE", default_value = "perf_compare.html")]
+    pub html: PathBuf,
+}
+
+/// Flags of `perf dashboard`.
+#[derive(Debug, Clone, Args)]
+pub struct DashboardArgs {
+    /// The outputs directory to show, and where runs started from the page write.
+    #[arg(long, default_value = "./outputs", value_name = "DIR")]
+    pub outputs_dir: PathBuf,
+    /// Address to listen on (127.0.0.1: this machine only).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 = any free port; the address is printed).
+    #[arg(long, value_parser = values::port, default_value_t = 9000)]
+    pub port: u16,
 }
 
 /// Flags of `perf plugins`.

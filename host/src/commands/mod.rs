@@ -1,5 +1,7 @@
 //! Subcommands other than the benchmark itself.
 
 pub mod calibrate;
+pub mod dashboard;
 pub mod plugins;
+pub mod report;
 pub mod serve_mock;

@@ -9,7 +9,7 @@
 //! `SELECT *` by position gets what it got from evalscope.
 //!
 //! Beside `result`, table `perf_metrics` holds each row's numbers without its bodies (the same
-//! rowid): the percentiles and the workload timeline read it, since reading a column of
+//! rowid): the percentiles, the workload timeline and the HTML report read it, since reading a column of
 //! `result` after `response_messages` (or a long `request`) walks the body's overflow pages.
 //!
 //! Written on the collector thread, never on the threads that time requests, in one
@@ -69,7 +69,7 @@ pub const COLUMNS: [(&str, &str); 34] = [
 pub const EVALSCOPE_COLUMNS: usize = 14;
 
 /// The columns of `perf_metrics`, each a copy of `result`'s of the same name.
-const METRICS: [(&str, &str); 10] = [
+const METRICS: [(&str, &str); 12] = [
     ("success", "INTEGER"),
     ("is_stream", "INTEGER"),
     ("start_time", "REAL"),
@@ -80,6 +80,8 @@ const METRICS: [(&str, &str); 10] = [
     ("prompt_tokens", "INTEGER"),
     ("completion_tokens", "INTEGER"),
     ("cached_tokens", "INTEGER"),
+    ("dispatch_lag", "REAL"),
+    ("error_kind", "TEXT"),
 ];
 
 fn schema() -> String {
@@ -240,6 +242,8 @@ impl ResultDb {
                 prompt,
                 completion,
                 cached,
+                derive::dispatch_lag_s(raw),
+                (!ok).then(|| rec.failure.as_str()),
             ])?;
         self.pending += 1;
         if self.pending >= self.commit_every {

@@ -480,5 +480,11 @@ fn report(
     crate::output::write_atomically(
         &plan.output_dir.join("performance_summary.txt"),
         format!("{text}\n").as_bytes(),
-    )
+    )?;
+    // As evalscope: a report that cannot be made is a warning, not a failed run.
+    match crate::commands::report::write(&plan.output_dir) {
+        Ok(path) => log::info(format!("report: {}", path.display())),
+        Err(e) => log::warn(format!("cannot write {}: {e:#}", perf_report::REPORT_FILE)),
+    }
+    Ok(())
 }
