@@ -359,6 +359,68 @@ fn perf_report_on_a_directory_without_runs_exits_2_saying_what_to_give() {
 }
 
 #[test]
+fn the_report_has_the_sections_of_conversations_and_of_an_sla_search() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mt = sweep(
+        dir.path(),
+        "mt",
+        &["2"],
+        &["4"],
+        &[
+            "--multi-turn",
+            "--dataset",
+            "random_multi_turn",
+            "--min-turns",
+            "2",
+            "--max-turns",
+            "3",
+            "--max-tokens",
+            "8",
+            "--tokenizer-path",
+            perf_tests::tokenizer_dir("qwen3").to_str().expect("utf-8"),
+        ],
+    );
+    let html = std::fs::read_to_string(mt.join("perf_report.html")).expect("report");
+    assert!(html.contains("Conversations (multi-turn)") && html.contains("class=\"traces\""));
+    let out = perf_in(
+        dir.path(),
+        &[
+            "--api",
+            "mock",
+            "--port",
+            "0",
+            "--prompt",
+            "hi",
+            "--max-tokens",
+            "8",
+            "--sla-auto-tune",
+            "--sla-params",
+            r#"[{"p99_latency": "<=5s"}]"#,
+            "--sla-upper-bound",
+            "4",
+            "--sla-num-runs",
+            "1",
+            "--outputs-dir",
+            "out",
+            "--no-timestamp",
+            "--name",
+            "sla",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let html =
+        std::fs::read_to_string(dir.path().join("out/sla/perf_report.html")).expect("report");
+    assert!(
+        html.contains("<h2>SLA search</h2>") && html.contains("<h3>Answers</h3>"),
+        "SLA section"
+    );
+    assert!(
+        html.contains("data-label=\"sla_parallel_4_run_0\""),
+        "the probes' runs"
+    );
+}
+
+#[test]
 fn perf_compare_puts_benchmarks_side_by_side_with_the_change_in_percent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let before = sweep(dir.path(), "before", &["1", "4"], &["4", "16"], &[]);

@@ -185,6 +185,15 @@ pub async fn submit(
     let mut checked = app.config.base_args.clone();
     checked.extend(args.iter().cloned());
     if let Err(e) = (app.config.validate)(&checked) {
+        // The key typed into the form is not one this process registered: masked here.
+        let e = match values
+            .get("api_key")
+            .map(|k| k.trim())
+            .filter(|k| !k.is_empty())
+        {
+            Some(key) => e.replace(key, "**********"),
+            None => e,
+        };
         let lines: Vec<String> = (app.config.redact)(&e)
             .lines()
             .map(str::to_string)

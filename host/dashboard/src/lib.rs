@@ -3,7 +3,7 @@
 //! Pages: the list of benchmarks (`/`), a benchmark's report (`/report?dir=`), the comparison
 //! of chosen benchmarks (`/compare?dir=A&dir=B`), a live view of a benchmark that is running
 //! (`/live?dir=`, polling `/api/live?dir=` once a second), and a form that starts a run
-//! (`/new`). Every page is made from the files (see `perf-report`), so a run started from the
+//! (`/new`), and a benchmark's log (`/log?dir=`). Every page is made from the files (see `perf-report`), so a run started from the
 //! command line shows up as one started here does. The pages are served from this binary:
 //! no CDN, and the one script (the live view's polling) is inline.
 //!
@@ -71,6 +71,7 @@ pub async fn serve(listener: tokio::net::TcpListener, config: Config) -> std::io
         .route("/report", get(pages::report))
         .route("/compare", get(pages::compare))
         .route("/live", get(live::page))
+        .route("/log", get(pages::log))
         .route("/api/live", get(live::api))
         .route("/api/runs", get(pages::runs_json))
         .route("/new", get(form::page).post(form::submit))
@@ -143,6 +144,7 @@ fn templates() -> minijinja::Environment<'static> {
         ("live.html", include_str!("../templates/live.html")),
         ("new.html", include_str!("../templates/new.html")),
         ("message.html", include_str!("../templates/message.html")),
+        ("log.html", include_str!("../templates/log.html")),
         ("style.css", perf_report::page::STYLE),
     ] {
         if let Err(e) = env.add_template(name, text) {
@@ -213,7 +215,13 @@ mod tests {
     #[test]
     fn every_template_parses() {
         let env = templates();
-        for name in ["index.html", "live.html", "new.html", "message.html"] {
+        for name in [
+            "index.html",
+            "live.html",
+            "new.html",
+            "message.html",
+            "log.html",
+        ] {
             assert!(env.get_template(name).is_ok(), "{name}");
         }
     }

@@ -215,3 +215,22 @@ pub async fn compare(axum::extract::State(app): State, RawQuery(q): RawQuery) ->
         ),
     }
 }
+
+/// The lines of `benchmark.log` the log page shows, from its end.
+const LOG_LINES: usize = 500;
+
+/// `/log?dir=`: the end of the benchmark's `benchmark.log`, redacted.
+pub async fn log(axum::extract::State(app): State, Query(q): Query<DirQuery>) -> Response {
+    let Some(dir) = app.benchmark_dir(&q.dir) else {
+        return message(&app, StatusCode::NOT_FOUND, "No such benchmark", &q.dir);
+    };
+    let text = std::fs::read_to_string(dir.join("benchmark.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(LOG_LINES)..].join("\n");
+    render(
+        &app,
+        "log.html",
+        minijinja::context! { nav => nav(), dir => q.dir, log => tail, lines => LOG_LINES },
+    )
+    .into_response()
+}

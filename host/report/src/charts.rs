@@ -234,6 +234,11 @@ fn ranges(chart: &Chart, series: &[&Series]) -> (std::ops::Range<f64>, std::ops:
         let c = if x0.is_finite() { x0 } else { 0.0 };
         x0 = c - 0.5;
         x1 = c + 0.5;
+    } else {
+        // Points at the ends stay off the axes.
+        let pad = (x1 - x0) * 0.02;
+        x0 -= pad;
+        x1 += pad;
     }
     // Room above the lines for the legend.
     let headroom = if series.len() > 1 { 1.35 } else { 1.12 };

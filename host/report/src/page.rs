@@ -505,3 +505,69 @@ mod tests {
         assert_eq!(number(f64::NAN), "");
     }
 }
+
+#[cfg(test)]
+mod fixture_tests {
+    use super::*;
+
+    /// evalscope 1.14.1's own outputs of nine command lines (tests/fixtures/evalscope-1.14.1).
+    fn fixtures() -> Vec<std::path::PathBuf> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/evalscope-1.14.1");
+        let mut dirs: Vec<_> = std::fs::read_dir(&root)
+            .expect("the evalscope fixtures")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        dirs
+    }
+
+    #[test]
+    fn every_evalscope_fixture_renders_a_page_with_its_runs() {
+        let mut rendered = 0;
+        for dir in fixtures() {
+            let Ok(b) = crate::load::benchmark(&dir) else {
+                continue;
+            };
+            let html = render(&b, &Options::default()).expect("renders");
+            assert_eq!(
+                html.matches("<section class=\"run\"").count(),
+                b.runs.len(),
+                "{}",
+                dir.display()
+            );
+            assert!(!html.contains("<script"), "no script");
+            rendered += 1;
+        }
+        assert!(rendered >= 8, "rendered {rendered} fixtures");
+    }
+
+    #[test]
+    fn an_open_loop_sweep_is_drawn_against_its_rates() {
+        let dir = fixtures()
+            .into_iter()
+            .find(|d| d.ends_with("open-loop"))
+            .expect("the open-loop fixture");
+        let b = crate::load::benchmark(&dir).expect("reads");
+        assert!(b.open_loop());
+        let html = render(&b, &Options::default()).expect("renders");
+        assert!(html.contains("request rate (req/s)"));
+    }
+
+    #[test]
+    fn failures_are_observed_with_their_share() {
+        let dir = fixtures()
+            .into_iter()
+            .find(|d| d.ends_with("all-failed"))
+            .expect("the all-failed fixture");
+        let b = crate::load::benchmark(&dir).expect("reads");
+        let obs = crate::observe::observations(&b);
+        assert!(
+            obs.iter()
+                .any(|o| o.contains("only 0.0% of requests succeeded")),
+            "{obs:?}"
+        );
+    }
+}
