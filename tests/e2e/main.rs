@@ -13,6 +13,7 @@ mod load;
 mod local_vllm;
 mod plugins;
 mod report;
+mod server_metrics;
 mod signals;
 mod sinks;
 mod tls;

@@ -2,7 +2,8 @@
 //! (streamed as server-sent events or not, with usage), `/v1/models` and `/health`; also the
 //! Responses API (`/v1/responses`, `responses.rs`) and DashScope's native generation endpoints
 //! (`/api/v1/services/aigc/{text,multimodal}-generation/generation`, `dashscope.rs`), each a
-//! [`protocol::Protocol`] over the same backends; and embeddings and rerank (`embeddings.rs`).
+//! [`protocol::Protocol`] over the same backends; embeddings and rerank (`embeddings.rs`); and
+//! `/metrics`, the backend's own figures (the simulator's in vLLM's format, `metrics.rs`).
 //!
 //! The protocol lives here; what generates the tokens is a [`Backend`]. The simulator
 //! (`mock.rs`, `--api mock` and `perf serve-mock`) is one backend; `--api local` plugs in a
@@ -16,6 +17,7 @@
 mod cache;
 mod dashscope;
 mod embeddings;
+pub mod metrics;
 pub mod mock;
 mod protocol;
 mod responses;
@@ -86,6 +88,11 @@ pub trait Backend: Send + Sync + 'static {
     fn model(&self) -> &str;
     /// Starts a generation; the pieces arrive on the returned channel.
     fn start(&self, request: &CompletionRequest) -> Result<Generation, Rejection>;
+    /// The backend's own figures in the Prometheus text format, served on `/metrics` (None:
+    /// no `/metrics`).
+    fn metrics(&self) -> Option<String> {
+        None
+    }
 }
 
 pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -124,6 +131,14 @@ async fn route(
     let path = req.uri().path().trim_end_matches('/').to_string();
     let resp = match (req.method(), path.as_str()) {
         (&Method::GET, "/health") => full(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
+        (&Method::GET, "/metrics") => match shared.backend.metrics() {
+            Some(text) => full(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                text,
+            ),
+            None => protocol::error_response(StatusCode::NOT_FOUND, "this backend has no /metrics"),
+        },
         (&Method::GET, "/v1/models") => {
             let body = serde_json::json!({"object": "list", "data": [{"id": shared.backend.model(), "object": "model", "owned_by": "perf"}]});
             full(StatusCode::OK, "application/json", body.to_string())

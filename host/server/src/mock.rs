@@ -8,6 +8,7 @@
 //! leaves at `start + ttft + (last token of j) * tpot`, so delays never accumulate drift.
 //! Prompt tokens are estimated as one per four characters (token ids are counted exactly).
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use hyper::StatusCode;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::cache::{text_tokens, PrefixCache};
+use super::metrics::Metrics;
 use super::{Backend, CompletionRequest, Generation, Piece, Rejection};
 
 /// How the simulator behaves.
@@ -75,6 +77,7 @@ pub struct MockBackend {
     config: SimulatorConfig,
     slots: Option<Arc<Semaphore>>,
     cache: Option<PrefixCache>,
+    metrics: Arc<Metrics>,
 }
 
 impl MockBackend {
@@ -83,6 +86,7 @@ impl MockBackend {
         let slots = (config.capacity > 0).then(|| Arc::new(Semaphore::new(config.capacity)));
         let cache = PrefixCache::new(config.prefix_cache_tokens, config.cache_block_tokens);
         MockBackend {
+            metrics: Arc::new(Metrics::new(config.capacity)),
             config,
             slots,
             cache,
@@ -139,6 +143,10 @@ impl Backend for MockBackend {
         "mock"
     }
 
+    fn metrics(&self) -> Option<String> {
+        Some(self.metrics.render(self.model()))
+    }
+
     fn start(&self, req: &CompletionRequest) -> Result<Generation, Rejection> {
         let c = &self.config;
         if every(c.fail_every, req.sequence) {
@@ -158,6 +166,12 @@ impl Backend for MockBackend {
             .as_ref()
             .map(|cache| cached_tokens(cache, req).min(prompt));
         let prefill_ms = (prompt - cached.unwrap_or(0)) as f64 * c.prefill_ms_per_token.max(0.0);
+        let m = &self.metrics;
+        m.prompt_tokens.fetch_add(prompt, Relaxed);
+        if let Some(hit) = cached {
+            m.prefix_queries.fetch_add(prompt, Relaxed);
+            m.prefix_hits.fetch_add(hit, Relaxed);
+        }
         let script = Script {
             n_tokens,
             per_chunk: c.tokens_per_chunk.max(1),
@@ -167,7 +181,7 @@ impl Backend for MockBackend {
             malformed: req.stream && every(c.malformed_every, req.sequence),
             finish_reason,
         };
-        let rx = script.start(self.slots.clone());
+        let rx = script.start(self.slots.clone(), Arc::clone(&self.metrics));
         Ok(Generation {
             prompt_tokens: prompt,
             cached_tokens: cached,
@@ -221,7 +235,8 @@ impl Script {
         self.ttft + self.tpot * last_token
     }
 
-    fn start(self, slots: Option<Arc<Semaphore>>) -> mpsc::Receiver<Piece> {
+    fn start(self, slots: Option<Arc<Semaphore>>, metrics: Arc<Metrics>) -> mpsc::Receiver<Piece> {
+        let taken = Instant::now();
         let chunks = self.chunks();
         let instant = slots.is_none()
             && self.ttft.is_zero()
@@ -229,7 +244,12 @@ impl Script {
             && chunks < INSTANT_CHUNKS;
         if instant {
             let (tx, rx) = mpsc::channel(chunks as usize + 3);
-            let mut send = |p: Piece| tx.try_send(p).is_ok();
+            let mut served = Served::new(metrics, taken);
+            served.granted();
+            let mut send = |p: Piece| {
+                served.sending(&p);
+                tx.try_send(p).is_ok()
+            };
             if (0..chunks).all(|j| self.chunk(j, &mut send)) {
                 send(Piece::End {
                     finish_reason: self.finish_reason,
@@ -239,10 +259,17 @@ impl Script {
         }
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
+            let mut served = Served::new(metrics, taken);
             let _permit = match slots {
-                Some(s) => s.acquire_owned().await.ok(),
+                Some(s) => {
+                    served.metrics.waiting.fetch_add(1, Relaxed);
+                    let permit = s.acquire_owned().await.ok();
+                    served.metrics.waiting.fetch_sub(1, Relaxed);
+                    permit
+                }
                 None => None,
             };
+            served.granted();
             let start = Instant::now();
             for j in 0..chunks {
                 let due = start + self.due(j);
@@ -255,6 +282,7 @@ impl Script {
                     true
                 });
                 for p in pieces {
+                    served.sending(&p);
                     if tx.send(p).await.is_err() {
                         return; // the client went away
                     }
@@ -263,12 +291,78 @@ impl Script {
                     return;
                 }
             }
-            let _ = tx
-                .send(Piece::End {
-                    finish_reason: self.finish_reason,
-                })
-                .await;
+            let end = Piece::End {
+                finish_reason: self.finish_reason,
+            };
+            served.sending(&end);
+            let _ = tx.send(end).await;
         });
         rx
+    }
+}
+
+/// One request's part in the simulator's [`Metrics`]: running from the slot's grant to its
+/// end; an end that is not `End` (a dropped connection, a client gone) counts as aborted.
+struct Served {
+    metrics: Arc<Metrics>,
+    taken: Instant,
+    running: bool,
+    first: Option<Instant>,
+    tokens: u64,
+    ended: bool,
+}
+
+impl Served {
+    fn new(metrics: Arc<Metrics>, taken: Instant) -> Served {
+        Served {
+            metrics,
+            taken,
+            running: false,
+            first: None,
+            tokens: 0,
+            ended: false,
+        }
+    }
+
+    /// The request got its slot.
+    fn granted(&mut self) {
+        self.metrics.queue.observe(self.taken.elapsed());
+        self.metrics.running.fetch_add(1, Relaxed);
+        self.running = true;
+    }
+
+    /// `p` is about to be handed to the connection.
+    fn sending(&mut self, p: &Piece) {
+        let m = &self.metrics;
+        match p {
+            Piece::Text { tokens, .. } => {
+                if self.first.is_none() {
+                    self.first = Some(Instant::now());
+                    m.ttft.observe(self.taken.elapsed());
+                }
+                self.tokens += u64::from(*tokens);
+                m.generation_tokens.fetch_add(u64::from(*tokens), Relaxed);
+            }
+            Piece::End { finish_reason } => {
+                m.e2e.observe(self.taken.elapsed());
+                if let (Some(first), true) = (self.first, self.tokens > 1) {
+                    m.tpot.observe(first.elapsed() / (self.tokens - 1) as u32);
+                }
+                m.finished(finish_reason);
+                self.ended = true;
+            }
+            Piece::Malformed | Piece::Drop => {}
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if self.running {
+            self.metrics.running.fetch_sub(1, Relaxed);
+        }
+        if !self.ended {
+            self.metrics.aborted.fetch_add(1, Relaxed);
+        }
     }
 }
