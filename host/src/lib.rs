@@ -23,6 +23,7 @@ pub mod plan;
 pub mod plugin_host;
 pub mod run;
 pub mod schedule;
+pub mod server_metrics;
 pub mod signals;
 pub mod sla;
 pub mod tokenizer;

@@ -26,6 +26,8 @@ pub struct Run {
     pub percentiles: Vec<Map<String, Value>>,
     /// `trace_summary.json` (multi-turn runs).
     pub traces: Option<Value>,
+    /// `server_metrics_summary.json` (`--server-metrics`).
+    pub server: Option<Value>,
     /// `benchmark_data.db`, when there is one.
     pub db: Option<PathBuf>,
 }
@@ -226,6 +228,7 @@ fn run(dir: &Path) -> Result<Run, ReportError> {
         summary,
         percentiles,
         traces: read_json(&dir.join("trace_summary.json")).ok(),
+        server: read_json(&dir.join("server_metrics_summary.json")).ok(),
         db: db.is_file().then_some(db),
     })
 }

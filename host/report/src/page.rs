@@ -41,6 +41,7 @@ struct RunCard {
     percentiles: Table,
     charts: Vec<Figure>,
     traces: Option<Table>,
+    server: Option<(String, Table)>,
     requests: usize,
     note: Option<String>,
 }
@@ -354,6 +355,7 @@ fn card(i: usize, r: &Run) -> RunCard {
         percentiles: table_of_rows(&r.percentiles),
         charts,
         traces: r.traces.as_ref().and_then(trace_table),
+        server: r.server.as_ref().map(server_table),
         requests,
         note,
     }
@@ -393,6 +395,76 @@ pub fn table_of_rows(rows: &[Map<String, Value>]) -> Table {
             .collect(),
         head,
     }
+}
+
+/// `server_metrics_summary.json` as a table: the server's figures beside the client's.
+fn server_table(v: &Value) -> (String, Table) {
+    let f = |x: &Value| {
+        x.as_f64()
+            .map(|x| observe::fmt(Some(x)))
+            .unwrap_or_default()
+    };
+    let mut rows = Vec::new();
+    if let Some(Value::Object(p)) = v.get("percentiles") {
+        for (k, m) in p {
+            let c = &m["client"];
+            rows.push(vec![
+                k.clone(),
+                f(&m["p50"]),
+                f(&m["p90"]),
+                f(&m["p99"]),
+                f(&m["mean"]),
+                f(&c["p50"]),
+                f(&c["p90"]),
+                f(&c["p99"]),
+            ]);
+        }
+    }
+    if let Some(Value::Object(t)) = v.get("tokens") {
+        for (k, m) in t {
+            let mut row = vec![k.clone(), String::new(), String::new(), String::new()];
+            row.push(format!("{} (delta)", f(&m["server_delta"])));
+            row.push(format!("{} (total)", f(&m["client_total"])));
+            row.extend([String::new(), String::new()]);
+            rows.push(row);
+        }
+    }
+    if let Some(Value::Object(p)) = v.get("peaks") {
+        for (k, m) in p {
+            let mut row = vec![
+                format!("Peak {k}"),
+                String::new(),
+                String::new(),
+                String::new(),
+            ];
+            row.push(f(&m["peak"]));
+            row.extend([String::new(), String::new(), String::new()]);
+            rows.push(row);
+        }
+    }
+    let head = [
+        "metric",
+        "server p50",
+        "p90",
+        "p99",
+        "server mean / value",
+        "client p50",
+        "p90",
+        "p99",
+    ];
+    let caption = format!(
+        "{} · {} scrapes, {} failed",
+        v["url"].as_str().unwrap_or(""),
+        v["scrapes"],
+        v["scrape_failures"]
+    );
+    (
+        caption,
+        Table {
+            head: head.iter().map(|s| s.to_string()).collect(),
+            rows,
+        },
+    )
 }
 
 fn trace_table(v: &Value) -> Option<Table> {

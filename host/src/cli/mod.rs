@@ -530,6 +530,13 @@ pub struct RunArgs {
     /// perf: options of the API adapter plugin, as JSON.
     #[arg(long)]
     pub api_args: Option<String>,
+    /// perf: scrape the server's Prometheus metrics during each run (default URL: /metrics
+    /// on the --url's host) into server_metrics.jsonl, summarised beside the client's figures.
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub server_metrics: Option<String>,
+    /// perf: seconds between two scrapes of --server-metrics.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub server_metrics_interval: f64,
     /// perf: how benchmark_data.db's response_messages holds each response: `evalscope`
     /// (base64 of a pickled list of the parsed chunks, as evalscope writes it) or `text`
     /// (perf's compact JSON of the text and usage; requests then keep no chunks in memory).

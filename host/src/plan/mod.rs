@@ -145,6 +145,9 @@ pub struct RunPlan {
     pub data_source: String,
     /// `--image-patch-size`: pixels per image token side when perf counts image prompts.
     pub image_patch_size: u32,
+    /// `--server-metrics`: the URL to scrape (None: `/metrics` on the server's host, known
+    /// when the run starts) and the interval.
+    pub server_metrics: Option<(Option<String>, std::time::Duration)>,
     /// Embeddings or rerank: requests that produce no text, summarised by their input.
     pub input_only: bool,
     /// Decision services (`systemone`, `autotrust`): input-only with evalscope's decision keys
@@ -409,6 +412,28 @@ fn data_source(a: &RunArgs) -> String {
 
 /// Validates the flags into a plan. What is specific to an API, a dataset or a sink comes from
 /// the plugins' metadata in `registry`; nothing here names a plugin.
+fn server_metrics(a: &RunArgs) -> anyhow::Result<Option<(Option<String>, std::time::Duration)>> {
+    let Some(url) = &a.server_metrics else {
+        return Ok(None);
+    };
+    let i = a.server_metrics_interval;
+    if !(i.is_finite() && i >= 0.05) {
+        return Err(usage(format!(
+            "--server-metrics-interval {i}: give the seconds between two scrapes, 0.05 or more"
+        )));
+    }
+    let url = url.trim();
+    if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(usage(format!(
+            "--server-metrics {url}: give an http:// or https:// URL (or no value, for /metrics on the --url's host)"
+        )));
+    }
+    Ok(Some((
+        (!url.is_empty()).then(|| url.to_string()),
+        std::time::Duration::from_secs_f64(i),
+    )))
+}
+
 pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
     check_unsupported(a)?;
     let speed_benchmark = is_speed_benchmark(a, registry);
@@ -518,6 +543,7 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         warnings,
         tokenizer_path: a.tokenizer_path.clone(),
         image_patch_size: a.image_patch_size,
+        server_metrics: server_metrics(a)?,
         input_only: input_only(adapter.results),
         decisions: adapter.results == ResultKind::Decision,
         data_source: data_source(a),

@@ -128,7 +128,8 @@ pub fn secrets(a: &RunArgs) -> Vec<String> {
             }
         }
     }
-    if let Ok(u) = reqwest::Url::parse(&a.url) {
+    let urls = std::iter::once(a.url.as_str()).chain(a.server_metrics.as_deref());
+    for u in urls.filter_map(|u| reqwest::Url::parse(u).ok()) {
         out.extend([
             u.username().to_string(),
             u.password().unwrap_or("").to_string(),
@@ -184,8 +185,10 @@ pub(crate) fn masked_args(a: &RunArgs) -> Value {
                 *val = Value::String(MASK.into());
             }
         }
-        if let Some(Value::String(url)) = map.get_mut("url") {
-            *url = masked_url(url);
+        for key in ["url", "server_metrics"] {
+            if let Some(Value::String(url)) = map.get_mut(key) {
+                *url = masked_url(url);
+            }
         }
         // `--sink ID={...}` options may hold a key or an auth header.
         if let Some(Value::Array(sinks)) = map.get_mut("sinks") {

@@ -190,8 +190,21 @@ impl Session<'_> {
         if let Some(p) = &self.progress {
             p.run_started(&spec.label);
         }
+        let scraper = self.plan.server_metrics.as_ref().map(|(url, every)| {
+            let url = url
+                .clone()
+                .unwrap_or_else(|| crate::server_metrics::default_url(self.exchange.url.as_str()));
+            crate::server_metrics::Scraper::start(
+                &self.rt,
+                url,
+                *every,
+                crate::server_metrics::file_in(&dir),
+            )
+        });
         let probe = super::probe::LoopProbe::start(self.rt.handle().clone());
-        let (collected, dataset_error) = self.dispatch(spec, index, offset, collector)?;
+        let dispatched = self.dispatch(spec, index, offset, collector);
+        let scraped = scraper.map(|s| s.finish(&self.rt));
+        let (collected, dataset_error) = dispatched?;
         let loop_delay = probe.finish();
         log::set_bar(None);
         let load = ClientLoad {
@@ -212,6 +225,16 @@ impl Session<'_> {
                 .is_some_and(|t| t.serves(&self.exchange.url)),
         };
         let outcome = self.finish(spec, index, &dir, collected, load)?;
+        if let Some(scraped) = scraped {
+            let summary = crate::server_metrics::summary::summarise(
+                &scraped,
+                &crate::server_metrics::summary::Client::of(&outcome),
+            );
+            write_json(&dir.join("server_metrics_summary.json"), &summary)?;
+            let table = crate::server_metrics::summary::table(&summary);
+            println!("{table}");
+            log::file_only(&table);
+        }
         if let Some(e) = dataset_error {
             log::warn(format!("this run ended early because {e}"));
         }
