@@ -7,7 +7,7 @@
 //! with colons as vLLM and SGLang write them). Every family is kept raw; the summary knows the
 //! families of vLLM, SGLang, TGI and llama.cpp. A scrape that fails (refused, timed out, not
 //! the text format) is counted and written as a failed line, never fatal: the first failure is
-//! logged once per run.
+//! logged once per run. Parsing and writing run on blocking threads, never on the runtime's.
 
 pub mod summary;
 
@@ -214,7 +214,17 @@ impl Scraper {
                     _ = &mut stopped => true,
                 };
                 let snap = scrape(&client, &url).await;
-                keep(&mut scraped, &mut out, snap);
+                // Writing the line (a /metrics answer can be large) is blocking work: off
+                // the runtime's threads, which time the requests' bytes.
+                let kept = tokio::task::spawn_blocking(move || {
+                    keep(&mut scraped, &mut out, snap);
+                    (scraped, out)
+                })
+                .await;
+                match kept {
+                    Ok(k) => (scraped, out) = k,
+                    Err(_) => return Scraped::default(),
+                }
                 if last {
                     return scraped;
                 }
@@ -268,7 +278,11 @@ async fn scrape(client: &reqwest::Client, url: &str) -> Snapshot {
         Ok(t) => t,
         Err(e) => return failed(format!("{e}")),
     };
-    match parse(&text) {
+    // Parsing is CPU work: off the runtime's threads too.
+    let parsed = tokio::task::spawn_blocking(move || parse(&text))
+        .await
+        .unwrap_or_else(|e| Err(format!("the parser stopped: {e}")));
+    match parsed {
         Ok(families) => Snapshot {
             t,
             ok: true,
