@@ -61,8 +61,25 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Erro
     Ok(cli)
 }
 
+/// `OTEL_EXPORTER_OTLP_[SIGNAL_]COMPRESSION=none` is the standard way to say "no compression",
+/// but the OTLP exporter library refuses the value when it reads the environment itself: the
+/// variable is removed here, while the process has a single thread, so that "none" means none.
+fn unset_compression_none() {
+    for name in [
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+    ] {
+        if std::env::var(name).is_ok_and(|v| v.trim().eq_ignore_ascii_case("none")) {
+            std::env::remove_var(name);
+        }
+    }
+}
+
 /// Parses `args` and runs `perf`; returns the process exit code.
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
+    unset_compression_none();
     let cli = match parse(args) {
         Ok(cli) => cli,
         Err(e) => {

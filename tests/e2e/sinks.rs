@@ -1,5 +1,7 @@
 //! Result sinks against real receivers: the OpenTelemetry sink against VictoriaMetrics (a real
-//! OTLP receiver, queried with PromQL, including every query of the Grafana dashboard), sinks
+//! OTLP receiver, queried with PromQL, including every query of the Grafana dashboard and the
+//! accuracy of `histogram_quantile` over perf's histograms), over gRPC through rotel (a real
+//! OTLP/gRPC collector), the standard `OTEL_*` environment against a capturing receiver, sinks
 //! that cannot start, and a slow sink that must not hold the run.
 
 use std::io::{Read, Write};
@@ -8,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use perf_tests::{perf_bin, text, victoria_metrics_bin};
+use perf_tests::{perf_bin, rotel_bin, text, victoria_metrics_bin};
 use serde_json::Value;
 
 fn free_port() -> u16 {
@@ -86,6 +88,16 @@ impl Receiver {
 
     fn otlp(&self) -> String {
         format!("http://127.0.0.1:{}/opentelemetry", self.port)
+    }
+
+    /// The single value of an instant PromQL query.
+    fn value(&self, promql: &str) -> f64 {
+        let result = self.query(promql);
+        assert_eq!(result.len(), 1, "{promql}: {result:?}");
+        result[0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(f64::NAN)
     }
 
     /// The result vector of an instant PromQL query.
@@ -169,6 +181,9 @@ fn otel_metrics_reach_a_real_receiver_and_the_dashboard_queries_return_data() {
             "otel-e2e",
             "--outputs-dir",
             "outputs",
+            "--server-metrics",
+            "--server-metrics-interval",
+            "0.2",
             "--sink",
             r#"otel={"interval_ms": 200}"#,
         ],
@@ -201,6 +216,8 @@ fn otel_metrics_reach_a_real_receiver_and_the_dashboard_queries_return_data() {
         ("gen_ai_operation_name", "chat"),
         ("gen_ai_provider_name", "openai"),
         ("gen_ai_request_model", "mock"),
+        ("gen_ai_response_model", "mock"),
+        ("perf_outcome", "success"),
         ("server_address", "127.0.0.1"),
         ("perf_api", "mock"),
         ("perf_concurrency", "4"),
@@ -213,7 +230,7 @@ fn otel_metrics_reach_a_real_receiver_and_the_dashboard_queries_return_data() {
         !text.contains("perf-") && !text.contains("hello"),
         "no request ids or prompts in attributes: {text}"
     );
-    // TTFT buckets resolve milliseconds: the simulator's 40 ms lands between 30 and 50 ms.
+    // TTFT buckets are 4.4% wide: the simulator's 40 ms lands above 30.64 ms and below 76.11 ms.
     let below = |le: &str| -> f64 {
         receiver.query(&format!(
             r#"gen_ai_client_operation_time_to_first_chunk_seconds_bucket{{{run},le="{le}"}}"#
@@ -222,8 +239,30 @@ fn otel_metrics_reach_a_real_receiver_and_the_dashboard_queries_return_data() {
             .and_then(|s| s.parse().ok())
             .expect("a bucket")
     };
-    assert_eq!(below("0.03"), 0.0);
-    assert_eq!(below("0.075"), 36.0);
+    assert_eq!(below("0.03064"), 0.0);
+    assert_eq!(below("0.07611"), 36.0);
+    // Failures have series of their own, out of the latency panels.
+    assert_eq!(
+        receiver.value(&format!(
+            r#"sum(gen_ai_client_operation_duration_seconds_count{{{run},perf_outcome="failure",error_type="http_status"}})"#
+        )),
+        4.0
+    );
+    assert_eq!(
+        receiver.value(&format!(
+            r#"sum(gen_ai_client_operation_duration_seconds_count{{{run},perf_outcome="success"}})"#
+        )),
+        36.0
+    );
+    // --server-metrics: the simulator's gauges as the run saw them (4 streams at most).
+    let running = receiver.value(&format!(
+        "max_over_time(perf_server_requests_running{{{run}}}[10m])"
+    ));
+    assert!((1.0..=4.0).contains(&running), "{running}");
+    let kv = receiver.value(&format!(
+        "max_over_time(perf_server_kv_cache_usage_ratio{{{run}}}[10m])"
+    ));
+    assert!((0.0..=1.0).contains(&kv), "{kv}");
 
     // Every query of the dashboard returns data from this receiver.
     let dashboard: Value = serde_json::from_str(
@@ -466,4 +505,394 @@ fn otel_spans_and_json_metrics_reach_an_otlp_http_json_receiver() {
         !everything.contains("secret prompt text") && !everything.contains("perf-"),
         "no prompt or request id leaves in telemetry"
     );
+}
+
+/// The percentile `label` (`50%`, `99%`) of `metric` in a run's benchmark_percentile.json.
+fn percentile(run_dir: &Path, label: &str, metric: &str) -> f64 {
+    let rows: Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("benchmark_percentile.json")).expect("percentiles"),
+    )
+    .expect("JSON");
+    rows.as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["Percentiles"] == label)
+        .and_then(|r| r[metric].as_f64())
+        .unwrap_or_else(|| panic!("{label} {metric} in {}", run_dir.display()))
+}
+
+/// The one directory under `dir` whose name is `name`.
+fn find_dir(dir: &Path, name: &str) -> std::path::PathBuf {
+    walk(dir)
+        .into_iter()
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .find(|p| p.file_name().is_some_and(|n| n == name))
+        .unwrap_or_else(|| panic!("no {name} under {}", dir.display()))
+}
+
+#[test]
+fn histogram_quantile_over_the_exported_histograms_is_within_five_percent_of_perfs_percentiles() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    // Two scenarios in one sweep: 4 streams on an idle server, and 16 streams on a server
+    // that runs 8 at a time (queueing spreads TTFT and latency); every 25th request fails at
+    // once, which must not pull the duration quantiles down.
+    let (code, out) = perf_env(
+        dir.path(),
+        &[
+            "--api",
+            "mock",
+            "--port",
+            "0",
+            "--parallel",
+            "4",
+            "16",
+            "--number",
+            "200",
+            "400",
+            "--max-tokens",
+            "24",
+            "--mock-ttft-ms",
+            "40",
+            "--mock-tpot-ms",
+            "8",
+            "--mock-capacity",
+            "8",
+            "--mock-fail-every",
+            "25",
+            "--prompt",
+            "hello",
+            "--name",
+            "quantiles",
+            "--outputs-dir",
+            "outputs",
+            "--sink",
+            r#"otel={"interval_ms": 200}"#,
+        ],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.otlp())],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let outputs = dir.path().join("outputs");
+    for (parallel, number) in [(4, 200), (16, 400)] {
+        let run_dir = find_dir(&outputs, &format!("parallel_{parallel}_number_{number}"));
+        let selector = format!(
+            r#"perf_run_name="quantiles",perf_concurrency="{parallel}",perf_outcome="success""#
+        );
+        let successes = number as f64 * 24.0 / 25.0;
+        assert_eq!(
+            receiver.wait_for(
+                &format!("sum(gen_ai_client_operation_duration_seconds_count{{{selector}}})"),
+                successes
+            ),
+            successes,
+            "every success is exported"
+        );
+        for (family, metric, scale) in [
+            (
+                "gen_ai_client_operation_time_to_first_chunk_seconds",
+                "TTFT (ms)",
+                1e3,
+            ),
+            ("perf_time_per_output_token_seconds", "TPOT (ms)", 1e3),
+            (
+                "gen_ai_client_operation_duration_seconds",
+                "Latency (s)",
+                1.0,
+            ),
+        ] {
+            for (q, label) in [(0.5, "50%"), (0.99, "99%")] {
+                let exact = percentile(&run_dir, label, metric);
+                let estimate = receiver.value(&format!(
+                    "histogram_quantile({q}, sum by (le) ({family}_bucket{{{selector}}}))"
+                )) * scale;
+                let error = (estimate - exact).abs() / exact;
+                assert!(
+                    error < 0.05,
+                    "parallel {parallel}: {label} {metric}: histogram_quantile {estimate:.4} vs perf {exact:.4} ({:.1}% off)",
+                    error * 100.0
+                );
+            }
+        }
+    }
+}
+
+/// rotel, a real OTLP collector, taking OTLP/gRPC on a free port and forwarding everything to
+/// `forward` over OTLP/HTTP; stopped when dropped.
+struct Rotel {
+    child: Child,
+    port: u16,
+}
+
+impl Rotel {
+    fn start(forward: &str) -> Self {
+        let port = free_port();
+        let child = Command::new(rotel_bin())
+            .arg("start")
+            .arg("--otlp-grpc-endpoint")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--otlp-http-endpoint")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg("--exporter")
+            .arg("otlp")
+            .arg("--otlp-exporter-endpoint")
+            .arg(forward)
+            .arg("--otlp-exporter-protocol")
+            .arg("http")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rotel starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "rotel did not come up on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Rotel { child, port }
+    }
+}
+
+impl Drop for Rotel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn otel_over_grpc_with_gzip_reaches_victoria_metrics_through_a_real_grpc_collector() {
+    let receiver = Receiver::start();
+    let rotel = Rotel::start(&receiver.otlp());
+    let dir = tempfile::tempdir().expect("tmp");
+    let (code, out) = perf_env(
+        dir.path(),
+        &[
+            "--api",
+            "mock",
+            "--port",
+            "0",
+            "-n",
+            "30",
+            "--parallel",
+            "3",
+            "--max-tokens",
+            "6",
+            "--mock-fail-every",
+            "10",
+            "--prompt",
+            "hello",
+            "--name",
+            "grpc-e2e",
+            "--outputs-dir",
+            "outputs",
+            "--sink",
+            r#"otel={"interval_ms": 200}"#,
+        ],
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip".into()),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{}", rotel.port),
+            ),
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("sink 'otel'"), "no sink error: {out}");
+    let run = r#"perf_run_name="grpc-e2e""#;
+    assert_eq!(
+        receiver.wait_for(&format!("sum(perf_requests_total{{{run}}})"), 30.0),
+        30.0,
+        "every request, through the gRPC collector"
+    );
+    assert_eq!(
+        receiver.value(&format!(
+            r#"sum(perf_requests_total{{{run},perf_outcome="failure"}})"#
+        )),
+        3.0
+    );
+    let ttft = receiver.query(&format!(
+        "gen_ai_client_operation_time_to_first_chunk_seconds_count{{{run}}}"
+    ));
+    assert_eq!(ttft.len(), 1, "{ttft:?}");
+    assert_eq!(ttft[0]["metric"]["gen_ai_response_model"], "mock");
+    assert_eq!(ttft[0]["value"][1], "27");
+}
+
+/// perf against the simulator with `env`, its telemetry to a capturing receiver.
+fn captured(env: &[(&str, &str)], sink: &str) -> (Option<i32>, String, Vec<Value>) {
+    let capture = crate::visualizers::Capture::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut vars = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", capture.url())];
+    vars.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
+    let (code, out) = perf_env(
+        dir.path(),
+        &[
+            "--api",
+            "mock",
+            "--port",
+            "0",
+            "-n",
+            "12",
+            "--parallel",
+            "3",
+            "--max-tokens",
+            "4",
+            "--mock-fail-every",
+            "6",
+            "--prompt",
+            "hello",
+            "--name",
+            "env",
+            "--outputs-dir",
+            "outputs",
+            "--sink",
+            sink,
+        ],
+        &vars,
+    );
+    (code, out, capture.take())
+}
+
+/// Every metric of every captured OTLP/JSON metrics body, by name.
+fn metrics_by_name(requests: &[Value]) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let mut out: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for r in requests.iter().filter(|r| r["path"] == "/v1/metrics") {
+        for rm in r["body"]["resourceMetrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
+                for m in sm["metrics"].as_array().into_iter().flatten() {
+                    out.entry(m["name"].as_str().unwrap_or("").to_string())
+                        .or_default()
+                        .push(m.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn gzip_delta_temporality_and_exponential_histograms_follow_the_otel_environment() {
+    let (code, out, requests) = captured(
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+                "base2_exponential_bucket_histogram",
+            ),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=perf-tests"),
+        ],
+        r#"otel={"interval_ms": 200}"#,
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let posts: Vec<&Value> = requests
+        .iter()
+        .filter(|r| r["path"] == "/v1/metrics")
+        .collect();
+    assert!(!posts.is_empty(), "{requests:?}");
+    for r in &posts {
+        assert_eq!(r["headers"]["content-encoding"], "gzip", "{}", r["headers"]);
+        assert_eq!(
+            r["headers"]["x-tenant"], "perf-tests",
+            "the SDK's header variable"
+        );
+    }
+    let metrics = metrics_by_name(&requests);
+    // Delta: each export holds only what happened since the last, so the request counts of
+    // all exports add up to the requests, and every point says DELTA (1).
+    let counted: u64 = metrics["perf.requests"]
+        .iter()
+        .flat_map(|m| {
+            assert_eq!(m["sum"]["aggregationTemporality"], 1, "{m}");
+            m["sum"]["dataPoints"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|p| {
+            p["asInt"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| p["asInt"].as_u64())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(counted, 12, "delta counts add up to the requests");
+    let ttft = &metrics["gen_ai.client.operation.time_to_first_chunk"];
+    let mut observations = 0;
+    for m in ttft {
+        let h = &m["exponentialHistogram"];
+        assert!(h.is_object(), "an exponential histogram: {m}");
+        assert_eq!(h["aggregationTemporality"], 1, "{m}");
+        for p in h["dataPoints"].as_array().into_iter().flatten() {
+            observations += p["count"]
+                .as_str()
+                .and_then(|s| s.parse::<u64>().ok())
+                .or_else(|| p["count"].as_u64())
+                .unwrap_or(0);
+            let attributes = p["attributes"].to_string();
+            assert!(attributes.contains("gen_ai.response.model"), "{attributes}");
+        }
+    }
+    assert_eq!(
+        observations, 10,
+        "a TTFT per success (every 6th request fails)"
+    );
+}
+
+#[test]
+fn otel_sdk_disabled_and_exporter_none_are_honoured_and_unknown_values_refused() {
+    // OTEL_SDK_DISABLED: nothing is exported, not even the start-up check, and the run goes on.
+    let (code, out, requests) = captured(&[("OTEL_SDK_DISABLED", "true")], "otel");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("OTEL_SDK_DISABLED"), "said once: {out}");
+    assert!(requests.is_empty(), "{requests:?}");
+
+    // OTEL_METRICS_EXPORTER=none with spans on: spans only.
+    let (code, out, requests) = captured(
+        &[
+            ("OTEL_METRICS_EXPORTER", "none"),
+            ("OTEL_TRACES_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ],
+        "otel",
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let paths: std::collections::BTreeSet<&str> =
+        requests.iter().filter_map(|r| r["path"].as_str()).collect();
+    assert_eq!(
+        paths,
+        ["/v1/traces"].into_iter().collect(),
+        "OTEL_TRACES_EXPORTER=otlp turns spans on, metrics are off"
+    );
+
+    // A value perf cannot honour stops the run before traffic, naming the variable.
+    for (var, value) in [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
+        ("OTEL_METRICS_EXPORTER", "prometheus"),
+        ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "often"),
+    ] {
+        let (code, out, requests) = captured(&[(var, value)], "otel");
+        assert_eq!(code, Some(2), "{var}: {out}");
+        assert!(out.contains(var) && out.contains(value), "{var}: {out}");
+        assert!(requests.is_empty(), "{var}: {requests:?}");
+    }
+
+    // OTEL_EXPORTER_OTLP_COMPRESSION=none means none (the exporter library refuses the word).
+    let (code, out, requests) = captured(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "none")], "otel");
+    assert_eq!(code, Some(0), "{out}");
+    let posts: Vec<&Value> = requests
+        .iter()
+        .filter(|r| r["path"] == "/v1/metrics")
+        .collect();
+    assert!(!posts.is_empty(), "{out}");
+    assert!(posts
+        .iter()
+        .all(|r| r["headers"]["content-encoding"].is_null()));
 }

@@ -123,6 +123,18 @@ fn test_assets() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-assets"))
 }
 
+/// The rotel collector `scripts/fetch-test-assets` took from its PyPI wheel: a real OTLP/gRPC
+/// receiver.
+pub fn rotel_bin() -> PathBuf {
+    let path = test_assets().join("rotel").join("rotel-agent");
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-test-assets (scripts/test does) before the tests",
+        path.display()
+    );
+    path
+}
+
 /// The VictoriaMetrics binary `scripts/fetch-test-assets` extracted from Debian's package: a
 /// real OTLP receiver that answers PromQL.
 pub fn victoria_metrics_bin() -> PathBuf {

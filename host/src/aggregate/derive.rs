@@ -175,6 +175,12 @@ fn extension_fields(raw: &RawRecord) -> perf_plugin_api::Extensions {
         ext.set(FieldId::CONVERSATION, FieldValue::U64(turn.conversation));
         ext.set(FieldId::TURN, FieldValue::U64(u64::from(turn.turn)));
     }
+    if let Some(model) = &raw.response_model {
+        ext.set(
+            FieldId::RESPONSE_MODEL,
+            FieldValue::Str(model.as_str().into()),
+        );
+    }
     if let Some(opened) = raw.opened {
         ext.set(
             FieldId::CONNECT_S,

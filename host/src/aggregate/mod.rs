@@ -792,6 +792,7 @@ mod tests {
             prompt_chars: 0,
             messages: Default::default(),
             peak_memory_bytes: 0,
+            response_model: None,
             turn: None,
             request_id: String::new(),
         }

@@ -57,6 +57,8 @@ pub struct Collector {
     pub progress: Option<Arc<ProgressTracker>>,
     /// The run's label, for the progress bar.
     pub label: String,
+    /// `--server-metrics`: the server's latest gauges, for the sinks' snapshots.
+    pub server: Option<crate::server_metrics::Live>,
 }
 
 /// How often the progress bar's rate, in-flight count and failures are refreshed.
@@ -296,6 +298,12 @@ impl Collector {
             name: "In-Flight Requests".into(),
             value: self.in_flight.load(Ordering::Relaxed).max(0) as f64,
         });
+        if let Some(live) = self.server.as_ref().and_then(|l| l.lock().ok()) {
+            metrics.extend(live.iter().map(|(name, value)| NamedValue {
+                name: (*name).into(),
+                value: *value,
+            }));
+        }
         self.sinks.send(SinkEvent::Snapshot(RunSnapshot {
             run_index: self.run_index,
             elapsed_s: started.elapsed().as_secs_f64(),

@@ -168,7 +168,13 @@ impl Session<'_> {
         .with_context(|| format!("cannot create {}", db_path.display()))?;
         let bar = progress(&spec.label, spec.number);
         log::set_bar(Some(bar.clone()));
+        let live = self
+            .plan
+            .server_metrics
+            .as_ref()
+            .map(|_| crate::server_metrics::Live::default());
         let collector = Collector {
+            server: live.clone(),
             run_index: index as u32,
             clock,
             stats: RunStats::new(parallel, rate)
@@ -199,6 +205,7 @@ impl Session<'_> {
                 url,
                 *every,
                 crate::server_metrics::file_in(&dir),
+                live.clone().unwrap_or_default(),
             )
         });
         let probe = super::probe::LoopProbe::start(self.rt.handle().clone());

@@ -160,6 +160,10 @@ impl Scraped {
     }
 }
 
+/// The server's latest gauges (running, waiting, KV cache), which the collector adds to the
+/// sinks' snapshots; empty until a scrape has them.
+pub type Live = std::sync::Arc<std::sync::Mutex<Vec<(&'static str, f64)>>>;
+
 /// A scraper running for one run.
 pub struct Scraper {
     stop: tokio::sync::oneshot::Sender<()>,
@@ -178,12 +182,14 @@ pub fn default_url(url: &str) -> String {
 impl Scraper {
     /// Scrapes `url` once now, before the run sends anything (its baseline: a slow server
     /// delays the run's start by at most the scrape's timeout), then every `interval` on `rt`
-    /// until [`Scraper::finish`]; every scrape is appended to `file`.
+    /// until [`Scraper::finish`]; every scrape is appended to `file`, and the gauges of the
+    /// latest that has them are in `live`.
     pub fn start(
         rt: &tokio::runtime::Runtime,
         url: String,
         interval: Duration,
         file: PathBuf,
+        live: Live,
     ) -> Scraper {
         let client = reqwest::Client::builder()
             .timeout(interval.max(Duration::from_secs(2)))
@@ -202,7 +208,7 @@ impl Scraper {
             ));
         }
         let baseline = rt.block_on(scrape(&client, &url));
-        keep(&mut scraped, &mut out, baseline);
+        keep(&mut scraped, &mut out, &live, baseline);
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let task = rt.spawn(async move {
             let first = tokio::time::Instant::now() + interval;
@@ -216,8 +222,9 @@ impl Scraper {
                 let snap = scrape(&client, &url).await;
                 // Writing the line (a /metrics answer can be large) is blocking work: off
                 // the runtime's threads, which time the requests' bytes.
+                let live = live.clone();
                 let kept = tokio::task::spawn_blocking(move || {
-                    keep(&mut scraped, &mut out, snap);
+                    keep(&mut scraped, &mut out, &live, snap);
                     (scraped, out)
                 })
                 .await;
@@ -240,8 +247,8 @@ impl Scraper {
     }
 }
 
-/// Adds `snap` to what was gathered and to the file; the first failure is logged.
-fn keep(scraped: &mut Scraped, out: &mut Option<std::fs::File>, snap: Snapshot) {
+/// Adds `snap` to what was gathered, to the file and to `live`; the first failure is logged.
+fn keep(scraped: &mut Scraped, out: &mut Option<std::fs::File>, live: &Live, snap: Snapshot) {
     if !snap.ok && scraped.failures() == 0 {
         log::warn(format!(
             "scraping --server-metrics {} failed: {}; counted, the run goes on",
@@ -252,6 +259,14 @@ fn keep(scraped: &mut Scraped, out: &mut Option<std::fs::File>, snap: Snapshot) 
     if let Some(f) = out.as_mut() {
         if let Ok(line) = serde_json::to_string(&snap) {
             let _ = writeln!(f, "{line}");
+        }
+    }
+    if snap.ok {
+        let now = summary::live(&snap);
+        if !now.is_empty() {
+            if let Ok(mut l) = live.lock() {
+                *l = now;
+            }
         }
     }
     scraped.snapshots.push(snap);

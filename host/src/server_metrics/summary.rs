@@ -228,6 +228,29 @@ fn peak(s: &Scraped, role: &Role) -> Option<Value> {
     name.map(|n| json!({"family": n, "peak": max}))
 }
 
+/// The names under which the sinks' snapshots carry the server's gauges.
+pub const LIVE_RUNNING: &str = "Server Running Requests";
+/// See [`LIVE_RUNNING`].
+pub const LIVE_WAITING: &str = "Server Waiting Requests";
+/// See [`LIVE_RUNNING`]: a fraction of the KV cache, 0 to 1.
+pub const LIVE_KV_CACHE: &str = "Server KV Cache Usage";
+
+/// The server's gauges in `snap` (each summed over its series), for the sinks.
+pub fn live(snap: &Snapshot) -> Vec<(&'static str, f64)> {
+    [
+        (LIVE_RUNNING, &RUNNING),
+        (LIVE_WAITING, &WAITING),
+        (LIVE_KV_CACHE, &KV),
+    ]
+    .into_iter()
+    .filter_map(|(key, role)| {
+        let (_, f) = find(snap, role)?;
+        let values: Vec<f64> = f.series.iter().filter_map(|s| s.value).collect();
+        (!values.is_empty()).then(|| (key, values.iter().sum()))
+    })
+    .collect()
+}
+
 /// The summary of `s` beside the `client`'s figures.
 pub fn summarise(s: &Scraped, client_figures: &Client) -> Value {
     let ok: Vec<&Snapshot> = s.snapshots.iter().filter(|s| s.ok).collect();

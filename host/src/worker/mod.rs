@@ -120,6 +120,8 @@ pub struct RawRecord {
     /// `--api local`: the backend's peak accelerator memory so far, in bytes, when the request
     /// ended (evalscope's `max_gpu_memory_cost`); 0 for a remote server.
     pub peak_memory_bytes: u64,
+    /// The model the response named (the first the decoder reported).
+    pub response_model: Option<String>,
     /// `--multi-turn`: which turn of which conversation this request was.
     pub turn: Option<TurnTag>,
     /// Its id: a replayed trace's `request_id`, else perf's (`perf-<pid>-<index>`).
@@ -201,6 +203,7 @@ impl RawRecord {
             prompt_chars: prompt_chars(&job.item),
             messages: Messages::default(),
             peak_memory_bytes: 0,
+            response_model: None,
             turn: None,
             request_id: match job.item.request_id() {
                 Some(id) => id.to_string(),
@@ -384,6 +387,9 @@ impl Reader<'_> {
                     r.malformed_chunks += u32::from(!merge_usage(&mut r.usage, u));
                 }
                 ResponseEvent::Error(message) => r.fail(FailureKind::ServerError, message.as_str()),
+                ResponseEvent::Model(name) if r.response_model.is_none() => {
+                    r.response_model = Some(name.as_str().chars().take(200).collect());
+                }
                 _ => {}
             }
         }

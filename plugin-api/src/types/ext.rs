@@ -64,6 +64,9 @@ impl FieldId {
     /// `Bool` on a dataset source's `PluginInfo`: a speed benchmark, whose text prompts go to
     /// `/v1/completions` and whose run writes `speed_benchmark.json`. Since 0.2.2.
     pub const SPEED_BENCHMARK: FieldId = FieldId(14);
+    /// `Str` on `RequestRecord`: the model the server's response named
+    /// ([`crate::ResponseEvent::Model`]). Since 0.2.4.
+    pub const RESPONSE_MODEL: FieldId = FieldId(15);
     /// Test only (`next-interface-check`): a `U64` on `RequestRecord` that no released
     /// interface has.
     #[cfg(feature = "next-interface-check")]

@@ -124,6 +124,12 @@ impl RequestRecord {
     pub fn turn(&self) -> Option<u64> {
         self.ext.u64(FieldId::TURN)
     }
+
+    /// The model the server's response named, when it named one
+    /// ([`FieldId::RESPONSE_MODEL`]).
+    pub fn response_model(&self) -> Option<&str> {
+        self.ext.str(FieldId::RESPONSE_MODEL)
+    }
 }
 
 #[cfg(feature = "next-interface-check")]

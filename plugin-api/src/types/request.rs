@@ -177,6 +177,9 @@ pub enum ResponseEvent {
     /// The server said the response is complete (e.g. `[DONE]`, a final status event).
     /// Optional: the end of the body ends the response too.
     Done,
+    /// The model the server says answered (OpenAI's `model` field), which may differ from the
+    /// one asked for (an alias, a router, a LoRA adapter). The first one counts. Since 0.2.4.
+    Model(RString),
     /// Test only (`next-interface-check`): an event that no released interface has.
     #[cfg(feature = "next-interface-check")]
     NextInterfaceCheck(u64),

@@ -20,10 +20,36 @@ fn read(event: &[u8]) -> Result<Frame<'_>, serde_json::Error> {
 use perf_plugin_api::sdk::ResponseDecoderPlugin;
 use perf_plugin_api::{OutputKind, PluginError, ROption, ResponseEvent, Usage};
 
-/// Decodes one response. Stateless between events; one per response all the same, as the
-/// interface asks.
+/// Decodes one response; one per response, as the interface asks. Its only state: whether the
+/// response's model has been looked for (in the first event: every chunk repeats it).
 #[derive(Default)]
-pub struct OpenAiDecoder;
+pub struct OpenAiDecoder {
+    model_read: bool,
+}
+
+/// The string value of the first `"model"` key of `event`, found without parsing the rest.
+fn model_of(event: &[u8]) -> Option<String> {
+    let key = memchr::memmem::find(event, b"\"model\"")?;
+    let rest = &event[key + 7..];
+    let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    if rest[colon] != b':' {
+        return None;
+    }
+    let rest = &rest[colon + 1..];
+    let open = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    if rest[open] != b'"' {
+        return None;
+    }
+    let value = &rest[open..];
+    let mut escaped = false;
+    let close = value.iter().skip(1).position(|&b| {
+        let end = b == b'"' && !escaped;
+        escaped = b == b'\\' && !escaped;
+        end
+    })? + 1;
+    let name: String = serde_json::from_slice(&value[..=close]).ok()?;
+    (!name.is_empty()).then_some(name)
+}
 
 fn push_output(
     out: &mut Vec<ResponseEvent>,
@@ -64,6 +90,12 @@ impl ResponseDecoderPlugin for OpenAiDecoder {
     fn decode(&mut self, event: &[u8], out: &mut Vec<ResponseEvent>) -> Result<(), PluginError> {
         let frame = read(event)
             .map_err(|e| PluginError::invalid(format!("not an OpenAI JSON object: {e}")))?;
+        if !self.model_read {
+            self.model_read = true;
+            if let Some(name) = model_of(event) {
+                out.push(ResponseEvent::Model(name.into()));
+            }
+        }
         if frame.error.is_some() || frame.object.as_deref() == Some("error") {
             let text = String::from_utf8_lossy(event);
             let message = match &frame.message {
@@ -105,7 +137,7 @@ mod tests {
     use super::*;
 
     fn decode_all(lines: &str) -> (Vec<ResponseEvent>, usize) {
-        let mut d = OpenAiDecoder;
+        let mut d = OpenAiDecoder::default();
         let mut out = Vec::new();
         let mut errors = 0;
         for line in lines.lines().filter(|l| !l.trim().is_empty()) {
@@ -113,7 +145,40 @@ mod tests {
                 errors += 1;
             }
         }
+        // The model has a test of its own.
+        out.retain(|e| !matches!(e, ResponseEvent::Model(_)));
         (out, errors)
+    }
+
+    #[test]
+    fn the_first_event_names_the_model_the_server_answered_with() {
+        let mut d = OpenAiDecoder::default();
+        let mut out = Vec::new();
+        let first = br#"{"id":"c1","object":"chat.completion.chunk","model" : "Qwen/Qwen3-8B \"fp8\"","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#;
+        d.decode(first, &mut out).expect("decodes");
+        assert_eq!(out[0], ResponseEvent::Model("Qwen/Qwen3-8B \"fp8\"".into()));
+        out.clear();
+        d.decode(first, &mut out).expect("decodes");
+        assert!(
+            !out.iter().any(|e| matches!(e, ResponseEvent::Model(_))),
+            "only the first event is searched: {out:?}"
+        );
+        for event in [
+            &br#"{"choices":[{"delta":{"content":"x"}}]}"#[..],
+            br#"{"model":17,"choices":[]}"#,
+            br#"{"model":"","choices":[]}"#,
+            br#"{"choices":[{"delta":{"content":"\"model\""}}]}"#,
+        ] {
+            let mut d = OpenAiDecoder::default();
+            let mut out = Vec::new();
+            let _ = d.decode(event, &mut out);
+            assert!(
+                !out.iter().any(|e| matches!(e, ResponseEvent::Model(_))),
+                "{}: {out:?}",
+                String::from_utf8_lossy(event)
+            );
+        }
+        assert_eq!(model_of(br#"{"model":"a\\"}"#).as_deref(), Some("a\\"));
     }
 
     fn text_of(events: &[ResponseEvent], want: OutputKind) -> String {

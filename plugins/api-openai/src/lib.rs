@@ -61,7 +61,7 @@ impl ApiAdapterPlugin for OpenAiAdapter {
     }
 
     fn new_decoder(&self) -> OpenAiDecoder {
-        OpenAiDecoder
+        OpenAiDecoder::default()
     }
 }
 

@@ -1,6 +1,7 @@
 //! A wrapper around the OTLP exporters that retries a failed export (twice, with backoff, while
 //! the run goes on), counts exports and failures, and hands the first failure to the sink so
-//! perf reports it once.
+//! perf reports it once. gRPC exports run inside the sink's tokio runtime (tonic needs one; the
+//! SDK's export threads have none).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,10 +26,11 @@ pub struct ExportState {
     first_error: Mutex<Option<String>>,
     reported: AtomicBool,
     closing: AtomicBool,
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl ExportState {
-    pub fn new(endpoint: String) -> Self {
+    pub fn new(endpoint: String, runtime: Option<tokio::runtime::Handle>) -> Self {
         ExportState {
             endpoint,
             exports: AtomicU64::new(0),
@@ -36,6 +38,7 @@ impl ExportState {
             first_error: Mutex::new(None),
             reported: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            runtime,
         }
     }
 
@@ -91,6 +94,18 @@ impl ExportState {
         }
     }
 
+    /// One attempt, inside the runtime when there is one.
+    async fn attempt<F, Fut>(&self, attempt: &mut F) -> OTelSdkResult
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = OTelSdkResult>,
+    {
+        match &self.runtime {
+            Some(rt) => rt.block_on(attempt()),
+            None => attempt().await,
+        }
+    }
+
     /// Runs `attempt` up to three times while the run goes on.
     async fn run<F, Fut>(&self, mut attempt: F) -> OTelSdkResult
     where
@@ -98,14 +113,14 @@ impl ExportState {
         Fut: std::future::Future<Output = OTelSdkResult>,
     {
         self.exports.fetch_add(1, Ordering::Relaxed);
-        let mut result = attempt().await;
+        let mut result = self.attempt(&mut attempt).await;
         for wait in BACKOFF {
             if result.is_ok() || self.closing.load(Ordering::Relaxed) {
                 break;
             }
             // Exports run on the SDK's own thread, which may block.
             std::thread::sleep(wait);
-            result = attempt().await;
+            result = self.attempt(&mut attempt).await;
         }
         if let Err(e) = &result {
             self.failed(e.to_string());

@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     match which % 7 {
-        0 => run(&mut OpenAiDecoder, events),
+        0 => run(&mut OpenAiDecoder::default(), events),
         1 => run(&mut ResponsesDecoder, events),
         2 => run(&mut InputOnlyDecoder, events),
         3 => run(&mut dashscope(false), events),
