@@ -4,6 +4,7 @@
 extern crate perf_api_dashscope;
 extern crate perf_api_openai;
 extern crate perf_datasets;
+extern crate perf_sink_clearml;
 extern crate perf_sink_otel;
 extern crate perf_sink_swanlab;
 extern crate perf_sink_wandb;

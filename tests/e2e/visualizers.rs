@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use perf_tests::{perf_bin, py_clients_python, text};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("py")
@@ -110,6 +110,8 @@ fn perf_run(dir: &Path, args: &[&str], env: &[(&str, String)]) -> (Option<i32>, 
         .args(&all)
         .env_remove("WANDB_API_KEY")
         .env_remove("SWANLAB_API_KEY")
+        .env_remove("CLEARML_API_ACCESS_KEY")
+        .env_remove("CLEARML_API_SECRET_KEY")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(dir)
         .output()
@@ -456,6 +458,187 @@ fn the_swanlab_sink_sends_what_the_official_client_sends() {
     assert_secret_absent(&dir.path().join("outputs"), &out, SWANLAB_KEY);
 }
 
+const CLEARML_SECRET: &str = "perfsecretclearml-0123456789";
+
+/// What a ClearML call is: its `service.action`, with `tasks.edit` named by what it edits and
+/// `events.add_batch` by its events' type; `None` for the client's reads of what it just wrote
+/// (`*.get_by_id`, `tasks.get_all`), its edits of the script and runtime it found (a command
+/// line has none), and its console-log events.
+fn clearml_kind(r: &Value) -> Option<String> {
+    let path = r["path"].as_str().unwrap_or("");
+    let call = path.rsplit('/').next().unwrap_or("");
+    match call {
+        "tasks.get_by_id" | "projects.get_by_id" | "tasks.get_all" => None,
+        "tasks.edit" => r["body"]
+            .get("hyperparams")
+            .map(|_| "tasks.edit hyperparams".to_string()),
+        "events.add_batch" => {
+            let events = r["body"].as_array()?;
+            events
+                .iter()
+                .all(|e| e["type"] == "training_stats_scalar")
+                .then(|| "events.add_batch scalars".to_string())
+        }
+        _ => Some(call.to_string()),
+    }
+}
+
+/// A ClearML call's body without the `method` key the official client's request objects add
+/// to every body (a serialisation artefact the server ignores).
+fn clearml_body(r: &Value) -> BTreeSet<String> {
+    let mut k = keys(&r["body"]);
+    k.remove("method");
+    k
+}
+
+#[test]
+fn the_clearml_sink_sends_what_the_official_client_sends() {
+    let capture = Capture::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let env = [
+        ("CLEARML_API_HOST", capture.url()),
+        ("CLEARML_WEB_HOST", capture.url()),
+        ("CLEARML_FILES_HOST", capture.url()),
+        ("CLEARML_API_ACCESS_KEY", "perfaccess".to_string()),
+        ("CLEARML_API_SECRET_KEY", CLEARML_SECRET.to_string()),
+    ];
+    let (code, out) = perf_run(dir.path(), &["--visualizer", "clearml"], &env);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("sink 'clearml'"), "no sink error: {out}");
+    assert!(
+        out.contains("ClearML results page: http://127.0.0.1:"),
+        "{out}"
+    );
+    let ours = capture.take();
+    official_run(dir.path(), "clearml", &env);
+    let theirs = capture.take();
+
+    let expected = [
+        "auth.login",
+        "projects.get_all",
+        "projects.create",
+        "tasks.create",
+        "tasks.started",
+        "tasks.edit hyperparams",
+        "events.add_batch scalars",
+        "tasks.completed",
+    ];
+    assert_eq!(
+        order(&theirs, clearml_kind),
+        expected,
+        "the official client"
+    );
+    assert_eq!(order(&ours, clearml_kind), expected, "perf");
+
+    let first = |rs: &[Value], k: &str| find(rs, clearml_kind, k)[0].clone();
+    for call in [
+        "projects.get_all",
+        "projects.create",
+        "tasks.create",
+        "tasks.started",
+        "tasks.completed",
+    ] {
+        assert_eq!(
+            clearml_body(&first(&ours, call)),
+            clearml_body(&first(&theirs, call)),
+            "{call}"
+        );
+        assert_eq!(
+            first(&ours, call)["method"],
+            first(&theirs, call)["method"],
+            "{call}: the same HTTP method"
+        );
+    }
+    for call in ["projects.get_all", "projects.create", "tasks.create"] {
+        for key in ["name", "type", "project", "system_tags", "only_fields"] {
+            if key == "name" && call == "tasks.create" {
+                continue;
+            }
+            assert_eq!(
+                first(&ours, call)["body"].get(key),
+                first(&theirs, call)["body"].get(key),
+                "{call}.{key}"
+            );
+        }
+    }
+    assert_eq!(first(&ours, "tasks.create")["body"]["name"], "perf-run");
+    // The arguments as the General hyperparameters, each entry shaped as the client shapes it.
+    let general = |rs: &[Value]| {
+        first(rs, "tasks.edit hyperparams")["body"]["hyperparams"]["General"].clone()
+    };
+    let (g_ours, g_theirs) = (general(&ours), general(&theirs));
+    for entry in g_ours
+        .as_object()
+        .expect("ours")
+        .values()
+        .chain(g_theirs.as_object().expect("theirs").values())
+    {
+        let mut k = keys(entry);
+        k.remove("type"); // absent for a null value, in both
+        assert_eq!(
+            k,
+            ["description", "name", "section", "value"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        );
+        assert_eq!(entry["section"], "General");
+    }
+    for key in ["model", "api"] {
+        assert_eq!(g_ours[key]["type"], g_theirs[key]["type"], "{key}");
+        assert_eq!(g_ours[key]["value"], g_theirs[key]["value"], "{key}");
+    }
+    // perf's arguments hold one concurrency as a number (as evalscope's args dump does).
+    assert_eq!(
+        (&g_ours["parallel"]["value"], &g_ours["parallel"]["type"]),
+        (&json!("2"), &json!("int"))
+    );
+    assert_eq!(g_theirs["parallel"]["type"], "list/int");
+    // Scalars: the same event shape, sent as JSON lines, iterations counting up from 0.
+    let events = |rs: &[Value]| -> Vec<Value> {
+        find(rs, clearml_kind, "events.add_batch scalars")
+            .iter()
+            .flat_map(|r| {
+                assert_eq!(r["headers"]["content-type"], "application/json-lines");
+                r["body"].as_array().cloned().unwrap_or_default()
+            })
+            .collect()
+    };
+    let (e_ours, e_theirs) = (events(&ours), events(&theirs));
+    let mut shape_theirs = keys(&e_theirs[0]);
+    shape_theirs.remove("method");
+    assert_eq!(keys(&e_ours[0]), shape_theirs);
+    for e in e_ours.iter().chain(&e_theirs) {
+        assert_eq!(e["metric"], "Performance Metrics", "{e}");
+        assert_eq!(e["task"], "task1");
+        assert!(e["value"].is_number() && e["timestamp"].is_u64(), "{e}");
+    }
+    let total: Vec<(u64, f64)> = e_ours
+        .iter()
+        .filter(|e| e["variant"] == "Total Requests")
+        .map(|e| {
+            (
+                e["iter"].as_u64().expect("iter"),
+                e["value"].as_f64().expect("value"),
+            )
+        })
+        .collect();
+    assert!(total.len() >= 2, "{total:?}");
+    assert_eq!(total[0].0, 0);
+    assert!(total.windows(2).all(|w| w[1].0 == w[0].0 + 1), "{total:?}");
+    assert_eq!(total.last().map(|t| t.1), Some(60.0));
+    // Every later call carries the session token, never the keys.
+    for r in ours.iter().filter(|r| r["path"] != "/auth.login") {
+        assert_eq!(
+            r["headers"]["authorization"], "***",
+            "masked by the capture"
+        );
+    }
+    let everything = serde_json::to_string(&ours).expect("JSON");
+    assert!(!everything.contains(CLEARML_SECRET));
+    assert_secret_absent(&dir.path().join("outputs"), &out, CLEARML_SECRET);
+}
+
 #[test]
 fn a_rejected_key_an_unreachable_host_or_swanlab_local_mode_stop_before_traffic() {
     let capture = Capture::start();
@@ -466,7 +649,21 @@ fn a_rejected_key_an_unreachable_host_or_swanlab_local_mode_stop_before_traffic(
     };
     let host = capture.url();
     type Case<'a> = (Vec<&'a str>, Vec<(&'a str, String)>, &'a str);
-    let cases: [Case; 5] = [
+    let cases: [Case; 7] = [
+        (
+            vec!["--visualizer", "clearml"],
+            vec![
+                ("CLEARML_API_HOST", capture.url()),
+                ("CLEARML_API_ACCESS_KEY", "access".into()),
+                ("CLEARML_API_SECRET_KEY", "key-rejected".into()),
+            ],
+            "rejected the credentials",
+        ),
+        (
+            vec!["--visualizer", "clearml"],
+            vec![("CLEARML_API_HOST", capture.url())],
+            "set CLEARML_API_ACCESS_KEY and CLEARML_API_SECRET_KEY",
+        ),
         (
             vec!["--visualizer", "wandb"],
             vec![

@@ -1,7 +1,7 @@
-"""A capturing HTTP server for the visualizer tests: it answers the way the wandb and SwanLab
-backends answer, well enough for their official Python clients (and perf's sinks) to run a whole
-experiment, and appends every request to a JSON-lines log (credentials replaced by ***). A key
-ending in "rejected" gets HTTP 401.
+"""A capturing HTTP server for the visualizer tests: it answers the way the wandb, SwanLab and
+ClearML backends answer, well enough for their official Python clients (and perf's sinks) to run
+a whole experiment, and appends every request to a JSON-lines log (credentials replaced by ***;
+a JSON-lines body logged as a list). A key ending in "rejected" gets HTTP 401.
 
     python3 capture_server.py PORT LOG
 """
@@ -19,6 +19,47 @@ PORT = int(sys.argv[1])
 LOG = sys.argv[2]
 LOCK = threading.Lock()
 SECRET_HEADERS = ("authorization", "cookie")
+
+
+def b64(obj):
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+# ClearML's client decodes its session token as a JWT (without checking the signature).
+CLEARML_TOKEN = ".".join([
+    b64({"alg": "HS256", "typ": "JWT"}),
+    b64({"exp": 4102444800, "iat": 1700000000, "env": "test", "api_version": "2.30",
+         "identity": {"company": "c1", "company_name": "perf", "user": "u1",
+                      "user_name": "tester", "role": "user"}}),
+    "c2lnbmF0dXJl",
+])
+CLEARML_TASK = {"id": "task1", "name": "run", "status": "in_progress", "project": "proj1",
+                "type": "testing"}
+
+
+def clearml(call, body):
+    """Answers for the ClearML calls its client and perf's sink make: `service.action`."""
+    body = body if isinstance(body, dict) else {}
+    if call == "auth.login":
+        data = {"token": CLEARML_TOKEN}
+    elif call == "projects.get_all":
+        data = {"projects": []}
+    elif call in ("projects.create", "tasks.create"):
+        data = {"id": "proj1" if call.startswith("projects") else "task1"}
+    elif call == "tasks.get_by_id":
+        data = {"task": CLEARML_TASK}
+    elif call == "tasks.get_all":
+        data = {"tasks": [CLEARML_TASK]}
+    elif call == "projects.get_by_id":
+        data = {"project": {"id": "proj1", "name": "perf_benchmark"}}
+    elif call in ("tasks.started", "tasks.completed", "tasks.stopped", "tasks.edit"):
+        data = {"updated": 1, "fields": {}}
+    else:
+        data = {}
+    meta = {"id": "m1", "trx": "t1", "result_code": 200, "result_subcode": 0, "result_msg": "OK",
+            "error_stack": "", "endpoint": {"name": call, "requested_version": "2.23",
+                                            "actual_version": "2.23"}}
+    return {"meta": meta, "data": data}
 
 
 def operation(query):
@@ -76,7 +117,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def record(self, data):
         try:
-            parsed = json.loads(data) if data else None
+            if "json-lines" in self.headers.get("content-type", ""):
+                parsed = [json.loads(line) for line in data.splitlines() if line.strip()]
+            else:
+                parsed = json.loads(data) if data else None
         except ValueError:
             parsed = data.decode("utf-8", "replace")
         headers = {k.lower(): ("***" if k.lower() in SECRET_HEADERS else v)
@@ -104,6 +148,9 @@ class Handler(BaseHTTPRequestHandler):
             auth = base64.b64decode(auth[6:]).decode("utf-8", "replace")
         if auth.endswith("rejected"):
             return self.answer(401, {"error": "bad key"})
+        m = re.fullmatch(r"/(?:v[0-9.]+/)?([a-z_]+\.[a-z_]+)", path)
+        if m:
+            return self.answer(200, clearml(m.group(1), parsed))
         if path == "/graphql":
             p = parsed if isinstance(parsed, dict) else {}
             return self.answer(200, {"data": graphql(p.get("query"), p.get("variables"))})

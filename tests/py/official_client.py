@@ -1,9 +1,13 @@
 """The run perf's visualizer sinks send, made with the official client instead: a run named
 `official` in project perf_benchmark, the arguments as its config, three running summaries
-(evalscope's keys) and a final one, then finish.
+(evalscope's keys) and a final one, then finish. ClearML's is what evalscope's `--visualizer
+clearml` does: a `testing` task, the arguments connected, each summary's numbers as scalars of
+"Performance Metrics" at an iteration that counts up, and the task completed at exit (the
+resource monitor and console capture off: they are not the benchmark's).
 
-    python official_client.py wandb|swanlab
+    python official_client.py wandb|swanlab|clearml
 """
+import os
 import sys
 
 CONFIG = {"model": "mock", "parallel": [2], "number": [60], "api": "mock"}
@@ -20,6 +24,17 @@ if sys.argv[1] == "wandb":
     for step in STEPS:
         wandb.log(step)
     run.finish()
+elif sys.argv[1] == "clearml":
+    from clearml import Task
+    task = Task.init(project_name=os.getenv("CLEARML_PROJECT_NAME", "perf_benchmark"),
+                     task_name="official", task_type=Task.TaskTypes.testing,
+                     auto_resource_monitoring=False, auto_connect_streams=False)
+    task.connect(CONFIG)
+    logger = task.get_logger()
+    for iteration, step in enumerate(STEPS):
+        for key, value in step.items():
+            logger.report_scalar(title="Performance Metrics", series=key, value=value,
+                                 iteration=iteration)
 else:
     import swanlab
     swanlab.init(project="perf_benchmark", experiment_name="official", config=CONFIG)

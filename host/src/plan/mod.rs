@@ -771,8 +771,7 @@ mod tests {
             "{:?}",
             p.warnings
         );
-        assert!(err("--model m --visualizer clearml").contains("not supported yet"));
-        assert!(err("--model m --visualizer tensorboard").contains("use wandb or swanlab"));
+        assert!(err("--model m --visualizer tensorboard").contains("use wandb, swanlab or clearml"));
     }
 
     #[test]

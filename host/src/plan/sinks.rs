@@ -3,7 +3,7 @@
 use perf_plugin_api::sdk::SinkConfig;
 use serde_json::{json, Map, Value};
 
-use super::{json_object, not_supported};
+use super::json_object;
 use crate::cli::RunArgs;
 use crate::error::usage;
 
@@ -54,14 +54,11 @@ pub(crate) fn sinks(a: &RunArgs) -> anyhow::Result<Vec<(String, SinkConfig)>> {
             }
             add("swanlab", Value::Object(options));
         }
-        Some("clearml") => {
-            return Err(not_supported(
-                "--visualizer clearml (use wandb, swanlab or --otel)",
-            ))
-        }
+        // ClearML's keys and host come from its own environment (CLEARML_API_*).
+        Some("clearml") => add("clearml", Value::Null),
         Some(other) => {
             return Err(usage(format!(
-                "--visualizer {other}: not a visualizer; use wandb or swanlab (or --otel for OpenTelemetry)"
+                "--visualizer {other}: not a visualizer; use wandb, swanlab or clearml (or --otel for OpenTelemetry)"
             )))
         }
     }
