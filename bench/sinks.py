@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Does exporting to OpenTelemetry change what perf measures? The same open-loop run against
-the simulator, four ways: no sink; the OpenTelemetry sink exporting to a real receiver
-(VictoriaMetrics, from scripts/fetch-test-assets); to a collector that accepts connections and
-never answers; to a collector that refuses every connection. Reports each run's achieved
+the simulator, five ways: no sink; the OpenTelemetry sink exporting to a real receiver
+(VictoriaMetrics, from scripts/fetch-test-assets) over OTLP/HTTP; over gRPC with gzip through a
+real OTLP/gRPC collector (rotel, from scripts/fetch-test-assets) into it; to a collector that
+accepts connections and never answers; to a collector that refuses every connection. Reports each run's achieved
 request rate, TTFT (mean and p99) and wall time as ratios to the run without a sink.
 
     python3 bench/sinks.py [--binary target/dist/perf] [--rate 400] [--number 4000]
@@ -62,6 +63,25 @@ def start_receiver(tmp):
     sys.exit("victoria-metrics did not start")
 
 
+def start_rotel(forward):
+    binary = ROOT / "target/test-assets/rotel/rotel-agent"
+    if not binary.exists():
+        sys.exit(f"{binary} is missing: run scripts/fetch-test-assets")
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(binary), "start", "--otlp-grpc-endpoint", f"127.0.0.1:{port}",
+         "--otlp-http-endpoint", f"127.0.0.1:{free_port()}", "--exporter", "otlp",
+         "--otlp-exporter-endpoint", forward, "--otlp-exporter-protocol", "http"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    sys.exit("rotel did not start")
+
+
 def run(binary, tmp, name, rate, number, sink, env):
     out = Path(tmp) / name
     args = [binary, "--api", "mock", "--port", "0", "--open-loop", "--rate", str(rate),
@@ -96,6 +116,7 @@ def main():
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="perf-sinks-")
     receiver, vm_port = start_receiver(tmp)
+    rotel, grpc_port = start_rotel(f"http://127.0.0.1:{vm_port}/opentelemetry")
     hang_port = hanging_collector()
     refused_port = free_port()
     try:
@@ -103,6 +124,9 @@ def main():
             ("no sink", None, {}),
             ("otel -> VictoriaMetrics", '{"interval_ms": 1000}',
              {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{vm_port}/opentelemetry"}),
+            ("otel gRPC+gzip -> rotel -> VictoriaMetrics", '{"interval_ms": 1000}',
+             {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{grpc_port}",
+              "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"}),
             ("otel -> hanging collector", '{"interval_ms": 1000}',
              {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{hang_port}"}),
             ("otel -> refusing collector", '{"interval_ms": 1000, "required": false}',
@@ -125,6 +149,7 @@ def main():
                   f"{r['p99 TTFT ms'] / base['p99 TTFT ms']:.3f} | {r['sink warnings']} |")
     finally:
         receiver.kill()
+        rotel.kill()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
