@@ -120,6 +120,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Report(args)) => commands::report::report(&args),
         Some(Command::Compare(args)) => commands::report::compare(&args),
         Some(Command::Dashboard(args)) => commands::dashboard::run(&args, registry, &plugins),
+        Some(Command::Merge(args)) => commands::merge::merge(&args),
         None => {
             output::redact::register(plan::secrets(&cli.run));
             let plan = plan::plan(&cli.run, &registry)?;

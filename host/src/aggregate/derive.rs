@@ -166,6 +166,87 @@ fn record(raw: &RawRecord, t: Tokens, run_index: u32, clock: &EpochClock) -> Req
     }
 }
 
+/// A stored row (`benchmark_data.db`) as the record it was written from, on `clock` (anchored
+/// at or before every time of the run): what `perf merge` summarises a union of shards with.
+/// The figures the table does not keep (retries, fresh connections, bodies) read as none.
+pub fn from_stored(s: &crate::output::db::Stored, run_index: u32, clock: &EpochClock) -> Derived {
+    use perf_plugin_api::{ROption, Usage};
+    let at = |t: f64| clock.instant(t);
+    let failure = match &s.error_kind {
+        None if s.success => FailureKind::None,
+        None => FailureKind::Plugin,
+        Some(kind) => FailureKind::from_name(kind).unwrap_or(FailureKind::Plugin),
+    };
+    let sent = at(s.sent);
+    let opened = s.connect.map(|c| crate::transport::Opened {
+        connect: std::time::Duration::from_secs_f64(c.max(0.0)),
+        tls: s
+            .tls
+            .map(|t| std::time::Duration::from_secs_f64(t.max(0.0))),
+    });
+    let raw = RawRecord {
+        index: s.index,
+        warmup: false,
+        intended: at(s.intended),
+        sent,
+        first_byte: s.first_byte.map(at),
+        first_output: s.first_token.map(at),
+        last_event: s.latency.map(|l| at(s.sent + l)),
+        completed: at(s.completed),
+        itl_s: s.itl.clone(),
+        output_events: s.output_chunks,
+        decode_chunks: s.decode_chunks,
+        malformed_chunks: s.malformed_chunks,
+        output_tokens_from_events: None,
+        output_tokens_counted: None,
+        usage: Usage {
+            prompt_tokens: s.prompt_tokens.into(),
+            completion_tokens: s.completion_tokens.into(),
+            cached_tokens: s.cached_tokens.into(),
+            ext: Default::default(),
+        },
+        text: String::new(),
+        reasoning: String::new(),
+        status: s.http_status,
+        failure,
+        error: s.error.clone(),
+        is_stream: s.is_stream,
+        retries: 0,
+        first_sent: sent,
+        fresh_connection: false,
+        opened,
+        request_body: bytes::Bytes::new(),
+        prompt_tokens_hint: None,
+        prompt_chars: 0,
+        messages: Default::default(),
+        peak_memory_bytes: 0,
+        response_model: None,
+        turn: s
+            .conversation
+            .zip(s.turn)
+            .map(|(conversation, turn)| crate::worker::TurnTag {
+                conversation,
+                turn,
+                last: false,
+            }),
+        request_id: s.request_id.clone(),
+    };
+    let mut d = derive(raw, run_index, clock);
+    // The stored figures are the measured ones: kept as they are, not derived again.
+    d.tokens.estimated = s.token_counts == "estimated";
+    d.tokens.client = s.token_counts == "client";
+    d.record.tokens_estimated = d.tokens.estimated;
+    if s.success {
+        d.record.latency_s = s.latency.into();
+        d.record.ttft_s = s.ttft.into();
+        d.record.tpot_s = s
+            .tpot
+            .filter(|t| *t > 0.0)
+            .map_or(ROption::RNone, ROption::RSome);
+    }
+    d
+}
+
 /// The connect and TLS handshake times of a request that opened its connection; the
 /// conversation and turn of a `--multi-turn` request.
 fn extension_fields(raw: &RawRecord) -> perf_plugin_api::Extensions {

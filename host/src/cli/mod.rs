@@ -54,6 +54,26 @@ pub enum Command {
     /// Serve a local web app over an outputs directory: the runs, their reports, comparisons,
     /// a live view of running benchmarks, and a form that starts one.
     Dashboard(DashboardArgs),
+    /// Combine the directories of a benchmark's shards (`--shard I/N`) into one benchmark
+    /// directory: every run's rows together, its summary and percentiles over all of them.
+    Merge(MergeArgs),
+}
+
+/// Flags of `perf merge`.
+#[derive(Debug, Clone, Args)]
+pub struct MergeArgs {
+    /// The shards' directories (each `<outputs-dir>/<time>/<name>/`, or a directory above).
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Where the merged benchmark goes (`<outputs-dir>/<time>/<name>/`).
+    #[arg(long, default_value = "./outputs", value_name = "DIR")]
+    pub outputs_dir: PathBuf,
+    /// Its name (default: the shards' --name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// No `<time>` level in the path.
+    #[arg(long)]
+    pub no_timestamp: bool,
 }
 
 /// Flags of `perf report`.
@@ -534,6 +554,17 @@ pub struct RunArgs {
     /// on the --url's host) into server_metrics.jsonl, summarised beside the client's figures.
     #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
     pub server_metrics: Option<String>,
+    /// perf: run as shard I of N (0-based, `0/4` .. `3/4`) of one benchmark spread over N
+    /// load generators: this process sends its share of --parallel, --rate and --number, and
+    /// `perf merge` combines the shards' directories. Without it, a Kubernetes Indexed Job's
+    /// JOB_COMPLETION_INDEX with PERF_SHARDS, or a Slurm step's SLURM_PROCID and
+    /// SLURM_STEP_NUM_TASKS, say it.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// perf: start the first run at this wall-clock instant, Unix seconds or RFC 3339
+    /// (`2026-12-06T22:30:00Z`): shards given the same instant start together.
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
     /// perf: seconds between two scrapes of --server-metrics.
     #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
     pub server_metrics_interval: f64,

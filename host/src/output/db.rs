@@ -344,6 +344,115 @@ impl ResultDb {
         Ok(())
     }
 
+    /// Appends every row of the run database at `path` (a shard's), its relative start and
+    /// completion times shifted by `shift_s` (its run started that much after this table's);
+    /// returns how many rows it added.
+    pub fn append_from(&mut self, path: &Path, shift_s: f64) -> rusqlite::Result<u64> {
+        self.conn.execute_batch("COMMIT")?;
+        self.conn.execute(
+            "ATTACH DATABASE ?1 AS shard",
+            params![path.to_string_lossy()],
+        )?;
+        let copied = self.copy_attached(shift_s);
+        let detached = self.conn.execute_batch("DETACH DATABASE shard; BEGIN");
+        let n = copied?;
+        detached?;
+        Ok(n)
+    }
+
+    fn copy_attached(&mut self, shift_s: f64) -> rusqlite::Result<u64> {
+        let base: i64 =
+            self.conn
+                .query_row("SELECT COALESCE(MAX(rowid), 0) FROM main.result", [], |r| {
+                    r.get(0)
+                })?;
+        let shifted = |name: &str| match name {
+            "start_time" | "completed_time" => format!("{name} + ?2"),
+            other => other.to_string(),
+        };
+        let names = |cs: &[(&str, &str)]| -> (String, String) {
+            let plain: Vec<&str> = cs.iter().map(|(n, _)| *n).collect();
+            let moved: Vec<String> = cs.iter().map(|(n, _)| shifted(n)).collect();
+            (plain.join(", "), moved.join(", "))
+        };
+        self.conn.execute_batch("BEGIN")?;
+        let (result, result_moved) = names(&COLUMNS);
+        let n = self.conn.execute(
+            &format!(
+                "INSERT INTO main.result (rowid, {result}) SELECT rowid + ?1, {result_moved} FROM shard.result ORDER BY rowid"
+            ),
+            params![base, shift_s],
+        )?;
+        let (metrics, metrics_moved) = names(&METRICS);
+        self.conn.execute(
+            &format!(
+                "INSERT INTO main.perf_metrics (rowid, {metrics}) SELECT rowid + ?1, {metrics_moved} FROM shard.perf_metrics ORDER BY rowid"
+            ),
+            params![base, shift_s],
+        )?;
+        self.conn.execute_batch("COMMIT")?;
+        Ok(n as u64)
+    }
+
+    /// Every row's figures, in order, as [`Stored`] (not its request or response bodies).
+    pub fn stored(&self, visit: &mut dyn FnMut(Stored)) -> rusqlite::Result<()> {
+        let mut stmt = self.conn.prepare(
+            "SELECT request_index, success, is_stream, http_status, error_kind, error, latency, \
+             first_chunk_latency, time_per_output_token, prompt_tokens, completion_tokens, \
+             cached_tokens, token_counts, output_chunks, decode_chunks, malformed_chunks, \
+             intended_send_epoch, sent_epoch, first_byte_epoch, first_token_epoch, \
+             completed_epoch, inter_token_latencies, connect_time, tls_handshake_time, \
+             conversation_id, turn_index, request_id FROM result ORDER BY rowid",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let itl: Option<String> = r.get(21)?;
+            visit(Stored {
+                index: r.get::<_, Option<i64>>(0)?.unwrap_or(0).max(0) as u64,
+                success: r.get::<_, Option<bool>>(1)?.unwrap_or(false),
+                is_stream: r.get::<_, Option<bool>>(2)?.unwrap_or(false),
+                http_status: r.get::<_, Option<i64>>(3)?.unwrap_or(0).clamp(0, 999) as u16,
+                error_kind: r.get(4)?,
+                error: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                latency: r.get(6)?,
+                ttft: r.get(7)?,
+                tpot: r.get(8)?,
+                prompt_tokens: r.get::<_, Option<i64>>(9)?.map(|n| n.max(0) as u64),
+                completion_tokens: r.get::<_, Option<i64>>(10)?.map(|n| n.max(0) as u64),
+                cached_tokens: r.get::<_, Option<i64>>(11)?.map(|n| n.max(0) as u64),
+                token_counts: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
+                output_chunks: r
+                    .get::<_, Option<i64>>(13)?
+                    .unwrap_or(0)
+                    .clamp(0, u32::MAX as i64) as u32,
+                decode_chunks: r
+                    .get::<_, Option<i64>>(14)?
+                    .unwrap_or(0)
+                    .clamp(0, u32::MAX as i64) as u32,
+                malformed_chunks: r
+                    .get::<_, Option<i64>>(15)?
+                    .unwrap_or(0)
+                    .clamp(0, u32::MAX as i64) as u32,
+                intended: r.get::<_, Option<f64>>(16)?.unwrap_or(0.0),
+                sent: r.get::<_, Option<f64>>(17)?.unwrap_or(0.0),
+                first_byte: r.get(18)?,
+                first_token: r.get(19)?,
+                completed: r.get::<_, Option<f64>>(20)?.unwrap_or(0.0),
+                itl: itl
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or_default(),
+                connect: r.get(22)?,
+                tls: r.get(23)?,
+                conversation: r.get::<_, Option<i64>>(24)?.map(|n| n.max(0) as u64),
+                turn: r
+                    .get::<_, Option<i64>>(25)?
+                    .map(|n| n.clamp(0, u32::MAX as i64) as u32),
+                request_id: r.get::<_, Option<String>>(26)?.unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+
     /// Commits what is pending and closes the file.
     pub fn finish(self) -> rusqlite::Result<()> {
         self.conn.execute_batch("COMMIT")?;
@@ -351,6 +460,39 @@ impl ResultDb {
             .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")?;
         self.conn.close().map_err(|(_, e)| e)
     }
+}
+
+/// One stored row's figures: what a request's record is rebuilt from (`perf merge`).
+#[derive(Debug, Clone, Default)]
+pub struct Stored {
+    pub index: u64,
+    pub success: bool,
+    pub is_stream: bool,
+    pub http_status: u16,
+    pub error_kind: Option<String>,
+    pub error: String,
+    pub latency: Option<f64>,
+    pub ttft: Option<f64>,
+    pub tpot: Option<f64>,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub cached_tokens: Option<u64>,
+    /// `server`, `client` or `estimated`.
+    pub token_counts: String,
+    pub output_chunks: u32,
+    pub decode_chunks: u32,
+    pub malformed_chunks: u32,
+    pub intended: f64,
+    pub sent: f64,
+    pub first_byte: Option<f64>,
+    pub first_token: Option<f64>,
+    pub completed: f64,
+    pub itl: Vec<f64>,
+    pub connect: Option<f64>,
+    pub tls: Option<f64>,
+    pub conversation: Option<u64>,
+    pub turn: Option<u32>,
+    pub request_id: String,
 }
 
 /// A run's table known to hold every measured request.

@@ -11,6 +11,7 @@ mod load;
 mod prompts;
 mod runs;
 mod secrets;
+pub mod shard;
 mod sinks;
 
 pub use runs::{python_float, warmup};
@@ -37,8 +38,10 @@ pub struct RunSpec {
     pub rate: Option<f64>,
     /// Warmup requests sent before the measured ones (no barrier).
     pub warmup: u64,
-    /// The run's directory name.
+    /// The run's directory name (the whole run's, for a shard).
     pub label: String,
+    /// `--shard`: this shard's part of the whole run.
+    pub share: Option<shard::Share>,
 }
 
 /// `--max-tokens`: one value, or a range drawn per request.
@@ -177,6 +180,10 @@ pub struct RunPlan {
     pub warmup_num: f64,
     /// A speed benchmark: the run writes `speed_benchmark.json`.
     pub speed_benchmark: bool,
+    /// `--shard` (or the scheduler's environment): this process is one shard of the benchmark.
+    pub shard: Option<shard::Shard>,
+    /// `--start-at`, as Unix seconds: the first run waits for it.
+    pub start_at: Option<f64>,
 }
 
 fn not_supported(what: &str) -> anyhow::Error {
@@ -457,7 +464,29 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         a
     };
     let schedule = replays_schedule(a, registry)?;
-    let runs = runs::runs(a, schedule)?;
+    let mut runs = runs::runs(a, schedule)?;
+    // The arguments record the whole benchmark's first run, a shard's included.
+    let whole_first = runs.first().cloned();
+    let shard = shard::shard(a.shard.as_deref(), &|k| {
+        std::env::var(k).ok().filter(|v| !v.trim().is_empty())
+    })?;
+    if let Some(s) = &shard {
+        if a.sla_auto_tune {
+            return Err(usage(
+                "--shard with --sla-auto-tune: each probe's verdict needs the whole load's results, which no shard has; search on one machine, or shard fixed runs and merge them",
+            ));
+        }
+        if schedule {
+            return Err(usage(
+                "--shard with a trace that replays its own schedule: split the trace into one file per shard instead",
+            ));
+        }
+        shard::apply(&mut runs, s)?;
+    }
+    let start_at = match &a.start_at {
+        Some(t) => Some(shard::start_at(t, shard::now_unix())?),
+        None => None,
+    };
     let endpoint::Endpoint {
         adapter,
         mode,
@@ -509,7 +538,8 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
             apply_chat_template: chat,
             dataset_seed,
         },
-        runs.first()
+        whole_first
+            .as_ref()
             .ok_or_else(|| usage("--number needs at least one value"))?,
     );
     Ok(RunPlan {
@@ -524,7 +554,10 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         sleep_interval: seconds(a.sleep_interval, "--sleep-interval")?,
         duration,
         max_tokens,
-        seed: a.seed,
+        // Each shard's schedule its own: the same seed would send every shard's bursts together.
+        seed: a
+            .seed
+            .map(|s| s.wrapping_add(shard.as_ref().map_or(0, |x| x.index as i64))),
         dataset_seed,
         prompts,
         sinks,
@@ -558,6 +591,8 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         replays_schedule: schedule,
         whole_trace: schedule && !a.number_given,
         speed_benchmark,
+        shard,
+        start_at,
         warmup_num: a.warmup_num,
     })
 }
@@ -690,7 +725,8 @@ mod tests {
                 number: 1000,
                 rate: None,
                 warmup: 0,
-                label: "parallel_1_number_1000".into()
+                label: "parallel_1_number_1000".into(),
+                share: None,
             }]
         );
         assert_eq!(p.max_tokens, MaxTokens::Fixed(2048));

@@ -25,6 +25,7 @@ fn open_loop_run(a: &RunArgs, rate: f64, number: u64) -> RunSpec {
         rate: Some(rate),
         warmup: warmup(a.warmup_num, number),
         label: format!("rate_{}_number_{number}", python_float(rate)),
+        share: None,
     }
 }
 
@@ -92,6 +93,7 @@ pub(crate) fn runs(a: &RunArgs, schedule: bool) -> anyhow::Result<Vec<RunSpec>> 
             rate: (rate > 0.0).then_some(rate),
             warmup: warmup(number),
             label: format!("parallel_{parallel}_number_{number}"),
+            share: None,
         });
     }
     Ok(specs)

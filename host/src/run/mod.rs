@@ -154,6 +154,14 @@ pub fn run(mut plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i
         .map_err(|e| usage(format!("--url is not a valid URL: {e}")))?;
     let headers = http::headers(&plan)?;
     open_output(&plan)?;
+    if let Some(s) = &plan.shard {
+        crate::worker::set_shard(s.index);
+        crate::output::write_json(&plan.output_dir.join("shard.json"), &shard_json(&plan, s))?;
+        log::info(format!(
+            "shard {} of {} (0-based, from {}): its share of every run",
+            s.index, s.count, s.source
+        ));
+    }
     let tls = http::tls_config(&plan, &url)?;
     let client = http::client(&plan, tls.as_ref())?;
     // Stopped when dropped: on success, on any error below, after a Ctrl-C.
@@ -249,6 +257,38 @@ pub fn run(mut plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i
     report(&plan, &outcomes, sla.as_ref(), verdict.as_deref())?;
     log::flush();
     Ok(exit_code(&outcomes, interrupted))
+}
+
+/// `shard.json`: what `perf merge` needs to combine this shard with the others.
+fn shard_json(plan: &RunPlan, s: &crate::plan::shard::Shard) -> serde_json::Value {
+    let runs: Vec<serde_json::Value> = plan
+        .runs
+        .iter()
+        .map(|r| {
+            let share = r.share.as_ref();
+            serde_json::json!({
+                "label": r.label,
+                "parallel": r.parallel, "number": r.number, "rate": r.rate, "warmup": r.warmup,
+                "skip": share.map(|x| x.skip),
+                "whole_parallel": share.and_then(|x| x.whole_parallel),
+                "whole_number": share.map(|x| x.whole_number),
+                "whole_rate": share.and_then(|x| x.whole_rate),
+                "whole_warmup": share.map(|x| x.whole_warmup),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "perf_version": env!("CARGO_PKG_VERSION"),
+        "index": s.index,
+        "count": s.count,
+        "source": s.source,
+        "host": crate::output::host_name(),
+        "pid": std::process::id(),
+        "start_at": plan.start_at,
+        "written_unix": crate::plan::shard::now_unix(),
+        "args": plan.args_json,
+        "runs": runs,
+    })
 }
 
 fn open_output(plan: &RunPlan) -> anyhow::Result<()> {
@@ -378,7 +418,15 @@ impl Session<'_> {
             if self.interrupt.stop.is_cancelled() {
                 break;
             }
-            let outcome = self.run_one(spec, i, offset)?;
+            if i == 0 {
+                self.wait_for_start();
+                if self.interrupt.stop.is_cancelled() {
+                    break;
+                }
+            }
+            // A shard reads its slice of the whole run's prompts.
+            let skip = spec.share.as_ref().map_or(0, |s| s.skip);
+            let outcome = self.run_one(spec, i, offset + skip)?;
             if let Some(before) = outcomes.last() {
                 if let Some(why) =
                     crate::aggregate::saturation::verdict(&before.summary, &outcome.summary)
@@ -389,7 +437,7 @@ impl Session<'_> {
                 }
             }
             outcomes.push(outcome);
-            offset += spec.number;
+            offset += spec.share.as_ref().map_or(spec.number, |s| s.whole_number);
             if verdict.is_some() && plan.stop_on_saturation && i + 1 < plan.runs.len() {
                 log::warn(format!(
                     "--stop-on-saturation: the sweep stops here; {} run(s) not run",
@@ -402,6 +450,29 @@ impl Session<'_> {
             }
         }
         Ok((outcomes, verdict))
+    }
+
+    /// `--start-at`: waits for the instant (an interrupt cuts it short).
+    fn wait_for_start(&self) {
+        let Some(at) = self.plan.start_at else {
+            return;
+        };
+        let wait = at - crate::plan::shard::now_unix();
+        if wait <= 0.0 {
+            log::warn(format!(
+                "--start-at passed {:.3} s before the first run was ready; starting now",
+                -wait
+            ));
+            return;
+        }
+        log::info(format!("waiting {wait:.3} s for --start-at {at:.3}"));
+        let stop = self.interrupt.stop.clone();
+        self.rt.block_on(async {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs_f64(wait)) => {}
+                _ = stop.cancelled() => {}
+            }
+        });
     }
 
     /// `--sleep-interval` before the next run; an interrupt cuts it short.

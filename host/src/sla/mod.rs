@@ -144,6 +144,7 @@ impl SlaPlan {
             rate,
             warmup: crate::plan::warmup(self.warmup_num, number),
             label: self.run_label(value, i),
+            share: None,
         }
     }
 

@@ -747,9 +747,19 @@ fn error_text(body: &[u8]) -> String {
 /// The header that carries each request's id.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// What every request id of this process starts with: `perf-<pid>`, or `perf-s<shard>-<pid>`
+/// for a shard (pids repeat across machines).
+static ID_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Makes request ids say which shard sent them; called once, before any request.
+pub fn set_shard(index: u64) {
+    let _ = ID_PREFIX.set(format!("perf-s{index}-{}", std::process::id()));
+}
+
 /// The id of request `index` of this process's run (`perf-<pid>-<index>`).
 pub fn request_id(index: u64) -> String {
-    format!("perf-{}-{index}", std::process::id())
+    let prefix = ID_PREFIX.get_or_init(|| format!("perf-{}", std::process::id()));
+    format!("{prefix}-{index}")
 }
 
 /// The user agent of every request.

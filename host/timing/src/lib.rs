@@ -33,6 +33,20 @@ impl EpochClock {
         }
     }
 
+    /// A clock on which `anchor` is `anchor_unix_s`: to turn stored epoch times back into
+    /// instants (`anchor + (t - anchor_unix_s)`) that convert to the same times.
+    pub fn anchored(anchor: Instant, anchor_unix_s: f64) -> Self {
+        EpochClock {
+            anchor,
+            anchor_unix_s,
+        }
+    }
+
+    /// The instant of `unix_s` on this clock, for times at or after the anchor's.
+    pub fn instant(&self, unix_s: f64) -> Instant {
+        self.anchor + std::time::Duration::from_secs_f64((unix_s - self.anchor_unix_s).max(0.0))
+    }
+
     /// `t` in seconds since the Unix epoch.
     pub fn unix_s(&self, t: Instant) -> f64 {
         if t >= self.anchor {
