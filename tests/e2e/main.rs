@@ -14,6 +14,7 @@ mod local_vllm;
 mod plugins;
 mod report;
 mod server_metrics;
+mod shards;
 mod signals;
 mod sinks;
 mod tls;
