@@ -190,6 +190,28 @@ fn four_shards_merge_into_the_unsharded_totals_with_percentiles_over_every_row()
         assert!((0.0..0.5).contains(&spread), "{run}");
         assert_eq!(run["shards"].as_array().expect("shards").len(), 4);
     }
+    // The shards share this machine's clock: the skew read through the server's Date header
+    // is within its own uncertainty of none.
+    let skew = &report["clock_skew"];
+    let (max, uncertainty) = (
+        skew["max_abs_skew_s"].as_f64().expect("skew"),
+        skew["uncertainty_s"].as_f64().expect("uncertainty"),
+    );
+    assert!(uncertainty < 0.1 && max <= uncertainty + 0.005, "{skew}");
+    assert!(
+        report["runs"][0]["start_spread_server_clock_s"].is_number(),
+        "{report}"
+    );
+    // The merged benchmark is an ordinary one: it compares with the unsharded run.
+    let compared = Command::new(perf_bin())
+        .arg("compare")
+        .arg(&whole)
+        .arg(&merged)
+        .arg("--html")
+        .arg(dir.path().join("compare.html"))
+        .output()
+        .expect("perf compare");
+    assert!(compared.status.success(), "{:?}", text(&compared));
     let args = json(&merged.join("benchmark_args.json"));
     assert_eq!(args["parallel"], serde_json::json!([4, 10]));
     assert_eq!(args["number"], serde_json::json!([30, 62]));

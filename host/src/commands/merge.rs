@@ -36,6 +36,8 @@ struct ShardDir {
     index: u64,
     count: u64,
     host: String,
+    /// This shard's clock minus the server's, and its uncertainty (from the `Date` header).
+    clock: Option<(f64, f64)>,
     args: Map<String, Value>,
     runs: Vec<Value>,
 }
@@ -78,6 +80,9 @@ fn read_shard(dir: &Path) -> anyhow::Result<ShardDir> {
         index: number("index")?,
         count: number("count")?,
         host: v["host"].as_str().unwrap_or_default().to_string(),
+        clock: v["server_clock"]["offset_s"]
+            .as_f64()
+            .zip(v["server_clock"]["uncertainty_s"].as_f64()),
         args: v["args"].as_object().cloned().unwrap_or_default(),
         runs: v["runs"].as_array().cloned().unwrap_or_default(),
     })
@@ -338,10 +343,21 @@ fn merge_run(
         .fold(f64::NEG_INFINITY, f64::max)
         - firsts.iter().cloned().fold(f64::INFINITY, f64::min);
     let total: u64 = parts.iter().map(|p| p.rows).sum();
+    // On the server's clock (each shard's first send less its offset), when every shard has one.
+    let on_server: Option<Vec<f64>> = shards
+        .iter()
+        .zip(&parts)
+        .map(|(s, p)| s.clock.map(|(o, _)| p.first_sent - o))
+        .collect();
+    let server_spread = on_server.map(|v| {
+        v.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+            - v.iter().cloned().fold(f64::INFINITY, f64::min)
+    });
     Ok(json!({
         "label": label,
         "requests": total,
         "start_spread_s": spread,
+        "start_spread_server_clock_s": server_spread,
         "window_s": window,
         "rate": {"asked": (rate > 0.0).then_some(rate), "achieved": (window > 0.0).then(|| total as f64 / window)},
         "shards": shards.iter().zip(&parts).map(|(s, p)| json!({
@@ -350,6 +366,26 @@ fn merge_run(
             "start_offset_s": p.first_sent - firsts.iter().cloned().fold(f64::INFINITY, f64::min),
         })).collect::<Vec<_>>(),
     }))
+}
+
+/// Each shard's clock against the median of theirs, from their offsets to the server's clock;
+/// `None` when a shard has none.
+fn clock_skew(shards: &[ShardDir]) -> Option<Value> {
+    let clocks: Vec<(f64, f64)> = shards.iter().map(|s| s.clock).collect::<Option<_>>()?;
+    let mut offsets: Vec<f64> = clocks.iter().map(|c| c.0).collect();
+    offsets.sort_by(f64::total_cmp);
+    let median = offsets[offsets.len() / 2];
+    let skews: Vec<Value> = shards
+        .iter()
+        .zip(&clocks)
+        .map(|(s, (o, u))| json!({"index": s.index, "skew_s": o - median, "uncertainty_s": u}))
+        .collect();
+    let max = clocks
+        .iter()
+        .map(|(o, _)| (o - median).abs())
+        .fold(0.0, f64::max);
+    let uncertainty = clocks.iter().map(|c| c.1).fold(0.0, f64::max) * 2.0;
+    Some(json!({"max_abs_skew_s": max, "uncertainty_s": uncertainty, "shards": skews}))
 }
 
 /// `perf merge`.
@@ -420,13 +456,22 @@ pub fn merge(args: &MergeArgs) -> anyhow::Result<i32> {
     for s in &shards {
         *hosts.entry(s.host.clone()).or_default() += 1;
     }
+    let skew = clock_skew(&shards);
+    if let Some(s) = &skew {
+        println!(
+            "clock skew between the shards (from the server's Date header): at most {:.4} s (±{:.4} s)",
+            s["max_abs_skew_s"].as_f64().unwrap_or(0.0),
+            s["uncertainty_s"].as_f64().unwrap_or(0.0)
+        );
+    }
     write_json(
         &out.join("merge.json"),
         &json!({
             "shards": shards.len(),
             "hosts": hosts,
+            "clock_skew": skew,
             "runs": runs,
-            "clock": "each shard's times are its own machine's Unix clock: the start spread includes the clocks' skew (keep them NTP-synchronised)",
+            "clock": "each shard's times are its own machine's Unix clock: start_spread_s includes the clocks' skew, start_spread_server_clock_s takes it out (within clock_skew's uncertainty)",
         }),
     )?;
     for r in &runs {

@@ -2,6 +2,7 @@
 //! when `--api mock`, the connection test, then each run of the sweep, the report, and the
 //! exit code (0 done, 1 every request failed, 130 interrupted).
 
+mod clock;
 mod collect;
 mod conversation;
 mod dispatch;
@@ -156,7 +157,6 @@ pub fn run(mut plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i
     open_output(&plan)?;
     if let Some(s) = &plan.shard {
         crate::worker::set_shard(s.index);
-        crate::output::write_json(&plan.output_dir.join("shard.json"), &shard_json(&plan, s))?;
         log::info(format!(
             "shard {} of {} (0-based, from {}): its share of every run",
             s.index, s.count, s.source
@@ -216,6 +216,22 @@ pub fn run(mut plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i
         rt.block_on(http::test_connection(&exchange, &plan, item))?;
         log::info("connection test passed");
     }
+    if let Some(s) = &plan.shard {
+        let offset = rt.block_on(clock::offset(&exchange.reqwest.pooled, &exchange.url));
+        match &offset {
+            Some(o) => log::info(format!(
+                "this clock is {:+.4} s (±{:.4}) from the server's (its Date header)",
+                o.offset_s, o.uncertainty_s
+            )),
+            None => log::warn(
+                "the server sent no Date header: perf merge cannot estimate this shard's clock skew",
+            ),
+        }
+        crate::output::write_json(
+            &plan.output_dir.join("shard.json"),
+            &shard_json(&plan, s, offset),
+        )?;
+    }
     let progress = match (plan.progress_tracker, &plan.sla) {
         (true, None) => {
             let total = plan.runs.iter().map(|r| r.number).sum();
@@ -260,7 +276,11 @@ pub fn run(mut plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i
 }
 
 /// `shard.json`: what `perf merge` needs to combine this shard with the others.
-fn shard_json(plan: &RunPlan, s: &crate::plan::shard::Shard) -> serde_json::Value {
+fn shard_json(
+    plan: &RunPlan,
+    s: &crate::plan::shard::Shard,
+    offset: Option<clock::Offset>,
+) -> serde_json::Value {
     let runs: Vec<serde_json::Value> = plan
         .runs
         .iter()
@@ -286,6 +306,8 @@ fn shard_json(plan: &RunPlan, s: &crate::plan::shard::Shard) -> serde_json::Valu
         "pid": std::process::id(),
         "start_at": plan.start_at,
         "written_unix": crate::plan::shard::now_unix(),
+        // This machine's Unix clock against the server's: the records' times are this clock's.
+        "server_clock": offset,
         "args": plan.args_json,
         "runs": runs,
     })
