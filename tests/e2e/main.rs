@@ -4,6 +4,7 @@ mod apis;
 mod compat;
 mod conversations;
 mod datasets;
+mod deploy;
 mod engine;
 mod faults;
 mod hub;

@@ -123,6 +123,20 @@ fn test_assets() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-assets"))
 }
 
+/// `kubernetes-validate`, from the venv `scripts/fetch-test-assets` made.
+pub fn kubernetes_validate_bin() -> PathBuf {
+    let path = test_assets()
+        .join("k8s-validate")
+        .join("bin")
+        .join("kubernetes-validate");
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-test-assets (scripts/test does) before the tests",
+        path.display()
+    );
+    path
+}
+
 /// The rotel collector `scripts/fetch-test-assets` took from its PyPI wheel: a real OTLP/gRPC
 /// receiver.
 pub fn rotel_bin() -> PathBuf {
