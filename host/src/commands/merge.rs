@@ -69,7 +69,13 @@ fn read_shard(dir: &Path) -> anyhow::Result<ShardDir> {
     let path = dir.join("shard.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
-    let v: Value = serde_json::from_str(&text)
+    shard_from(dir, &text)
+}
+
+/// `shard.json`'s `text`, of the shard in `dir`.
+fn shard_from(dir: &Path, text: &str) -> anyhow::Result<ShardDir> {
+    let path = dir.join("shard.json");
+    let v: Value = serde_json::from_str(text)
         .map_err(|e| usage(format!("{} is not JSON: {e}", path.display())))?;
     let number = |k: &str| {
         v[k].as_u64()
@@ -163,6 +169,21 @@ fn check(mut shards: Vec<ShardDir>) -> anyhow::Result<Vec<ShardDir>> {
         }
     }
     Ok(shards)
+}
+
+/// `shard.json` files' texts, checked as the shards of one benchmark (the `shards` fuzz
+/// target): how many there are, or why they are not.
+#[doc(hidden)]
+pub fn check_texts(texts: &[&str]) -> anyhow::Result<usize> {
+    let shards = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| shard_from(Path::new(&format!("shard{i}")), t))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let shards = check(shards)?;
+    let _ = whole_args(&shards, &[]);
+    let _ = clock_skew(&shards);
+    Ok(shards.len())
 }
 
 /// A run of one shard: its table's path, its run's start (Unix seconds), its first send and
