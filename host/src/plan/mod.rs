@@ -501,6 +501,14 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
     let dataset_seed = a
         .dataset_seed
         .or(a.seed.map(|s| s as u64))
+        // Shards draw from one stream (each its slice of it): without a seed, the instant they
+        // all start at is one they share.
+        .or_else(|| {
+            shard
+                .as_ref()
+                .and(start_at)
+                .map(|t| (t * 1000.0) as u64 & ((1 << 53) - 1))
+        })
         // 53 bits: the seed reads back exactly from JSON in any language.
         .unwrap_or_else(|| rand::random::<u64>() >> 11);
     let mut prompts = prompts::prompt_plan(a, chat, dataset_seed, registry)?;

@@ -28,9 +28,11 @@
 //!   `decode`. Any other error, and any panic, fails the request as `plugin`.
 
 mod config;
+mod python;
 mod shim;
 
 pub use config::{ApiConfig, DatasetConfig, ModelConfig, SinkConfig};
+pub use python::python_float;
 pub use shim::{guard, tokenizer_ref, Registry};
 
 use crate::abi::TokenizerRef;

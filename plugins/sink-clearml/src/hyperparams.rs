@@ -2,35 +2,8 @@
 //! given to `task.connect`: Python's `str` of each value (`True`, `0.0`, `1e-05`), lists as
 //! `json.dumps` writes them, and each entry's type name (`list/int`, `str`, none for `None`).
 
+use perf_plugin_api::sdk::python_float as py_float;
 use serde_json::{json, Map, Value};
-
-/// A float as Python's `repr` writes it (`0.0`, `0.9`, `1e-05`).
-fn py_float(v: f64) -> String {
-    if !v.is_finite() {
-        return if v.is_nan() {
-            "nan".into()
-        } else if v > 0.0 {
-            "inf".into()
-        } else {
-            "-inf".into()
-        };
-    }
-    let a = v.abs();
-    if a != 0.0 && !(1e-4..1e16).contains(&a) {
-        let s = format!("{v:e}");
-        let (mantissa, exponent) = s.split_once('e').unwrap_or((&s, "0"));
-        let (sign, digits) = match exponent.strip_prefix('-') {
-            Some(d) => ("-", d),
-            None => ("+", exponent),
-        };
-        return format!("{mantissa}e{sign}{digits:0>2}");
-    }
-    if v.fract() == 0.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v}")
-    }
-}
 
 /// JSON as Python's `json.dumps` writes it (`", "` and `": "` separators, floats by `repr`).
 fn py_json(v: &Value) -> String {
