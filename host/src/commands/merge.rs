@@ -186,11 +186,12 @@ pub fn check_texts(texts: &[&str]) -> anyhow::Result<usize> {
     Ok(shards.len())
 }
 
-/// A run of one shard: its table's path, its run's start (Unix seconds), its first send and
-/// last completion.
+/// A run of one shard: its table's path, its run's start (Unix seconds), its earliest time of
+/// any kind, its first send and last completion.
 struct Part {
     db: PathBuf,
     start: f64,
+    earliest: f64,
     first_sent: f64,
     last_completed: f64,
     rows: u64,
@@ -201,16 +202,20 @@ fn part(dir: &Path) -> anyhow::Result<Part> {
     let conn =
         rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| usage(format!("cannot open {}: {e}", db.display())))?;
-    let (start, first_sent, last_completed, rows): (Option<f64>, Option<f64>, Option<f64>, i64) = conn
+    type Times = (Option<f64>, Option<f64>, Option<f64>, Option<f64>, i64);
+    let (start, earliest, first_sent, last_completed, rows): Times = conn
         .query_row(
-            "SELECT MIN(sent_epoch - start_time), MIN(sent_epoch), MAX(completed_epoch), COUNT(*) FROM result",
+            "SELECT MIN(sent_epoch - start_time), MIN(MIN(intended_send_epoch, sent_epoch)), \
+             MIN(sent_epoch), MAX(completed_epoch), COUNT(*) FROM result",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .map_err(|e| usage(format!("{} is not a perf run table: {e}", db.display())))?;
+    let start = start.unwrap_or(0.0);
     Ok(Part {
         db,
-        start: start.unwrap_or(0.0),
+        start,
+        earliest: earliest.unwrap_or(start).min(start),
         first_sent: first_sent.unwrap_or(0.0),
         last_completed: last_completed.unwrap_or(0.0),
         rows: rows.max(0) as u64,
@@ -312,13 +317,15 @@ fn merge_run(
     let mut stats = RunStats::new(parallel, rate)
         .pd_metrics(pd)
         .goodput(crate::aggregate::goodput::Slo::parse(&goodput)?);
-    let clock = perf_timing::EpochClock::anchored(std::time::Instant::now(), {
+    // Anchored before every stored time, so that each turns back into an instant exactly.
+    let clock = perf_timing::EpochClock::anchored(
+        std::time::Instant::now(),
         parts
             .iter()
-            .map(|p| p.first_sent.min(p.start))
+            .map(|p| p.earliest)
             .fold(f64::INFINITY, f64::min)
-            - 1.0
-    });
+            - 1.0,
+    );
     db.stored(&mut |row: Stored| {
         stats.add(&derive::from_stored(&row, run_index as u32, &clock));
     })
