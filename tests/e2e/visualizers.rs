@@ -640,6 +640,31 @@ fn the_clearml_sink_sends_what_the_official_client_sends() {
 }
 
 #[test]
+fn the_clearml_sink_reads_clearml_conf_when_the_environment_does_not_say() {
+    let capture = Capture::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    // As clearml-init writes it: the servers and the key pair under `api`.
+    std::fs::write(
+        dir.path().join("clearml.conf"),
+        format!(
+            "# ClearML SDK configuration file\napi {{\n    web_server: {url}\n    api_server: {url}\n    files_server: {url}\n    credentials {{\n        \"access_key\" = \"fromconf\"\n        \"secret_key\" = \"{CLEARML_SECRET}\"\n    }}\n}}\n",
+            url = capture.url()
+        ),
+    )
+    .expect("clearml.conf");
+    let home = dir.path().display().to_string();
+    let (code, out) = perf_run(dir.path(), &["--visualizer", "clearml"], &[("HOME", home)]);
+    assert_eq!(code, Some(0), "{out}");
+    let calls: Vec<String> = capture.take().iter().filter_map(clearml_kind).collect();
+    assert!(
+        calls.contains(&"tasks.create".to_string())
+            && calls.contains(&"tasks.completed".to_string()),
+        "{calls:?}"
+    );
+    assert_secret_absent(&dir.path().join("outputs"), &out, CLEARML_SECRET);
+}
+
+#[test]
 fn a_rejected_key_an_unreachable_host_or_swanlab_local_mode_stop_before_traffic() {
     let capture = Capture::start();
     let dir = tempfile::tempdir().expect("tmp");
@@ -661,7 +686,11 @@ fn a_rejected_key_an_unreachable_host_or_swanlab_local_mode_stop_before_traffic(
         ),
         (
             vec!["--visualizer", "clearml"],
-            vec![("CLEARML_API_HOST", capture.url())],
+            // HOME without a clearml.conf: the machine's own must not supply keys.
+            vec![
+                ("CLEARML_API_HOST", capture.url()),
+                ("HOME", dir.path().display().to_string()),
+            ],
             "set CLEARML_API_ACCESS_KEY and CLEARML_API_SECRET_KEY",
         ),
         (

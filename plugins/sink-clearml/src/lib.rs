@@ -18,9 +18,9 @@
 //! Calls go to `<host>/v2.23/<service>.<action>` with a JSON body, by `GET` as the client sends
 //! them (`CLEARML_API_DEFAULT_REQ_METHOD=POST` switches, as it does for the client). The host
 //! comes from `CLEARML_API_HOST` (default `https://api.clear.ml`), the keys from
-//! `CLEARML_API_ACCESS_KEY` and `CLEARML_API_SECRET_KEY`; the results page is named with
-//! `CLEARML_WEB_HOST`. Options (JSON) override each: `host`, `web_host`, `access_key`,
-//! `secret_key`, `project`.
+//! `CLEARML_API_ACCESS_KEY` and `CLEARML_API_SECRET_KEY`, the results page's host from
+//! `CLEARML_WEB_HOST`, each else from `clearml.conf` (`conf.rs`). Options (JSON) override
+//! each: `host`, `web_host`, `access_key`, `secret_key`, `project`.
 
 use std::time::Duration;
 
@@ -33,7 +33,9 @@ use perf_sink_common::{
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+mod conf;
 mod hyperparams;
+pub use conf::parse as parse_conf;
 pub use hyperparams::hyperparams;
 
 /// The API version of the calls, the one the official client 2.1 uses.
@@ -224,19 +226,37 @@ impl ResultSinkPlugin for ClearmlSink {
 
     fn new(config: &SinkConfig) -> Result<Self, PluginError> {
         let options: Options = config.options()?;
+        // What the environment does not say comes from clearml.conf, as for the client.
+        let file = match conf::path() {
+            Some(path) => conf::parse(&std::fs::read_to_string(&path).map_err(|e| {
+                PluginError::config(format!("clearml: cannot read {}: {e}", path.display()))
+            })?),
+            None => conf::Conf::default(),
+        };
         let api = base(
             &options
                 .host
                 .or_else(|| env("CLEARML_API_HOST"))
+                .or(file.api_server)
                 .unwrap_or_else(|| "https://api.clear.ml".into()),
         );
-        let key = options.access_key.or_else(|| env("CLEARML_API_ACCESS_KEY"));
-        let secret = options.secret_key.or_else(|| env("CLEARML_API_SECRET_KEY"));
+        let key = options
+            .access_key
+            .or_else(|| env("CLEARML_API_ACCESS_KEY"))
+            .or(file.access_key);
+        let secret = options
+            .secret_key
+            .or_else(|| env("CLEARML_API_SECRET_KEY"))
+            .or(file.secret_key);
         let (Some(key), Some(secret)) = (key, secret) else {
             return Err(PluginError::config(
-                "clearml: no credentials: set CLEARML_API_ACCESS_KEY and CLEARML_API_SECRET_KEY (a key pair from the ClearML web app's Settings > Workspace; perf does not read clearml.conf)",
+                "clearml: no credentials: set CLEARML_API_ACCESS_KEY and CLEARML_API_SECRET_KEY, or run clearml-init (perf reads ~/clearml.conf or CLEARML_CONFIG_FILE); the key pair comes from the ClearML web app's Settings > Workspace",
             ));
         };
+        let web = options
+            .web_host
+            .or_else(|| env("CLEARML_WEB_HOST"))
+            .or(file.web_server);
         let method = match env("CLEARML_API_DEFAULT_REQ_METHOD")
             .map(|m| m.to_ascii_uppercase())
             .as_deref()
@@ -290,7 +310,7 @@ impl ResultSinkPlugin for ClearmlSink {
         })?;
         Ok(ClearmlSink {
             http,
-            web: web_host(options.web_host, &api),
+            web: web_host(web, &api),
             api,
             method,
             token: token.to_string(),
