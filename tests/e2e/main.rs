@@ -12,6 +12,7 @@ mod interface;
 mod keepalive;
 mod load;
 mod local_vllm;
+mod otel_tls;
 mod plugins;
 mod report;
 mod server_metrics;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use perf_tests::{perf_bin, rotel_bin, text, victoria_metrics_bin};
 use serde_json::Value;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -52,14 +52,14 @@ fn get(port: u16, target: &str) -> (u16, String) {
 
 /// VictoriaMetrics on a free port with its own storage, OTLP names translated as Prometheus
 /// translates them; stopped when dropped.
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Receiver {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let port = free_port();
         let child = Command::new(victoria_metrics_bin())
@@ -86,7 +86,7 @@ impl Receiver {
         panic!("victoria-metrics did not come up on port {port}");
     }
 
-    fn otlp(&self) -> String {
+    pub(crate) fn otlp(&self) -> String {
         format!("http://127.0.0.1:{}/opentelemetry", self.port)
     }
 
@@ -101,7 +101,7 @@ impl Receiver {
     }
 
     /// The result vector of an instant PromQL query.
-    fn query(&self, promql: &str) -> Vec<Value> {
+    pub(crate) fn query(&self, promql: &str) -> Vec<Value> {
         let (status, body) = get(
             self.port,
             &format!("/api/v1/query?query={}", encode(promql)),
@@ -113,7 +113,7 @@ impl Receiver {
 
     /// The query's single value once it reaches `want`, waiting for fresh samples to be
     /// searchable.
-    fn wait_for(&self, promql: &str, want: f64) -> f64 {
+    pub(crate) fn wait_for(&self, promql: &str, want: f64) -> f64 {
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut last = f64::NAN;
         while Instant::now() < deadline {
@@ -139,7 +139,7 @@ impl Drop for Receiver {
     }
 }
 
-fn perf_env(dir: &Path, args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String) {
+pub(crate) fn perf_env(dir: &Path, args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String) {
     let out = Command::new(perf_bin())
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -618,13 +618,13 @@ fn histogram_quantile_over_the_exported_histograms_is_within_five_percent_of_per
 
 /// rotel, a real OTLP collector, taking OTLP/gRPC on a free port and forwarding everything to
 /// `forward` over OTLP/HTTP; stopped when dropped.
-struct Rotel {
+pub(crate) struct Rotel {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Rotel {
-    fn start(forward: &str) -> Self {
+    pub(crate) fn start(forward: &str) -> Self {
         let port = free_port();
         let child = Command::new(rotel_bin())
             .arg("start")

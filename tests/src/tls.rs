@@ -1,6 +1,7 @@
 //! What the https tests need, made at test time: a private CA with a server certificate for
-//! 127.0.0.1 and a client certificate (rcgen), and an HTTP proxy on 127.0.0.1 that tunnels
-//! `CONNECT` and forwards absolute-form requests, logging what it was asked.
+//! 127.0.0.1 and a client certificate (rcgen), an HTTP proxy on 127.0.0.1 that tunnels
+//! `CONNECT` and forwards absolute-form requests, logging what it was asked, and a TLS
+//! terminator to put in front of a plaintext server.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -222,4 +223,72 @@ fn pipe(
     let _ = up_w.shutdown(Shutdown::Write);
     let _ = back.join();
     Ok(())
+}
+
+/// A TLS terminator on 127.0.0.1, as a load balancer or an ingress stands in front of an OTLP
+/// collector: it completes TLS with `cert` and `key` (and, with `client_ca`, requires a client
+/// certificate signed by it), offers one application protocol (`h2` in front of gRPC,
+/// `http/1.1` in front of HTTP), and pipes the plaintext to 127.0.0.1:`backend`. Counts the
+/// handshakes it refused. Runs until the test process ends.
+pub struct Terminator {
+    /// Its port.
+    pub port: u16,
+    refused: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Terminator {
+    /// Starts one.
+    pub fn start(
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+        alpn: &[u8],
+        backend: u16,
+    ) -> Self {
+        let base = perf_host::transport::tls::server_config(cert, key, client_ca)
+            .expect("a server identity");
+        let mut config = (*base).clone();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = refused.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let acceptor = acceptor.clone();
+                    let count = count.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acceptor.accept(tcp).await else {
+                            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            return;
+                        };
+                        if let Ok(mut up) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", backend)).await
+                        {
+                            let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                        }
+                    });
+                }
+            });
+        });
+        Terminator { port, refused }
+    }
+
+    /// `https://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// How many TLS handshakes it refused so far.
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }

@@ -1,5 +1,6 @@
 //! Building the OTLP exporters: the gRPC (tonic) and HTTP settings every exporter shares, the
-//! collector's CA certificate, the runtime gRPC needs, and the exponential-histogram view.
+//! collector's CA certificate and perf's client certificate, the runtime gRPC needs, and the
+//! exponential-histogram view.
 
 use std::time::Duration;
 
@@ -13,33 +14,60 @@ pub fn build_error(what: &str, e: impl std::fmt::Display) -> PluginError {
     PluginError::config(format!("otel: cannot set up the {what} exporter: {e}"))
 }
 
-/// The CA certificates of `signal`, read from its PEM file.
-fn certificate(signal: &Signal) -> Result<Option<Vec<u8>>, PluginError> {
-    let Some(path) = &signal.certificate else {
-        return Ok(None);
-    };
-    std::fs::read(path).map(Some).map_err(|e| {
-        PluginError::config(format!(
-            "otel: cannot read the collector's CA certificate {} (OTEL_EXPORTER_OTLP_CERTIFICATE): {e}",
-            path.display()
-        ))
-    })
+/// What an https collector is checked with: the CA certificates to trust besides the usual
+/// roots, and the client certificate chain and key to present (each PEM), read from the files
+/// the environment names.
+pub struct TlsFiles {
+    pub ca: Option<Vec<u8>>,
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
-/// An HTTP client trusting `pem` as well as the usual roots. Built on a thread of its own: a
-/// blocking client must not be made or dropped where a runtime runs.
-fn http_client(pem: Vec<u8>, timeout: Duration) -> Result<reqwest::blocking::Client, PluginError> {
+impl TlsFiles {
+    pub fn read(signal: &Signal) -> Result<TlsFiles, PluginError> {
+        let ca = match &signal.certificate {
+            Some(pem) => Some(pem.read("the collector's CA certificate")?),
+            None => None,
+        };
+        let identity = match &signal.identity {
+            Some((cert, key)) => Some((
+                cert.read("the client certificate")?,
+                key.read("the client certificate's key")?,
+            )),
+            None => None,
+        };
+        Ok(TlsFiles { ca, identity })
+    }
+}
+
+/// An HTTP client trusting `files.ca` as well as the usual roots and presenting
+/// `files.identity`. Built on a thread of its own: a blocking client must not be made or dropped
+/// where a runtime runs.
+fn http_client(
+    files: TlsFiles,
+    timeout: Duration,
+) -> Result<reqwest::blocking::Client, PluginError> {
     std::thread::spawn(move || {
         let mut builder = reqwest::blocking::Client::builder().timeout(timeout);
-        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())? {
-            builder = builder.add_root_certificate(cert);
+        if let Some(pem) = &files.ca {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("the collector's CA certificate: {e}"))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let Some((cert, key)) = &files.identity {
+            let pem = [cert.as_slice(), b"\n", key.as_slice()].concat();
+            builder = builder.identity(
+                reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| format!("the client certificate and key: {e}"))?,
+            );
         }
         builder.build().map_err(|e| e.to_string())
     })
     .join()
     .map_err(|_| "the client builder stopped".to_string())
     .and_then(|r| r)
-    .map_err(|e| PluginError::config(format!("otel: the collector's CA certificate: {e}")))
+    .map_err(|e| PluginError::config(format!("otel: {e}")))
 }
 
 /// The gRPC settings every exporter builder shares.
@@ -63,10 +91,15 @@ pub fn tonic_config<B: WithTonicConfig>(
         builder = builder.with_compression(Compression::Gzip);
     }
     if signal.url.starts_with("https://") {
+        use opentelemetry_otlp::tonic_types::transport::Identity;
         use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
+        let files = TlsFiles::read(signal)?;
         let mut tls = ClientTlsConfig::new().with_webpki_roots();
-        if let Some(pem) = certificate(signal)? {
+        if let Some(pem) = files.ca {
             tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        if let Some((cert, key)) = files.identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
         }
         builder = builder.with_tls_config(tls);
     }
@@ -83,8 +116,9 @@ pub fn http_config<B: WithHttpConfig>(
     if signal.gzip {
         builder = builder.with_compression(Compression::Gzip);
     }
-    if let Some(pem) = certificate(signal)? {
-        builder = builder.with_http_client(http_client(pem, signal.timeout)?);
+    if signal.certificate.is_some() || signal.identity.is_some() {
+        let files = TlsFiles::read(signal)?;
+        builder = builder.with_http_client(http_client(files, signal.timeout)?);
     }
     Ok(builder)
 }

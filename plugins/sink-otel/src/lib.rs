@@ -9,7 +9,9 @@
 //! Options (JSON, each overriding its variable): `endpoint` (base URL), `protocol`,
 //! `compression`, `headers` (object), `interval_ms`, `temporality`, `histogram` (`explicit` or
 //! `exponential`), `traces` (bool), `trace_ratio` (0..1), `required` (default true: a collector
-//! that cannot be reached at the start stops the run before traffic; false: warn and go on).
+//! that cannot be reached at the start, or an https one whose certificate perf does not trust or
+//! that wants a client certificate it did not get, stops the run before traffic; false: warn
+//! and go on).
 //!
 //! Metric names follow the OpenTelemetry GenAI semantic conventions where they define one
 //! (`gen_ai.client.operation.duration`, `gen_ai.client.operation.time_to_first_chunk`,
@@ -26,6 +28,7 @@
 mod export;
 mod exporters;
 mod instruments;
+mod preflight;
 mod settings;
 
 use std::sync::Arc;
@@ -46,36 +49,6 @@ use settings::{Options, Settings, Transport};
 
 /// How long the end of a run waits for the last export.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(3);
-
-/// `host:port` of an http(s) URL, for the reachability check.
-fn host_port(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split('/').next()?;
-    let authority = authority.rsplit('@').next()?;
-    if authority.contains(':') && !authority.ends_with(']') {
-        return Some(authority.to_string());
-    }
-    let port = if scheme == "https" { 443 } else { 80 };
-    Some(format!("{authority}:{port}"))
-}
-
-/// Whether something accepts connections at `url`.
-fn reachable(url: &str) -> Result<(), String> {
-    use std::net::ToSocketAddrs;
-    let target = host_port(url).ok_or_else(|| format!("{url} is not an http(s) URL"))?;
-    let addrs: Vec<_> = target
-        .to_socket_addrs()
-        .map_err(|e| format!("{target}: {e}"))?
-        .collect();
-    let mut last = String::from("no address");
-    for addr in addrs {
-        match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-            Ok(_) => return Ok(()),
-            Err(e) => last = format!("{addr}: {e}"),
-        }
-    }
-    Err(last)
-}
 
 fn resource() -> Resource {
     let named = settings::process_env("OTEL_SERVICE_NAME").is_some()
@@ -120,15 +93,24 @@ impl Active {
                 runtime: None,
             });
         };
-        if let Err(why) = reachable(&first.url) {
-            let message = format!(
-                "otel: the collector at {} cannot be reached ({why}); start it, set OTEL_EXPORTER_OTLP_ENDPOINT, or pass --sink 'otel={{\"required\": false}}' to run anyway",
-                first.url
-            );
-            if settings.required {
-                return Err(PluginError::config(message));
+        let mut checked = Vec::new();
+        for signal in [&settings.metrics, &settings.traces].into_iter().flatten() {
+            if checked.contains(&&signal.url) {
+                continue;
             }
-            eprintln!("WARNING: {message}");
+            checked.push(&signal.url);
+            // An unreadable file is the configuration's fault, not the collector's.
+            let files = exporters::TlsFiles::read(signal)?;
+            if let Err(problem) = preflight::check(signal, &files) {
+                let message = format!(
+                    "otel: the collector at {} {problem}, or pass --sink 'otel={{\"required\": false}}' to run anyway",
+                    signal.url
+                );
+                if settings.required {
+                    return Err(PluginError::config(message));
+                }
+                eprintln!("WARNING: {message}");
+            }
         }
         let grpc = [&settings.metrics, &settings.traces]
             .iter()
@@ -314,20 +296,6 @@ perf_plugin_api::builtin_plugins! {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reachability_is_checked_at_the_host_and_port_of_the_url() {
-        assert_eq!(
-            host_port("http://c:4318/v1/metrics").as_deref(),
-            Some("c:4318")
-        );
-        assert_eq!(
-            host_port("https://otel.example/v1").as_deref(),
-            Some("otel.example:443")
-        );
-        assert_eq!(host_port("http://[::1]/x").as_deref(), Some("[::1]:80"));
-        assert_eq!(host_port("localhost:4318"), None);
-    }
 
     #[test]
     fn an_unreachable_collector_stops_the_run_unless_told_otherwise() {

@@ -5,7 +5,8 @@
 //! Read here: `OTEL_SDK_DISABLED`, `OTEL_METRICS_EXPORTER` and `OTEL_TRACES_EXPORTER` (`otlp`,
 //! `none`), `OTEL_EXPORTER_OTLP_[METRICS_|TRACES_]PROTOCOL` (`http/protobuf`, `http/json`,
 //! `grpc`), `..._ENDPOINT`, `..._COMPRESSION` (`gzip`, `none`), `..._TIMEOUT`,
-//! `..._CERTIFICATE`, `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` (`cumulative`,
+//! `..._CERTIFICATE`, `..._CLIENT_CERTIFICATE` with `..._CLIENT_KEY` (mutual TLS),
+//! `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` (`cumulative`,
 //! `delta`, `lowmemory`), `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION`
 //! (`explicit_bucket_histogram`, `base2_exponential_bucket_histogram`) and
 //! `OTEL_METRIC_EXPORT_INTERVAL`. The SDK itself reads `..._HEADERS`, `OTEL_RESOURCE_ATTRIBUTES`,
@@ -53,8 +54,31 @@ pub struct Signal {
     pub url: String,
     pub gzip: bool,
     pub timeout: Duration,
-    /// A PEM file of CA certificates to trust for an https collector.
-    pub certificate: Option<PathBuf>,
+    /// A PEM file of CA certificates to trust for an https collector, besides the usual roots.
+    pub certificate: Option<Pem>,
+    /// The certificate chain and private key perf presents to a collector that asks for one
+    /// (mutual TLS): both or neither.
+    pub identity: Option<(Pem, Pem)>,
+}
+
+/// A PEM file the environment named, with the variable that named it (for messages).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pem {
+    pub path: PathBuf,
+    pub var: String,
+}
+
+impl Pem {
+    /// The file's bytes, or an error naming the file and the variable.
+    pub fn read(&self, what: &str) -> Result<Vec<u8>, PluginError> {
+        std::fs::read(&self.path).map_err(|e| {
+            PluginError::config(format!(
+                "otel: cannot read {what} {} ({}): {e}",
+                self.path.display(),
+                self.var
+            ))
+        })
+    }
 }
 
 /// Everything the sink was told.
@@ -191,26 +215,52 @@ fn signal(
             _ => return Err(bad(&from, &v, "gzip or none")),
         },
     };
-    let timeout = match env(&var("TIMEOUT"))
-        .map(|v| (var("TIMEOUT"), v))
-        .or_else(|| {
-            env("OTEL_EXPORTER_OTLP_TIMEOUT").map(|v| ("OTEL_EXPORTER_OTLP_TIMEOUT".to_string(), v))
-        }) {
+    // The signal's variable, else the general one: (name, value).
+    let either = |what: &str| {
+        let general = format!("OTEL_EXPORTER_OTLP_{what}");
+        env(&var(what))
+            .map(|v| (var(what), v))
+            .or_else(|| env(&general).map(|v| (general, v)))
+    };
+    let timeout = match either("TIMEOUT") {
         None => EXPORT_TIMEOUT,
         Some((from, v)) => match v.trim().parse::<u64>() {
             Ok(ms) if ms > 0 => Duration::from_millis(ms),
             _ => return Err(bad(&from, &v, "a whole number of milliseconds above 0")),
         },
     };
-    let certificate = env(&var("CERTIFICATE"))
-        .or_else(|| env("OTEL_EXPORTER_OTLP_CERTIFICATE"))
-        .map(PathBuf::from);
+    let pem = |what: &str| {
+        either(what).map(|(var, path)| Pem {
+            path: PathBuf::from(path.trim()),
+            var,
+        })
+    };
+    let certificate = pem("CERTIFICATE");
+    let identity = match (pem("CLIENT_CERTIFICATE"), pem("CLIENT_KEY")) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(cert), None) => {
+            return Err(PluginError::config(format!(
+                "otel: {} is set but not the client certificate's private key: set {} too",
+                cert.var,
+                cert.var.replace("CLIENT_CERTIFICATE", "CLIENT_KEY")
+            )))
+        }
+        (None, Some(key)) => {
+            return Err(PluginError::config(format!(
+                "otel: {} is set but not the client certificate it belongs to: set {} too",
+                key.var,
+                key.var.replace("CLIENT_KEY", "CLIENT_CERTIFICATE")
+            )))
+        }
+    };
     Ok(Signal {
         transport,
         url,
         gzip,
         timeout,
         certificate,
+        identity,
     })
 }
 
@@ -380,7 +430,13 @@ mod tests {
         assert_eq!(m.url, "http://metrics:9/custom");
         assert!(!m.gzip, "the signal's own compression wins");
         assert_eq!(m.timeout, Duration::from_millis(250));
-        assert_eq!(m.certificate, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(
+            m.certificate,
+            Some(Pem {
+                path: PathBuf::from("/ca.pem"),
+                var: "OTEL_EXPORTER_OTLP_CERTIFICATE".into()
+            })
+        );
         let t = s.traces.expect("OTEL_TRACES_EXPORTER=otlp turns spans on");
         assert_eq!(t.url, "http://general:4318/v1/traces");
         assert!(t.gzip);
@@ -395,6 +451,35 @@ mod tests {
         assert!(
             s.traces.is_none(),
             "the option wins over OTEL_TRACES_EXPORTER"
+        );
+    }
+
+    #[test]
+    fn a_client_certificate_and_key_are_read_per_signal_or_in_general() {
+        let s = read(
+            serde_json::json!({"traces": true}),
+            &[
+                ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/all.pem"),
+                ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/all.key"),
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+                    "/traces.pem",
+                ),
+                ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/traces.key"),
+            ],
+        )
+        .expect("identities");
+        let paths = |s: Option<Signal>| {
+            let (c, k) = s.expect("signal").identity.expect("identity");
+            (c.path, k.path)
+        };
+        assert_eq!(
+            paths(s.metrics),
+            (PathBuf::from("/all.pem"), PathBuf::from("/all.key"))
+        );
+        assert_eq!(
+            paths(s.traces),
+            (PathBuf::from("/traces.pem"), PathBuf::from("/traces.key"))
         );
     }
 
@@ -457,6 +542,24 @@ mod tests {
             let err = read(serde_json::json!({}), &[(var, value)]).expect_err(var);
             assert!(err.contains(value) && err.contains(names), "{var}: {err}");
         }
+        let err = read(
+            serde_json::json!({}),
+            &[("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/c.pem")],
+        )
+        .expect_err("a certificate without its key");
+        assert!(
+            err.contains("set OTEL_EXPORTER_OTLP_CLIENT_KEY too"),
+            "{err}"
+        );
+        let err = read(
+            serde_json::json!({}),
+            &[("OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY", "/k.pem")],
+        )
+        .expect_err("a key without its certificate");
+        assert!(
+            err.contains("set OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE too"),
+            "{err}"
+        );
         let err = read(serde_json::json!({"trace_ratio": 2.0}), &[]).expect_err("ratio");
         assert!(err.contains("trace_ratio"), "{err}");
     }
