@@ -1,9 +1,10 @@
 //! One benchmark from several load generators: four `--shard I/4` processes against one
-//! simulator, started together with `--start-at`, merged with `perf merge` and held to an
-//! unsharded run of the same benchmark and to the rows themselves.
+//! simulator, started together with `--start-at` or `--shard-sync`, merged with `perf merge`
+//! and held to an unsharded run of the same benchmark and to the rows themselves.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use perf_tests::{perf_bin, text, Simulator};
 use serde_json::Value;
@@ -15,21 +16,35 @@ fn json(path: &Path) -> Value {
     .expect("JSON")
 }
 
-/// The four shards of `args`, started at once, each in `dir/shard<I>`; their benchmark
-/// directories.
+/// The four shards of `args`, started at once with a common `--start-at`, each in
+/// `dir/shard<I>`; their benchmark directories.
 fn run_shards(dir: &Path, args: &[&str]) -> Vec<PathBuf> {
     let start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs_f64()
         + 3.0;
-    let start = format!("{start:.3}");
+    spawn_shards(
+        dir,
+        args,
+        &["--start-at", &format!("{start:.3}")],
+        Duration::ZERO,
+    )
+}
+
+/// The four shards of `args` with `timing` (how they start together), shard I launched
+/// `stagger` x I after the first, each in `dir/shard<I>`; their benchmark directories.
+fn spawn_shards(dir: &Path, args: &[&str], timing: &[&str], stagger: Duration) -> Vec<PathBuf> {
     let children: Vec<(usize, Child)> = (0..4)
         .map(|i| {
+            if i > 0 {
+                std::thread::sleep(stagger);
+            }
             let out = dir.join(format!("shard{i}"));
             let child = Command::new(perf_bin())
                 .args(args)
-                .args(["--shard", &format!("{i}/4"), "--start-at", &start])
+                .args(["--shard", &format!("{i}/4")])
+                .args(timing)
                 .args(["--name", "sharded", "--no-timestamp", "--outputs-dir"])
                 .arg(&out)
                 .env_remove("JOB_COMPLETION_INDEX")
@@ -340,4 +355,117 @@ fn shards_of_different_benchmarks_or_a_missing_shard_are_refused_by_name() {
         .expect("perf");
     assert_eq!(past.status.code(), Some(2));
     assert!(text(&past).1.contains("has passed"), "{:?}", text(&past));
+    // --shard-sync is for shards; a directory an earlier benchmark used is refused.
+    let lone = Command::new(perf_bin())
+        .args([
+            "--url", &url, "--model", "mock", "--number", "2", "--prompt", "hi",
+        ])
+        .args(["--shard-sync", "sync", "--outputs-dir"])
+        .arg(dir.path().join("lone"))
+        .current_dir(dir.path())
+        .output()
+        .expect("perf");
+    assert_eq!(lone.status.code(), Some(2));
+    assert!(
+        text(&lone).1.contains("--shard-sync without --shard"),
+        "{:?}",
+        text(&lone)
+    );
+    let used = dir.path().join("used");
+    std::fs::create_dir_all(&used).expect("mkdir");
+    std::fs::write(used.join("joined-0"), "").expect("an earlier benchmark's mark");
+    let again = Command::new(perf_bin())
+        .args([
+            "--url", &url, "--model", "mock", "--number", "4", "--prompt", "hi",
+        ])
+        .args(["--parallel", "2", "--shard", "0/2", "--shard-sync"])
+        .arg(&used)
+        .arg("--outputs-dir")
+        .arg(dir.path().join("again"))
+        .output()
+        .expect("perf");
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again)
+            .1
+            .contains("give each benchmark a fresh directory"),
+        "{:?}",
+        text(&again)
+    );
+}
+
+/// Each run's start spread in `merge.json`.
+fn start_spreads(merged: &Path) -> Vec<f64> {
+    json(&merged.join("merge.json"))["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["start_spread_s"].as_f64().expect("spread"))
+        .collect()
+}
+
+#[test]
+fn with_shard_sync_every_run_of_a_sweep_starts_on_all_shards_at_once() {
+    // Shard 0 takes 3 of the first run's 9 requests, the others 2, one at a time at about
+    // 340 ms each (40 ms to the first token, 10 ms for each of 30): it finishes that run about
+    // 340 ms after them.
+    let sim = Simulator::start(&[]);
+    let url = sim.url("/v1/chat/completions");
+    let args = [
+        "--url",
+        &url,
+        "--model",
+        "mock",
+        "--parallel",
+        "4",
+        "8",
+        "--number",
+        "9",
+        "16",
+        "--max-tokens",
+        "30",
+        "--extra-args",
+        r#"{"ignore_eos": true}"#,
+        "--prompt",
+        "hello",
+        "--sleep-interval",
+        "0",
+    ];
+    // --start-at alone aligns the first run only: the second starts when each shard is done.
+    let dir = tempfile::tempdir().expect("tmp");
+    let shards = run_shards(dir.path(), &args);
+    let (code, out) = merge(&shards, &dir.path().join("merged"));
+    assert_eq!(code, Some(0), "{out}");
+    let spreads = start_spreads(&dir.path().join("merged").join("sharded"));
+    assert!(
+        spreads[0] < 0.1,
+        "--start-at aligns the first run: {spreads:?}"
+    );
+    assert!(
+        spreads[1] > 0.2,
+        "without --shard-sync the second run starts when each shard is done: {spreads:?}"
+    );
+
+    // --shard-sync, the shards launched 300 ms apart: both runs start together.
+    let dir = tempfile::tempdir().expect("tmp");
+    let sync = dir.path().join("sync");
+    let sync = sync.to_str().expect("utf-8");
+    let shards = spawn_shards(
+        dir.path(),
+        &args,
+        &["--shard-sync", sync],
+        Duration::from_millis(300),
+    );
+    let (code, out) = merge(&shards, &dir.path().join("merged"));
+    assert_eq!(code, Some(0), "{out}");
+    let spreads = start_spreads(&dir.path().join("merged").join("sharded"));
+    assert!(
+        spreads.iter().all(|s| *s < 0.1),
+        "every run starts on every shard at once: {spreads:?}"
+    );
+    let log = std::fs::read_to_string(shards[3].join("benchmark.log")).expect("log");
+    assert!(
+        log.contains("every shard starts parallel_8_number_16"),
+        "{log}"
+    );
 }

@@ -565,6 +565,12 @@ pub struct RunArgs {
     /// (`2026-12-06T22:30:00Z`): shards given the same instant start together.
     #[arg(long, value_name = "TIME")]
     pub start_at: Option<String>,
+    /// perf: a directory every shard of this benchmark can read and write (the shared volume
+    /// the results go to), fresh for each benchmark: every run of a sweep then starts on all
+    /// shards at once, 2 s after the last shard is ready for it (the first run too, unless
+    /// --start-at says when).
+    #[arg(long, value_name = "DIR")]
+    pub shard_sync: Option<std::path::PathBuf>,
     /// perf: seconds between two scrapes of --server-metrics.
     #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
     pub server_metrics_interval: f64,

@@ -184,6 +184,8 @@ pub struct RunPlan {
     pub shard: Option<shard::Shard>,
     /// `--start-at`, as Unix seconds: the first run waits for it.
     pub start_at: Option<f64>,
+    /// `--shard-sync`: the directory the shards meet in before each run.
+    pub shard_sync: Option<std::path::PathBuf>,
 }
 
 fn not_supported(what: &str) -> anyhow::Error {
@@ -483,6 +485,11 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         }
         shard::apply(&mut runs, s)?;
     }
+    if a.shard_sync.is_some() && shard.is_none() {
+        return Err(usage(
+            "--shard-sync without --shard: only the shards of one benchmark meet there; give --shard I/N (or run inside a Kubernetes Indexed Job or a Slurm step)",
+        ));
+    }
     let start_at = match &a.start_at {
         Some(t) => Some(shard::start_at(t, shard::now_unix())?),
         None => None,
@@ -601,6 +608,7 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         speed_benchmark,
         shard,
         start_at,
+        shard_sync: a.shard_sync.clone(),
         warmup_num: a.warmup_num,
     })
 }

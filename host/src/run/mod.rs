@@ -2,6 +2,7 @@
 //! when `--api mock`, the connection test, then each run of the sweep, the report, and the
 //! exit code (0 done, 1 every request failed, 130 interrupted).
 
+mod barrier;
 mod clock;
 mod collect;
 mod conversation;
@@ -105,6 +106,8 @@ struct Session<'a> {
     tokenizer: Option<HostTokenizer>,
     /// `--enable-progress-tracker`'s progress.json.
     progress: Option<Arc<crate::output::progress::ProgressTracker>>,
+    /// `--shard-sync`: where this shard meets the others before each run.
+    sync: Option<barrier::Barrier>,
 }
 
 /// Runs the benchmark the plan describes.
@@ -216,6 +219,7 @@ pub fn run(mut plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i
         rt.block_on(http::test_connection(&exchange, &plan, item))?;
         log::info("connection test passed");
     }
+    let mut sync = None;
     if let Some(s) = &plan.shard {
         let offset = rt.block_on(clock::offset(&exchange.reqwest.pooled, &exchange.url));
         match &offset {
@@ -231,6 +235,9 @@ pub fn run(mut plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i
             &plan.output_dir.join("shard.json"),
             &shard_json(&plan, s, offset),
         )?;
+        if let Some(dir) = &plan.shard_sync {
+            sync = Some(barrier::Barrier::join(dir, s, offset)?);
+        }
     }
     let progress = match (plan.progress_tracker, &plan.sla) {
         (true, None) => {
@@ -255,6 +262,7 @@ pub fn run(mut plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i
         interrupt,
         tokenizer,
         progress,
+        sync,
     };
     let result = match &plan.sla {
         Some(sla) => session.sla_search(sla).map(|(o, sla)| (o, Some(sla), None)),
@@ -442,9 +450,13 @@ impl Session<'_> {
             }
             if i == 0 {
                 self.wait_for_start();
-                if self.interrupt.stop.is_cancelled() {
-                    break;
-                }
+            }
+            // With --start-at, the first run's instant is already common to every shard.
+            if i > 0 || plan.start_at.is_none() {
+                self.meet(i, &spec.label)?;
+            }
+            if self.interrupt.stop.is_cancelled() {
+                break;
             }
             // A shard reads its slice of the whole run's prompts.
             let skip = spec.share.as_ref().map_or(0, |s| s.skip);
@@ -495,6 +507,28 @@ impl Session<'_> {
                 _ = stop.cancelled() => {}
             }
         });
+    }
+
+    /// `--shard-sync`: waits until every shard starts run `i`.
+    fn meet(&self, i: usize, label: &str) -> anyhow::Result<()> {
+        let Some(sync) = &self.sync else {
+            return Ok(());
+        };
+        log::info(format!(
+            "waiting for the other shards to be ready for {label}"
+        ));
+        match self.rt.block_on(sync.wait(i, &self.interrupt.stop))? {
+            barrier::Met::All { late_s } if late_s > 0.0 => log::warn(format!(
+                "{label} started {late_s:.3} s after the shards' common start: the last shard's mark reached this one late (a slow shared file system?)"
+            )),
+            barrier::Met::All { .. } => log::info(format!("every shard starts {label} now")),
+            barrier::Met::Without(missing) => log::warn(format!(
+                "shard(s) {missing:?} were not ready for {label} within {} s; starting without them",
+                barrier::PATIENCE.as_secs()
+            )),
+            barrier::Met::Interrupted => {}
+        }
+        Ok(())
     }
 
     /// `--sleep-interval` before the next run; an interrupt cuts it short.
