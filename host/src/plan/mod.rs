@@ -188,6 +188,14 @@ pub struct RunPlan {
     pub shard_sync: Option<std::path::PathBuf>,
 }
 
+/// FNV-1a of `bytes`: a hash every build of perf computes alike (std's may change between
+/// releases), for seeds that shards on different machines derive from the same text.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 fn not_supported(what: &str) -> anyhow::Error {
     usage(format!("{what} is not supported yet"))
 }
@@ -509,12 +517,14 @@ pub fn plan(a: &RunArgs, registry: &PluginRegistry) -> anyhow::Result<RunPlan> {
         .dataset_seed
         .or(a.seed.map(|s| s as u64))
         // Shards draw from one stream (each its slice of it): without a seed, the instant they
-        // all start at is one they share.
+        // all start at is one they share, else the --shard-sync directory they all name.
         .or_else(|| {
-            shard
-                .as_ref()
-                .and(start_at)
-                .map(|t| (t * 1000.0) as u64 & ((1 << 53) - 1))
+            let shared = match (start_at, &a.shard_sync) {
+                (Some(t), _) => (t * 1000.0) as u64,
+                (None, Some(dir)) => fnv1a(dir.as_os_str().as_encoded_bytes()),
+                (None, None) => return None,
+            };
+            shard.as_ref().map(|_| shared & ((1 << 53) - 1))
         })
         // 53 bits: the seed reads back exactly from JSON in any language.
         .unwrap_or_else(|| rand::random::<u64>() >> 11);
@@ -788,6 +798,27 @@ mod tests {
         // A prefix of several flags is refused.
         let e = parse_err("--model m --no-t");
         assert!(e.contains("unexpected argument '--no-t'"), "{e}");
+    }
+
+    #[test]
+    fn shards_without_a_seed_share_one_derived_from_what_they_all_name() {
+        let seed = |line: &str| plan(&args(line)).expect("plan").dataset_seed;
+        let synced = "--model m --parallel 4 --number 8 --shard-sync /shared/sync-1";
+        assert_eq!(
+            seed(&format!("{synced} --shard 0/4")),
+            seed(&format!("{synced} --shard 3/4")),
+            "one stream for every shard"
+        );
+        assert_ne!(
+            seed(&format!("{synced} --shard 0/4")),
+            seed("--model m --parallel 4 --number 8 --shard-sync /shared/sync-2 --shard 0/4")
+        );
+        assert_eq!(
+            seed(&format!("{synced} --shard 1/4 --seed 7")),
+            7,
+            "a seed given wins"
+        );
+        assert!(seed(&format!("{synced} --shard 1/4")) < 1 << 53);
     }
 
     #[test]
