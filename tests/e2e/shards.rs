@@ -158,6 +158,28 @@ fn four_shards_merge_into_the_unsharded_totals_with_percentiles_over_every_row()
         ] {
             assert_eq!(ours[key], theirs[key], "{label}: {key}");
         }
+        // The client's load, which the rows do not keep, from the shards' own summaries: their
+        // CPU added up, the busiest one's utilisation, saturated if any was.
+        let own: Vec<Value> = shards
+            .iter()
+            .map(|s| json(&s.join(label).join("benchmark_summary.json")))
+            .collect();
+        let cpu: f64 = own
+            .iter()
+            .map(|o| o["Client CPU (s)"].as_f64().expect("cpu"))
+            .sum();
+        let merged_cpu = ours["Client CPU (s)"].as_f64().expect("merged cpu");
+        assert!(
+            (merged_cpu - cpu).abs() < 1e-3,
+            "{label}: {merged_cpu} vs {cpu}"
+        );
+        let busiest = own
+            .iter()
+            .map(|o| o["Client CPU Util (%)"].as_f64().expect("util"))
+            .fold(0.0, f64::max);
+        assert_eq!(ours["Client CPU Util (%)"], busiest, "{label}");
+        assert_eq!(ours["Client Saturated"], false, "{label}");
+        assert_eq!(ours["Transport"], theirs["Transport"], "{label}");
         // Percentiles over the union of the shards' rows, not averages of the shards'.
         let mut latencies: Vec<f64> = shards
             .iter()

@@ -5,8 +5,12 @@
 //! counts and throughputs add up over the common wall-clock window), and its percentiles are
 //! nearest ranks over every row, never averages of the shards'. `merge.json` says what each
 //! shard sent and when: the spread of their first sends and the achieved rate against the
-//! asked one. Shards of different benchmarks (other arguments, another shard count, a shard
-//! missing or given twice) are refused by name with exit code 2.
+//! asked one. What the rows do not keep (the client's load, resends, fresh connections) comes
+//! from each shard's own summary (`carry.rs`). Shards of different benchmarks (other
+//! arguments, another shard count, a shard missing or given twice) are refused by name with
+//! exit code 2.
+
+mod carry;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -330,7 +334,9 @@ fn merge_run(
         stats.add(&derive::from_stored(&row, run_index as u32, &clock));
     })
     .context("cannot read the merged rows back")?;
-    let summary = stats.summary(None);
+    let mut summary = stats.summary(None);
+    let run_dirs: Vec<PathBuf> = shards.iter().map(|s| s.dir.join(label)).collect();
+    carry::carry(&mut summary, &carry::read(&run_dirs));
     let percentiles = db
         .complete_rows()
         .and_then(|rows| stats.percentiles(&rows))
