@@ -627,6 +627,49 @@ fn the_clearml_sink_sends_what_the_official_client_sends() {
     assert_eq!(total[0].0, 0);
     assert!(total.windows(2).all(|w| w[1].0 == w[0].0 + 1), "{total:?}");
     assert_eq!(total.last().map(|t| t.1), Some(60.0));
+    // The console: what perf printed, as `log` events of the client's shape in batches of their
+    // own, the final report among them.
+    let logs = |rs: &[Value]| -> Vec<Value> {
+        rs.iter()
+            .filter(|r| {
+                r["path"]
+                    .as_str()
+                    .unwrap_or("")
+                    .ends_with("events.add_batch")
+            })
+            .filter_map(|r| r["body"].as_array().cloned())
+            .filter(|batch| batch.iter().all(|e| e["type"] == "log"))
+            .flatten()
+            .collect()
+    };
+    let (l_ours, l_theirs) = (logs(&ours), logs(&theirs));
+    assert!(
+        l_theirs.iter().any(|e| e["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("a line of the benchmark's console")),
+        "the official client sends its console: {l_theirs:?}"
+    );
+    let mut shape = keys(&l_theirs[0]);
+    shape.remove("method");
+    for e in &l_ours {
+        assert_eq!(keys(e), shape, "{e}");
+        assert_eq!(e["task"], "task1");
+        assert!(
+            ["info", "warning", "error"].contains(&e["level"].as_str().unwrap_or("")),
+            "{e}"
+        );
+    }
+    let console: Vec<&str> = l_ours.iter().filter_map(|e| e["msg"].as_str()).collect();
+    let console = console.join("\n");
+    assert!(
+        console.contains("run 1/1: parallel_2_number_60"),
+        "{console}"
+    );
+    assert!(
+        console.contains("Total Test Time"),
+        "the final report: {console}"
+    );
     // Every later call carries the session token, never the keys.
     for r in ours.iter().filter(|r| r["path"] != "/auth.login") {
         assert_eq!(

@@ -2,8 +2,9 @@
 `official` in project perf_benchmark, the arguments as its config, three running summaries
 (evalscope's keys) and a final one, then finish. ClearML's is what evalscope's `--visualizer
 clearml` does: a `testing` task, the arguments connected, each summary's numbers as scalars of
-"Performance Metrics" at an iteration that counts up, and the task completed at exit (the
-resource monitor and console capture off: they are not the benchmark's).
+"Performance Metrics" at an iteration that counts up, the console as the client captures it
+(a line printed), and the task completed at exit (the resource monitor off: machine figures
+are not the benchmark's).
 
     python official_client.py wandb|swanlab|clearml
 """
@@ -28,8 +29,9 @@ elif sys.argv[1] == "clearml":
     from clearml import Task
     task = Task.init(project_name=os.getenv("CLEARML_PROJECT_NAME", "perf_benchmark"),
                      task_name="official", task_type=Task.TaskTypes.testing,
-                     auto_resource_monitoring=False, auto_connect_streams=False)
+                     auto_resource_monitoring=False)
     task.connect(CONFIG)
+    print("a line of the benchmark's console")
     logger = task.get_logger()
     for iteration, step in enumerate(STEPS):
         for key, value in step.items():

@@ -1,5 +1,6 @@
 //! The run log: every line goes to stderr (above the progress bar) and to
-//! `benchmark.log`, with a timestamp, secrets masked (`redact`).
+//! `benchmark.log`, with a timestamp, secrets masked (`redact`); each message is flushed as it
+//! is written.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -59,6 +60,11 @@ fn write(level: &str, message: &str, to_stderr: bool) {
                 _ => eprintln!("{text}"),
             }
         }
+    }
+    // Whole messages on disk as they are written (a few a second at most): a sink tailing the
+    // file sees them live, and a killed process leaves them behind.
+    if let Some(f) = l.file.as_mut() {
+        let _ = f.flush();
     }
 }
 

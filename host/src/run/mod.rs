@@ -277,9 +277,13 @@ pub fn run(mut plan: RunPlan, registry: Arc<PluginRegistry>) -> anyhow::Result<i
         });
     }
     let (outcomes, sla, verdict) = result?;
-    session.hub.close();
-    report(&plan, &outcomes, sla.as_ref(), verdict.as_deref())?;
+    // The report before the sinks finish: its tables reach the console and benchmark.log (which
+    // a sink may send on, as ClearML's does) first, and a sink slow to finish cannot hold them.
+    let reported = report(&plan, &outcomes, sla.as_ref(), verdict.as_deref());
     log::flush();
+    session.hub.close();
+    log::flush();
+    reported?;
     Ok(exit_code(&outcomes, interrupted))
 }
 

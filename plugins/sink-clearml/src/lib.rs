@@ -13,7 +13,9 @@
 //!    every key a series of the "Performance Metrics" scalar plot, one iteration per snapshot,
 //!    at most every two seconds; each run ends on an iteration with its final summary and
 //!    P50/P90/P99 rows;
-//! 6. `tasks.completed`.
+//! 6. `log` events (`console.rs`): the lines perf prints, from `benchmark.log`, in batches of
+//!    their own at each send, the last after the final report;
+//! 7. `tasks.completed`.
 //!
 //! Calls go to `<host>/v2.23/<service>.<action>` with a JSON body, by `GET` as the client sends
 //! them (`CLEARML_API_DEFAULT_REQ_METHOD=POST` switches, as it does for the client). The host
@@ -28,12 +30,13 @@ use base64::Engine as _;
 use perf_plugin_api::sdk::{ResultSinkPlugin, SinkConfig};
 use perf_plugin_api::{PluginError, RequestRecord, RunSnapshot, RunSummary, SessionInfo};
 use perf_sink_common::{
-    args, env, epoch_now, final_metrics, host_name, metrics_object, snippet, Http, Throttle,
+    args, env, epoch_now, final_metrics, host_name, metrics_object, snippet, Answer, Http, Throttle,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 mod conf;
+mod console;
 mod hyperparams;
 pub use conf::parse as parse_conf;
 pub use hyperparams::hyperparams;
@@ -70,6 +73,7 @@ pub struct ClearmlSink {
     events: Vec<String>,
     iteration: u64,
     send: Throttle,
+    console: Option<console::Console>,
 }
 
 /// `CLEARML_API_HOST`-style base, without a trailing slash.
@@ -173,33 +177,64 @@ impl ClearmlSink {
         self.iteration += 1;
     }
 
-    /// Sends the buffered events, as JSON lines.
+    /// Sends the buffered scalars, as JSON lines.
     fn send_events(&mut self) -> Result<(), PluginError> {
         while !self.events.is_empty() {
             let n = self.events.len().min(BATCH);
-            let body = self.events[..n].join("\n");
-            let url = format!("{}/v{API_VERSION}/events.add_batch", self.api);
-            let bearer = format!("Bearer {}", self.token);
-            let headers = [
-                ("authorization", bearer.as_str()),
-                ("content-type", "application/json-lines"),
-                ("x-clearml-worker", self.worker.as_str()),
-                (
-                    "x-clearml-client",
-                    concat!("perf-", env!("CARGO_PKG_VERSION")),
-                ),
-            ];
-            let answer = self
-                .http
-                .send(self.method, &url, &headers, Some(body.as_bytes()))
-                .map_err(|e| {
-                    PluginError::io(format!("clearml: events.add_batch got no answer: {}", e.0))
-                })?;
-            // The events are dropped either way: a server that refuses them refuses them again.
+            // Unanswered, they wait for the next send; answered, they go either way: a server
+            // that refuses them refuses them again.
+            let answer = self.post_events(&self.events[..n])?;
             self.events.drain(..n);
             data("events.add_batch", answer.status, &answer.body)?;
         }
         Ok(())
+    }
+
+    /// Sends what perf printed since the last send, in batches of their own (as the client
+    /// sends its console apart from its scalars).
+    fn send_console(&mut self) -> Result<(), PluginError> {
+        let (Some(console), Some(task)) = (&mut self.console, &self.task) else {
+            return Ok(());
+        };
+        let timestamp = (epoch_now() * 1000.0) as u64;
+        let logs: Vec<String> = console
+            .take()
+            .into_iter()
+            .map(|(level, msg)| {
+                json!({
+                    "timestamp": timestamp, "type": "log", "task": task, "level": level,
+                    "worker": self.worker, "msg": msg, "allow_locked": false, "model_event": false,
+                })
+                .to_string()
+            })
+            .collect();
+        for batch in logs.chunks(BATCH) {
+            let answer = self.post_events(batch)?;
+            data("events.add_batch", answer.status, &answer.body)?;
+        }
+        Ok(())
+    }
+
+    /// One `events.add_batch` call with `events` (JSON texts) as JSON lines; an error when it
+    /// got no answer.
+    fn post_events(&self, events: &[String]) -> Result<Answer, PluginError> {
+        let body = events.join("\n");
+        let url = format!("{}/v{API_VERSION}/events.add_batch", self.api);
+        let bearer = format!("Bearer {}", self.token);
+        let headers = [
+            ("authorization", bearer.as_str()),
+            ("content-type", "application/json-lines"),
+            ("x-clearml-worker", self.worker.as_str()),
+            (
+                "x-clearml-client",
+                concat!("perf-", env!("CARGO_PKG_VERSION")),
+            ),
+        ];
+        self.http
+            .send(self.method, &url, &headers, Some(body.as_bytes()))
+            .map_err(|e| {
+                PluginError::io(format!("clearml: events.add_batch got no answer: {}", e.0))
+            })
     }
 }
 
@@ -323,6 +358,7 @@ impl ResultSinkPlugin for ClearmlSink {
             events: Vec::new(),
             iteration: 0,
             send: Throttle::new(SEND_EVERY),
+            console: None,
         })
     }
 
@@ -355,6 +391,9 @@ impl ResultSinkPlugin for ClearmlSink {
             self.web
         );
         self.task = Some(task);
+        self.console = Some(console::Console::new(
+            std::path::Path::new(session.output_dir.as_str()).join("benchmark.log"),
+        ));
         Ok(())
     }
 
@@ -366,17 +405,20 @@ impl ResultSinkPlugin for ClearmlSink {
         self.log(metrics_object(&snapshot.metrics));
         if self.send.ready() {
             self.send_events()?;
+            self.send_console()?;
         }
         Ok(())
     }
 
     fn run_end(&mut self, summary: &RunSummary) -> Result<(), PluginError> {
         self.log(final_metrics(summary));
-        self.send_events()
+        self.send_events()?;
+        self.send_console()
     }
 
     fn close(&mut self) -> Result<(), PluginError> {
         self.send_events()?;
+        self.send_console()?;
         let Some(task) = self.task.take() else {
             return Ok(());
         };
