@@ -355,7 +355,10 @@ fn card(i: usize, r: &Run) -> RunCard {
         percentiles: table_of_rows(&r.percentiles),
         charts,
         traces: r.traces.as_ref().and_then(trace_table),
-        server: r.server.as_ref().map(server_table),
+        server: r
+            .server
+            .as_ref()
+            .map(|v| server_table(v, &|x| observe::fmt(Some(x)))),
         requests,
         note,
     }
@@ -397,13 +400,11 @@ pub fn table_of_rows(rows: &[Map<String, Value>]) -> Table {
     }
 }
 
-/// `server_metrics_summary.json` as a table: the server's figures beside the client's.
-fn server_table(v: &Value) -> (String, Table) {
-    let f = |x: &Value| {
-        x.as_f64()
-            .map(|x| observe::fmt(Some(x)))
-            .unwrap_or_default()
-    };
+/// `server_metrics_summary.json` as a table, numbers written by `number`: the server's
+/// figures beside the client's, and a caption naming the scraped URL and the scrapes. The
+/// report and the console both show it.
+pub fn server_table(v: &Value, number: &dyn Fn(f64) -> String) -> (String, Table) {
+    let f = |x: &Value| x.as_f64().map(number).unwrap_or_default();
     let mut rows = Vec::new();
     if let Some(Value::Object(p)) = v.get("percentiles") {
         for (k, m) in p {

@@ -307,71 +307,17 @@ pub fn summarise(s: &Scraped, client_figures: &Client) -> Value {
     Value::Object(out)
 }
 
-/// The console table of a summary.
+/// The console table of a summary: the report's rows (`perf_report::page::server_table`).
 pub fn table(v: &Value) -> String {
     use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
-    let f = |x: &Value| x.as_f64().map_or("-".to_string(), |x| format!("{x:.2}"));
+    let (caption, rows) = perf_report::page::server_table(v, &|x| format!("{x:.2}"));
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header([
-        "Server metric",
-        "server p50",
-        "p90",
-        "p99",
-        "mean",
-        "client p50",
-        "p90",
-        "p99",
-    ]);
-    if let Some(Value::Object(p)) = v.get("percentiles") {
-        for (k, m) in p {
-            let c = &m["client"];
-            t.add_row([
-                k.clone(),
-                f(&m["p50"]),
-                f(&m["p90"]),
-                f(&m["p99"]),
-                f(&m["mean"]),
-                f(&c["p50"]),
-                f(&c["p90"]),
-                f(&c["p99"]),
-            ]);
-        }
+    t.set_header(rows.head);
+    for row in rows.rows {
+        t.add_row(row);
     }
-    if let Some(Value::Object(tk)) = v.get("tokens") {
-        for (k, m) in tk {
-            t.add_row([
-                k.clone(),
-                format!("server {}", f(&m["server_delta"])),
-                String::new(),
-                String::new(),
-                String::new(),
-                format!("client {}", f(&m["client_total"])),
-                String::new(),
-                String::new(),
-            ]);
-        }
-    }
-    if let Some(Value::Object(pk)) = v.get("peaks") {
-        for (k, m) in pk {
-            t.add_row([
-                format!("Peak {k}"),
-                f(&m["peak"]),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ]);
-        }
-    }
-    format!(
-        "Server metrics ({}, {} scrapes, {} failed)\n{t}",
-        v["url"].as_str().unwrap_or(""),
-        v["scrapes"],
-        v["scrape_failures"]
-    )
+    format!("Server metrics ({caption})\n{t}")
 }
 
 #[cfg(test)]
