@@ -23,18 +23,9 @@ pub fn object(pairs: &[(String, Value)]) -> Value {
     Value::Object(pairs.iter().cloned().collect::<Map<String, Value>>())
 }
 
-/// This machine's name (`HOSTNAME`, else /etc/hostname), for the records of a shard.
-pub fn host_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.trim().is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_default()
-}
+/// This machine's name (`HOSTNAME`, else /etc/hostname), for the records of a shard: the name
+/// the sinks give it too.
+pub use perf_sink_common::host_name;
 
 /// Writes `value` as indented JSON.
 pub fn write_json(path: &Path, value: &Value) -> anyhow::Result<()> {

@@ -252,7 +252,7 @@ pub fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// This machine's name, for the run's record.
+/// This machine's name (`HOSTNAME`, else /etc/hostname), for the run's record.
 pub fn host_name() -> String {
     env("HOSTNAME")
         .or_else(|| {
