@@ -226,6 +226,11 @@ fn four_shards_merge_into_the_unsharded_totals_with_percentiles_over_every_row()
         let spread = run["start_spread_s"].as_f64().expect("spread");
         assert!((0.0..0.5).contains(&spread), "{run}");
         assert_eq!(run["shards"].as_array().expect("shards").len(), 4);
+        // Each shard's client load, so a saturated load generator can be named.
+        for shard in run["shards"].as_array().expect("shards") {
+            assert_eq!(shard["client_saturated"], false, "{shard}");
+            assert!(shard["client_cpu_util_percent"].is_number(), "{shard}");
+        }
     }
     // The shards share this machine's clock: the skew read through the server's Date header
     // is within its own uncertainty of none.

@@ -10,24 +10,32 @@ use std::path::Path;
 
 use crate::aggregate::Summary;
 
-/// Each shard's summary of the run in `run_dir` of it; a shard without one (killed before it
-/// wrote it) is left out, and said.
-pub fn read(run_dirs: &[std::path::PathBuf]) -> Vec<Summary> {
+/// Each shard's summary of the run in its `run_dirs` entry; `None` for a shard without one
+/// (killed before it wrote it), which is said.
+pub fn read(run_dirs: &[std::path::PathBuf]) -> Vec<Option<Summary>> {
     run_dirs
         .iter()
-        .filter_map(|dir| {
+        .map(|dir| {
             let path = dir.join("benchmark_summary.json");
-            match summary(&path) {
-                Ok(s) => Some(s),
-                Err(e) => {
+            summary(&path)
+                .map_err(|e| {
                     eprintln!(
                         "WARNING: {}: {e}; the merged client load leaves this shard out",
                         path.display()
-                    );
-                    None
-                }
-            }
+                    )
+                })
+                .ok()
         })
+        .collect()
+}
+
+/// The indices of the shards whose client was saturated in the run.
+pub fn saturated(indices: &[u64], own: &[Option<Summary>]) -> Vec<u64> {
+    indices
+        .iter()
+        .zip(own)
+        .filter(|(_, s)| s.as_ref().and_then(|s| s.client_saturated) == Some(true))
+        .map(|(i, _)| *i)
         .collect()
 }
 
@@ -36,14 +44,17 @@ fn summary(path: &Path) -> Result<Summary, String> {
     serde_json::from_str(&text).map_err(|e| format!("not a run summary: {e}"))
 }
 
-/// `merged` with what only `shards` know.
-pub fn carry(merged: &mut Summary, shards: &[Summary]) {
+/// `merged` with what only the shards' own summaries know.
+pub fn carry(merged: &mut Summary, own: &[Option<Summary>]) {
+    let shards: Vec<&Summary> = own.iter().flatten().collect();
     let round = |v: f64, digits: i32| {
         let p = 10f64.powi(digits);
         (v * p).round() / p
     };
-    let sum = |f: fn(&Summary) -> Option<f64>| shards.iter().filter_map(f).reduce(|a, b| a + b);
-    let max = |f: fn(&Summary) -> Option<f64>| shards.iter().filter_map(f).reduce(f64::max);
+    let sum =
+        |f: fn(&Summary) -> Option<f64>| shards.iter().copied().filter_map(f).reduce(|a, b| a + b);
+    let max =
+        |f: fn(&Summary) -> Option<f64>| shards.iter().copied().filter_map(f).reduce(f64::max);
     merged.client_cpu_s = sum(|s| s.client_cpu_s).map(|v| round(v, 4));
     merged.client_cpu_util_percent = max(|s| s.client_cpu_util_percent);
     merged.loop_delay_p99_ms = max(|s| s.loop_delay_p99_ms);
@@ -113,14 +124,14 @@ mod tests {
         let mut merged = Summary::default();
         let mut third = shard(0.3, 30.0, false, 0, -1.0);
         third.timestamps = Some("read time".into());
-        carry(
-            &mut merged,
-            &[
-                shard(0.1, 10.0, false, 1, 4.0),
-                shard(0.2, 95.0, true, 3, 8.0),
-                third,
-            ],
-        );
+        let own = [
+            Some(shard(0.1, 10.0, false, 1, 4.0)),
+            Some(shard(0.2, 95.0, true, 3, 8.0)),
+            None,
+            Some(third),
+        ];
+        carry(&mut merged, &own);
+        assert_eq!(saturated(&[0, 1, 2, 3], &own), [1], "named by index");
         assert_eq!(merged.client_cpu_s, Some(0.6));
         assert_eq!(merged.client_cpu_util_percent, Some(95.0));
         assert_eq!(merged.loop_delay_max_ms, Some(19.0));
@@ -139,7 +150,10 @@ mod tests {
     #[test]
     fn shards_that_measured_no_client_load_leave_it_absent() {
         let mut merged = Summary::default();
-        carry(&mut merged, &[Summary::default(), Summary::default()]);
+        carry(
+            &mut merged,
+            &[Some(Summary::default()), Some(Summary::default())],
+        );
         assert_eq!(merged.client_cpu_s, None);
         assert_eq!(merged.client_saturated, None);
         assert_eq!(merged.avg_retry_cost_ms, -1.0);

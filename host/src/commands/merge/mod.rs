@@ -336,7 +336,15 @@ fn merge_run(
     .context("cannot read the merged rows back")?;
     let mut summary = stats.summary(None);
     let run_dirs: Vec<PathBuf> = shards.iter().map(|s| s.dir.join(label)).collect();
-    carry::carry(&mut summary, &carry::read(&run_dirs));
+    let own = carry::read(&run_dirs);
+    carry::carry(&mut summary, &own);
+    let indices: Vec<u64> = shards.iter().map(|s| s.index).collect();
+    let saturated = carry::saturated(&indices, &own);
+    if !saturated.is_empty() {
+        eprintln!(
+            "WARNING: {label}: the client of shard(s) {saturated:?} was saturated (see its benchmark.log): the merged numbers may be that load generator's, not the server's; give it fewer streams or more cores, or run more shards"
+        );
+    }
     let percentiles = db
         .complete_rows()
         .and_then(|rows| stats.percentiles(&rows))
@@ -394,10 +402,12 @@ fn merge_run(
         "start_spread_server_clock_s": server_spread,
         "window_s": window,
         "rate": {"asked": (rate > 0.0).then_some(rate), "achieved": (window > 0.0).then(|| total as f64 / window)},
-        "shards": shards.iter().zip(&parts).map(|(s, p)| json!({
+        "shards": shards.iter().zip(&parts).zip(&own).map(|((s, p), o)| json!({
             "index": s.index, "host": s.host, "dir": s.dir.display().to_string(),
             "requests": p.rows, "first_sent_unix": p.first_sent, "last_completed_unix": p.last_completed,
             "start_offset_s": p.first_sent - firsts.iter().cloned().fold(f64::INFINITY, f64::min),
+            "client_saturated": o.as_ref().and_then(|o| o.client_saturated),
+            "client_cpu_util_percent": o.as_ref().and_then(|o| o.client_cpu_util_percent),
         })).collect::<Vec<_>>(),
     }))
 }
