@@ -93,12 +93,14 @@ impl Active {
                 runtime: None,
             });
         };
+        // Each collector once: metrics and spans usually go to one, at two paths.
         let mut checked = Vec::new();
         for signal in [&settings.metrics, &settings.traces].into_iter().flatten() {
-            if checked.contains(&&signal.url) {
+            let collector = (preflight::authority(&signal.url), signal.transport);
+            if checked.contains(&collector) {
                 continue;
             }
-            checked.push(&signal.url);
+            checked.push(collector);
             // An unreadable file is the configuration's fault, not the collector's.
             let files = exporters::TlsFiles::read(signal)?;
             if let Err(problem) = preflight::check(signal, &files) {

@@ -62,6 +62,11 @@ fn target(url: &str) -> Option<Target> {
     })
 }
 
+/// `host:port` of `url` (the URL itself when it is not one perf can parse): which collector.
+pub fn authority(url: &str) -> String {
+    target(url).map_or_else(|| url.to_string(), |t| t.authority)
+}
+
 /// Whether the collector of `signal` can be talked to with `files`; the error is a phrase that
 /// follows "the collector at URL" and says what to do.
 pub fn check(signal: &Signal, files: &TlsFiles) -> Result<(), String> {
@@ -244,5 +249,10 @@ mod tests {
         let t = target("http://c").expect("bare");
         assert_eq!((t.authority.as_str(), t.path.as_str()), ("c:80", "/"));
         assert_eq!(target("c:4317"), None);
+        assert_eq!(
+            authority("https://c:4318/v1/metrics"),
+            authority("https://c:4318/v1/traces"),
+            "one collector at two paths"
+        );
     }
 }
