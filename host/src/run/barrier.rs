@@ -11,8 +11,8 @@
 //! written to a temporary name and renamed, so a reader never sees half of one.
 //!
 //! A shard that never comes (it failed, or was never started) must not hold the others
-//! forever: after [`PATIENCE`] from the first mark of a run, the shards present start without
-//! it, and say so. The directory must be fresh for each benchmark: joining writes
+//! forever: a shard that has waited [`PATIENCE`] for a run starts it without the missing ones,
+//! and says which they were. The directory must be fresh for each benchmark: joining writes
 //! `joined-<I>` with create-new semantics, so a directory left by an earlier benchmark, whose
 //! marks would let the shards through at once, is refused by name.
 
@@ -28,7 +28,7 @@ use crate::run::clock::Offset;
 
 /// How long after the last shard is ready every shard starts.
 pub const MARGIN: Duration = Duration::from_secs(2);
-/// How long the first shard at a run waits for the last before going on without it.
+/// How long a shard waits for the others before it starts a run without them.
 pub const PATIENCE: Duration = Duration::from_secs(600);
 /// How often the marks are looked for.
 const POLL: Duration = Duration::from_millis(50);

@@ -71,7 +71,7 @@ pub fn authority(url: &str) -> String {
 /// follows "the collector at URL" and says what to do.
 pub fn check(signal: &Signal, files: &TlsFiles) -> Result<(), String> {
     let t = target(&signal.url).ok_or_else(|| "is not an http(s) URL".to_string())?;
-    let tcp = connect(&t.authority)?;
+    let mut tcp = connect(&t.authority)?;
     if !t.tls {
         return Ok(());
     }
@@ -82,7 +82,6 @@ pub fn check(signal: &Signal, files: &TlsFiles) -> Result<(), String> {
     })?;
     let mut conn = rustls::ClientConnection::new(Arc::new(config), name)
         .map_err(|e| format!("cannot be checked: {e}"))?;
-    let mut tcp = tcp;
     let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
     let probe = if grpc {
         H2_PREFACE.to_vec()
