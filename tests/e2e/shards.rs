@@ -291,6 +291,10 @@ fn an_open_loop_rate_split_over_shards_adds_up_to_the_asked_rate() {
     }
     let (code, out) = merge(&shards, &dir.path().join("merged"));
     assert_eq!(code, Some(0), "{out}");
+    assert!(
+        !out.contains("the shards started the run"),
+        "a paced run's first arrivals are random, its starts aligned: {out}"
+    );
     let report = json(&dir.path().join("merged/sharded/merge.json"));
     let run = &report["runs"][0];
     assert_eq!(run["requests"], 200);
@@ -472,6 +476,11 @@ fn with_shard_sync_every_run_of_a_sweep_starts_on_all_shards_at_once() {
         spreads[1] > 0.2,
         "without --shard-sync the second run starts when each shard is done: {spreads:?}"
     );
+    assert!(
+        out.contains("parallel_8_number_16: the shards started the run")
+            && !out.contains("parallel_4_number_9: the shards"),
+        "the merge warns of the run whose shards started apart: {out}"
+    );
 
     // --shard-sync, the shards launched 300 ms apart: both runs start together.
     let dir = tempfile::tempdir().expect("tmp");
@@ -489,6 +498,10 @@ fn with_shard_sync_every_run_of_a_sweep_starts_on_all_shards_at_once() {
     assert!(
         spreads.iter().all(|s| *s < 0.1),
         "every run starts on every shard at once: {spreads:?}"
+    );
+    assert!(
+        !out.contains("the shards started the run"),
+        "no warning: {out}"
     );
     let log = std::fs::read_to_string(shards[3].join("benchmark.log")).expect("log");
     assert!(

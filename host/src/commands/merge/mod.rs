@@ -4,8 +4,8 @@
 //! earliest shard's start), its summary is computed over that union exactly as a run's is (so
 //! counts and throughputs add up over the common wall-clock window), and its percentiles are
 //! nearest ranks over every row, never averages of the shards'. `merge.json` says what each
-//! shard sent and when: the spread of their first sends and the achieved rate against the
-//! asked one. What the rows do not keep (the client's load, resends, fresh connections) comes
+//! shard sent and when: the spread of their starts and first sends, and the achieved rate
+//! against the asked one; a run whose shards started far apart is warned of. What the rows do not keep (the client's load, resends, fresh connections) comes
 //! from each shard's own summary (`carry.rs`). Shards of different benchmarks (other
 //! arguments, another shard count, a shard missing or given twice) are refused by name with
 //! exit code 2.
@@ -391,15 +391,29 @@ fn merge_run(
         .zip(&parts)
         .map(|(s, p)| s.clock.map(|(o, _)| p.first_sent - o))
         .collect();
-    let server_spread = on_server.map(|v| {
+    let spread_of = |v: &[f64]| {
         v.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
             - v.iter().cloned().fold(f64::INFINITY, f64::min)
-    });
+    };
+    let server_spread = on_server.as_deref().map(spread_of);
+    // When each shard's run began (the first sends of a paced run come a random gap later), on
+    // the server's clock when every shard has one.
+    let starts: Vec<f64> = shards
+        .iter()
+        .zip(&parts)
+        .map(|(s, p)| p.start - s.clock.map_or(0.0, |(o, _)| o))
+        .collect();
+    let run_start_spread = if shards.iter().all(|s| s.clock.is_some()) {
+        spread_of(&starts)
+    } else {
+        spread_of(&parts.iter().map(|p| p.start).collect::<Vec<_>>())
+    };
     Ok(json!({
         "label": label,
         "requests": total,
         "start_spread_s": spread,
         "start_spread_server_clock_s": server_spread,
+        "run_start_spread_s": run_start_spread,
         "window_s": window,
         "rate": {"asked": (rate > 0.0).then_some(rate), "achieved": (window > 0.0).then(|| total as f64 / window)},
         "shards": shards.iter().zip(&parts).zip(&own).map(|((s, p), o)| json!({
@@ -410,6 +424,21 @@ fn merge_run(
             "client_cpu_util_percent": o.as_ref().and_then(|o| o.client_cpu_util_percent),
         })).collect::<Vec<_>>(),
     }))
+}
+
+/// Shards whose starts of a run lie further apart than a tenth of a second and a twentieth of
+/// the run: for that long the server had only part of the load, so the merged throughput reads
+/// low.
+fn misaligned(run: &Value) -> Option<String> {
+    let spread = run["run_start_spread_s"].as_f64()?;
+    let window = run["window_s"].as_f64().filter(|w| *w > 0.0)?;
+    (spread > 0.1 && spread / window > 0.05).then(|| {
+        format!(
+            "{}: the shards started the run {spread:.3} s apart, {:.0}% of its {window:.2} s: the merged throughput reads low and the whole load was not on the server throughout; start the shards together (--start-at, and --shard-sync for every run of a sweep)",
+            run["label"].as_str().unwrap_or(""),
+            100.0 * spread / window
+        )
+    })
 }
 
 /// Each shard's clock against the median of theirs, from their offsets to the server's clock;
@@ -529,6 +558,9 @@ pub fn merge(args: &MergeArgs) -> anyhow::Result<i32> {
                 .as_f64()
                 .map_or("-".to_string(), |x| format!("{x:.2}"))
         );
+        if let Some(warning) = misaligned(r) {
+            eprintln!("WARNING: {warning}");
+        }
     }
     match crate::commands::report::write(&out) {
         Ok(path) => println!("report: {}", path.display()),
@@ -536,4 +568,29 @@ pub fn merge(args: &MergeArgs) -> anyhow::Result<i32> {
     }
     println!("merged: {}", out.display());
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_that_started_apart_are_named_by_run() {
+        let run = |spread: f64, window: f64| json!({"label": "parallel_8_number_16", "run_start_spread_s": spread, "window_s": window});
+        let warning = misaligned(&run(0.34, 1.2)).expect("28% of the run");
+        assert!(
+            warning.contains("0.340 s apart, 28%") && warning.contains("--shard-sync"),
+            "{warning}"
+        );
+        assert_eq!(
+            misaligned(&run(0.05, 0.5)),
+            None,
+            "under a tenth of a second"
+        );
+        assert_eq!(
+            misaligned(&run(0.4, 60.0)),
+            None,
+            "under a twentieth of the run"
+        );
+    }
 }
