@@ -595,15 +595,17 @@ fn the_clearml_sink_sends_what_the_official_client_sends() {
     );
     assert_eq!(g_theirs["parallel"]["type"], "list/int");
     // Scalars: the same event shape, sent as JSON lines, iterations counting up from 0.
-    let events = |rs: &[Value]| -> Vec<Value> {
+    let scalars = |rs: &[Value], metric: &str| -> Vec<Value> {
         find(rs, clearml_kind, "events.add_batch scalars")
             .iter()
             .flat_map(|r| {
                 assert_eq!(r["headers"]["content-type"], "application/json-lines");
                 r["body"].as_array().cloned().unwrap_or_default()
             })
+            .filter(|e| e["metric"] == metric)
             .collect()
     };
+    let events = |rs: &[Value]| scalars(rs, "Performance Metrics");
     let (e_ours, e_theirs) = (events(&ours), events(&theirs));
     let mut shape_theirs = keys(&e_theirs[0]);
     shape_theirs.remove("method");
@@ -627,6 +629,46 @@ fn the_clearml_sink_sends_what_the_official_client_sends() {
     assert_eq!(total[0].0, 0);
     assert!(total.windows(2).all(|w| w[1].0 == w[0].0 + 1), "{total:?}");
     assert_eq!(total.last().map(|t| t.1), Some(60.0));
+    // The machine, as the client's resource monitor reports it: the same event shape under
+    // `:monitor:machine`, perf's figures (CPU, memory, network) among the client's.
+    let (m_ours, m_theirs) = (
+        scalars(&ours, ":monitor:machine"),
+        scalars(&theirs, ":monitor:machine"),
+    );
+    assert!(
+        !m_theirs.is_empty(),
+        "the client's resource monitor reported"
+    );
+    let variants = |es: &[Value]| -> BTreeSet<String> {
+        es.iter()
+            .filter_map(|e| e["variant"].as_str().map(str::to_string))
+            .collect()
+    };
+    let ours_machine = variants(&m_ours);
+    assert_eq!(
+        ours_machine,
+        [
+            "cpu_usage",
+            "memory_free_gb",
+            "memory_used_gb",
+            "network_rx_mbs",
+            "network_tx_mbs"
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    );
+    assert!(
+        ours_machine.is_subset(&variants(&m_theirs)),
+        "{ours_machine:?} among {:?}",
+        variants(&m_theirs)
+    );
+    let mut machine_shape = keys(&m_theirs[0]);
+    machine_shape.remove("method");
+    for e in &m_ours {
+        assert_eq!(keys(e), machine_shape, "{e}");
+        assert!(e["value"].as_f64().is_some_and(|v| v >= 0.0), "{e}");
+    }
     // The console: what perf printed, as `log` events of the client's shape in batches of their
     // own, the final report among them.
     let logs = |rs: &[Value]| -> Vec<Value> {

@@ -12,7 +12,8 @@
 //! 5. `events.add_batch` (JSON lines of `training_stats_scalar` events): the running summary,
 //!    every key a series of the "Performance Metrics" scalar plot, one iteration per snapshot,
 //!    at most every two seconds; each run ends on an iteration with its final summary and
-//!    P50/P90/P99 rows;
+//!    P50/P90/P99 rows; with them, the load generator's CPU, memory and network under
+//!    `:monitor:machine` (`machine.rs`), as the client's resource monitor reports them;
 //! 6. `log` events (`console.rs`): the lines perf prints, from `benchmark.log`, in batches of
 //!    their own at each send, the last after the final report;
 //! 7. `tasks.completed`.
@@ -38,6 +39,7 @@ use serde_json::{json, Map, Value};
 mod conf;
 mod console;
 mod hyperparams;
+mod machine;
 pub use conf::parse as parse_conf;
 pub use hyperparams::hyperparams;
 
@@ -74,6 +76,10 @@ pub struct ClearmlSink {
     iteration: u64,
     send: Throttle,
     console: Option<console::Console>,
+    machine: machine::Machine,
+    /// When the task began: the machine figures' iterations are seconds since, as the
+    /// client's are when it sees no iterations of the script's own.
+    began: std::time::Instant,
 }
 
 /// `CLEARML_API_HOST`-style base, without a trailing slash.
@@ -159,22 +165,40 @@ impl ClearmlSink {
 
     /// One iteration of scalars.
     fn log(&mut self, metrics: Map<String, Value>) {
-        let Some(task) = &self.task else { return };
-        let timestamp = (epoch_now() * 1000.0) as u64;
+        if self.task.is_none() {
+            return;
+        }
+        let iteration = self.iteration;
         for (variant, value) in metrics {
-            let Some(v) = value.as_f64().filter(|v| v.is_finite()) else {
-                continue;
-            };
-            self.events.push(
-                json!({
-                    "timestamp": timestamp, "type": "training_stats_scalar", "task": task,
-                    "iter": self.iteration, "metric": TITLE, "variant": variant, "value": v,
-                    "allow_locked": false, "model_event": false,
-                })
-                .to_string(),
-            );
+            if let Some(v) = value.as_f64() {
+                self.scalar(TITLE, &variant, v, iteration);
+            }
         }
         self.iteration += 1;
+    }
+
+    /// The machine's figures since the last send.
+    fn log_machine(&mut self) {
+        let seconds = self.began.elapsed().as_secs();
+        for (variant, value) in self.machine.report() {
+            self.scalar(":monitor:machine", variant, value, seconds);
+        }
+    }
+
+    /// One scalar event, buffered (a value that is not finite is left out).
+    fn scalar(&mut self, metric: &str, variant: &str, value: f64, iteration: u64) {
+        let Some(task) = &self.task else { return };
+        if !value.is_finite() {
+            return;
+        }
+        self.events.push(
+            json!({
+                "timestamp": (epoch_now() * 1000.0) as u64, "type": "training_stats_scalar",
+                "task": task, "iter": iteration, "metric": metric, "variant": variant,
+                "value": value, "allow_locked": false, "model_event": false,
+            })
+            .to_string(),
+        );
     }
 
     /// Sends the buffered scalars, as JSON lines.
@@ -359,6 +383,8 @@ impl ResultSinkPlugin for ClearmlSink {
             iteration: 0,
             send: Throttle::new(SEND_EVERY),
             console: None,
+            machine: machine::Machine::new(),
+            began: std::time::Instant::now(),
         })
     }
 
@@ -404,6 +430,7 @@ impl ResultSinkPlugin for ClearmlSink {
     fn snapshot(&mut self, snapshot: &RunSnapshot) -> Result<(), PluginError> {
         self.log(metrics_object(&snapshot.metrics));
         if self.send.ready() {
+            self.log_machine();
             self.send_events()?;
             self.send_console()?;
         }
@@ -412,6 +439,7 @@ impl ResultSinkPlugin for ClearmlSink {
 
     fn run_end(&mut self, summary: &RunSummary) -> Result<(), PluginError> {
         self.log(final_metrics(summary));
+        self.log_machine();
         self.send_events()?;
         self.send_console()
     }
