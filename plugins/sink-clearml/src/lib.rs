@@ -119,28 +119,29 @@ pub fn data(call: &str, status: u16, body: &str) -> Result<Value, PluginError> {
 impl ClearmlSink {
     /// Calls `<service>.<action>` with `body`; returns the answer's `data`.
     fn call(&self, action: &str, body: &Value) -> Result<Value, PluginError> {
+        let a = self.post(action, "application/json", body.to_string().as_bytes())?;
+        data(action, a.status, &a.body)
+    }
+
+    /// Sends `body` to `<service>.<action>` with the session's token, as the client does; an
+    /// error when it got no answer.
+    fn post(&self, action: &str, content_type: &str, body: &[u8]) -> Result<Answer, PluginError> {
         let url = format!("{}/v{API_VERSION}/{action}", self.api);
         let bearer = format!("Bearer {}", self.token);
-        let bytes = body.to_string();
         let headers = [
             ("authorization", bearer.as_str()),
-            ("content-type", "application/json"),
+            ("content-type", content_type),
             ("x-clearml-worker", self.worker.as_str()),
             (
                 "x-clearml-client",
                 concat!("perf-", env!("CARGO_PKG_VERSION")),
             ),
         ];
-        match self
-            .http
-            .send(self.method, &url, &headers, Some(bytes.as_bytes()))
-        {
-            Ok(a) => data(action, a.status, &a.body),
-            Err(e) => Err(PluginError::io(format!(
-                "clearml: {action} at {url} got no answer: {}",
-                e.0
-            ))),
-        }
+        self.http
+            .send(self.method, &url, &headers, Some(body))
+            .map_err(|e| {
+                PluginError::io(format!("clearml: {action} at {url} got no answer: {}", e.0))
+            })
     }
 
     /// The project's id, the project created when there is none.
@@ -243,22 +244,11 @@ impl ClearmlSink {
     /// got no answer.
     fn post_events(&self, events: &[String]) -> Result<Answer, PluginError> {
         let body = events.join("\n");
-        let url = format!("{}/v{API_VERSION}/events.add_batch", self.api);
-        let bearer = format!("Bearer {}", self.token);
-        let headers = [
-            ("authorization", bearer.as_str()),
-            ("content-type", "application/json-lines"),
-            ("x-clearml-worker", self.worker.as_str()),
-            (
-                "x-clearml-client",
-                concat!("perf-", env!("CARGO_PKG_VERSION")),
-            ),
-        ];
-        self.http
-            .send(self.method, &url, &headers, Some(body.as_bytes()))
-            .map_err(|e| {
-                PluginError::io(format!("clearml: events.add_batch got no answer: {}", e.0))
-            })
+        self.post(
+            "events.add_batch",
+            "application/json-lines",
+            body.as_bytes(),
+        )
     }
 }
 
