@@ -509,3 +509,75 @@ fn with_shard_sync_every_run_of_a_sweep_starts_on_all_shards_at_once() {
         "{log}"
     );
 }
+
+#[test]
+fn a_shard_interrupted_mid_sweep_ends_the_sweep_of_the_others_at_the_next_run() {
+    // About 340 ms a request, 20 in a row on each shard: the first run lasts about 7 s.
+    let sim = Simulator::start(&[]);
+    let url = sim.url("/v1/chat/completions");
+    let dir = tempfile::tempdir().expect("tmp");
+    let sync = dir.path().join("sync");
+    let start = |i: usize| {
+        Command::new(perf_bin())
+            .args(["--url", &url, "--model", "mock", "--parallel", "2", "4"])
+            .args([
+                "--number",
+                "40",
+                "40",
+                "--max-tokens",
+                "30",
+                "--prompt",
+                "hi",
+            ])
+            .args([
+                "--extra-args",
+                r#"{"ignore_eos": true}"#,
+                "--sleep-interval",
+                "0",
+            ])
+            .args(["--shard", &format!("{i}/2"), "--shard-sync"])
+            .arg(&sync)
+            .args(["--name", "sharded", "--no-timestamp", "--outputs-dir"])
+            .arg(dir.path().join(format!("shard{i}")))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("perf starts")
+    };
+    let (first, second) = (start(0), start(1));
+    let began = std::time::Instant::now();
+    // Inside the first run: once shard 1's table of it exists.
+    let table = dir
+        .path()
+        .join("shard1/sharded/parallel_2_number_40/benchmark_data.db");
+    while !table.exists() {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "shard 1 never ran"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signalling a child this test started and has not waited for.
+    unsafe { libc::kill(second.id() as i32, libc::SIGINT) };
+    let second = second.wait_with_output().expect("shard 1");
+    let first = first.wait_with_output().expect("shard 0");
+    let took = began.elapsed();
+    let (_, log) = text(&first);
+    assert!(first.status.success(), "{log}");
+    assert!(
+        log.contains("shard 1 ended the sweep before parallel_4_number_40 (interrupted)"),
+        "{log}"
+    );
+    assert!(
+        took < Duration::from_secs(60),
+        "no wait for the lost shard: {took:?}"
+    );
+    assert_eq!(second.status.code(), Some(130), "{:?}", text(&second));
+    // Shard 0 measured its whole first run and no second.
+    let runs = dir.path().join("shard0/sharded");
+    assert!(runs
+        .join("parallel_2_number_40/benchmark_summary.json")
+        .is_file());
+    assert!(!runs.join("parallel_4_number_40").exists());
+}

@@ -10,9 +10,11 @@
 //! covers the polling and a shared file system's delay in showing a new file. A mark is
 //! written to a temporary name and renamed, so a reader never sees half of one.
 //!
-//! A shard that never comes (it failed, or was never started) must not hold the others
-//! forever: a shard that has waited [`PATIENCE`] for a run starts it without the missing ones,
-//! and says which they were. The directory must be fresh for each benchmark: joining writes
+//! A shard whose sweep ends early (`--stop-on-saturation`, an interrupt) writes
+//! `run-<k>-stop.json` for the run it will not start, and the shards waiting for that run stop
+//! their sweeps too. A shard that never comes (it failed, or was never started) must not hold
+//! the others forever: a shard that has waited [`PATIENCE`] for a run starts it without the
+//! missing ones, and says which they were. The directory must be fresh for each benchmark: joining writes
 //! `joined-<I>` with create-new semantics, so a directory left by an earlier benchmark, whose
 //! marks would let the shards through at once, is refused by name.
 
@@ -49,6 +51,8 @@ pub enum Met {
     All { late_s: f64 },
     /// These shards were not ready within [`PATIENCE`]; the others started without them.
     Without(Vec<u64>),
+    /// Shard `shard` ended the sweep before this run (`why`): it is not run.
+    Stopped { shard: u64, why: String },
     /// An interrupt ended the wait.
     Interrupted,
 }
@@ -102,6 +106,27 @@ impl Barrier {
         v["ready_server_unix"].as_f64()
     }
 
+    fn stop_mark(&self, run: usize) -> PathBuf {
+        self.dir.join(format!("run-{run}-stop.json"))
+    }
+
+    /// Tells the other shards that this one will not start `run` (its sweep ended: `why`).
+    pub fn stop(&self, run: usize, why: &str) -> anyhow::Result<()> {
+        let mark = self.stop_mark(run);
+        let partial = mark.with_extension(format!("json.{}.partial", self.index));
+        let body = serde_json::json!({"shard": self.index, "why": why});
+        std::fs::write(&partial, body.to_string())
+            .and_then(|()| std::fs::rename(&partial, &mark))
+            .with_context(|| format!("cannot write the --shard-sync mark {}", mark.display()))
+    }
+
+    /// The shard that ended the sweep before `run`, and why, if one did.
+    fn stopped(&self, run: usize) -> Option<(u64, String)> {
+        let text = std::fs::read_to_string(self.stop_mark(run)).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some((v["shard"].as_u64()?, v["why"].as_str()?.to_string()))
+    }
+
     /// Marks this shard ready for `run` and waits until every shard starts it.
     pub async fn wait(&self, run: usize, stop: &CancellationToken) -> anyhow::Result<Met> {
         let mark = self.mark(run, self.index);
@@ -116,6 +141,9 @@ impl Barrier {
             .with_context(|| format!("cannot write the --shard-sync mark {}", mark.display()))?;
         let mut first_seen: Option<std::time::Instant> = None;
         loop {
+            if let Some((shard, why)) = self.stopped(run) {
+                return Ok(Met::Stopped { shard, why });
+            }
             let ready: Vec<Option<f64>> = (0..self.count).map(|s| self.ready(run, s)).collect();
             if ready.iter().all(Option::is_some) {
                 let ready: Vec<f64> = ready.into_iter().flatten().collect();
@@ -216,5 +244,27 @@ mod tests {
         });
         assert_eq!(met, Met::Interrupted);
         assert!(dir.path().join("run-3-shard-0.json").is_file());
+    }
+
+    #[test]
+    fn a_shard_whose_sweep_ended_stops_the_others_at_the_next_run() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let a = Barrier::join(dir.path(), &shard(0), None).expect("join");
+        let b = Barrier::join(dir.path(), &shard(1), None).expect("join");
+        b.stop(1, "over-saturated").expect("stop mark");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let met = rt
+            .block_on(a.wait(1, &CancellationToken::new()))
+            .expect("wait");
+        assert_eq!(
+            met,
+            Met::Stopped {
+                shard: 1,
+                why: "over-saturated".into()
+            }
+        );
     }
 }

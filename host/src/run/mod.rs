@@ -448,6 +448,7 @@ impl Session<'_> {
         let mut outcomes: Vec<RunOutcome> = Vec::new();
         let mut offset = 0;
         let mut verdict = None;
+        let mut stopped_by_another = false;
         for (i, spec) in plan.runs.iter().enumerate() {
             if self.interrupt.stop.is_cancelled() {
                 break;
@@ -456,8 +457,9 @@ impl Session<'_> {
                 self.wait_for_start();
             }
             // With --start-at, the first run's instant is already common to every shard.
-            if i > 0 || plan.start_at.is_none() {
-                self.meet(i, &spec.label)?;
+            if (i > 0 || plan.start_at.is_none()) && !self.meet(i, &spec.label)? {
+                stopped_by_another = true;
+                break;
             }
             if self.interrupt.stop.is_cancelled() {
                 break;
@@ -487,6 +489,17 @@ impl Session<'_> {
                 self.sleep_between_runs();
             }
         }
+        // The other shards would wait for a run this one will not start: they stop too.
+        if let (Some(sync), false) = (&self.sync, stopped_by_another) {
+            if outcomes.len() < plan.runs.len() {
+                let why = if self.interrupt.stop.is_cancelled() {
+                    "interrupted"
+                } else {
+                    "over-saturated (--stop-on-saturation)"
+                };
+                sync.stop(outcomes.len(), why)?;
+            }
+        }
         Ok((outcomes, verdict))
     }
 
@@ -513,10 +526,11 @@ impl Session<'_> {
         });
     }
 
-    /// `--shard-sync`: waits until every shard starts run `i`.
-    fn meet(&self, i: usize, label: &str) -> anyhow::Result<()> {
+    /// `--shard-sync`: waits until every shard starts run `i`; false when another shard ended
+    /// the sweep before it.
+    fn meet(&self, i: usize, label: &str) -> anyhow::Result<bool> {
         let Some(sync) = &self.sync else {
-            return Ok(());
+            return Ok(true);
         };
         log::info(format!(
             "waiting for the other shards to be ready for {label}"
@@ -530,9 +544,15 @@ impl Session<'_> {
                 "shard(s) {missing:?} were not ready for {label} within {} s; starting without them",
                 barrier::PATIENCE.as_secs()
             )),
+            barrier::Met::Stopped { shard, why } => {
+                log::warn(format!(
+                    "shard {shard} ended the sweep before {label} ({why}): so does this one"
+                ));
+                return Ok(false);
+            }
             barrier::Met::Interrupted => {}
         }
-        Ok(())
+        Ok(true)
     }
 
     /// `--sleep-interval` before the next run; an interrupt cuts it short.
