@@ -185,6 +185,28 @@ pub fn percentile_table(p: &Percentiles) -> String {
     format!("Percentile results:\n{t}")
 }
 
+/// What is printed after a run (or a merged one): its summary and percentiles, then its
+/// per-conversation and workload tables where it has them.
+pub fn run_tables(
+    summary: &Summary,
+    percentiles: &Percentiles,
+    traces: Option<&crate::aggregate::traces::TraceSummary>,
+    workload: Option<&Workload>,
+) -> String {
+    let mut text = format!(
+        "{}\n{}",
+        summary_table(summary),
+        percentile_table(percentiles)
+    );
+    if let Some(t) = traces {
+        text = format!("{text}\n{}", trace_table(t));
+    }
+    if let Some(w) = workload {
+        text = format!("{text}\n{}", workload_table(w));
+    }
+    text
+}
+
 /// The "Workload throughput" of one run.
 pub fn workload_table(w: &Workload) -> String {
     let mut t = table(vec![

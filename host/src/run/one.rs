@@ -405,17 +405,7 @@ impl Session<'_> {
             &dir.join("benchmark_percentile.json"),
             &percentiles.to_json(),
         )?;
-        let mut text = format!(
-            "{}\n{}",
-            console::summary_table(&summary),
-            console::percentile_table(&percentiles)
-        );
-        if let Some(t) = &traces {
-            text = format!("{text}\n{}", console::trace_table(t));
-        }
-        if let Some(w) = &workload {
-            text = format!("{text}\n{}", console::workload_table(w));
-        }
+        let text = console::run_tables(&summary, &percentiles, traces.as_ref(), workload.as_ref());
         println!("{}", crate::output::redact::redact(&text));
         log::file_only(&text);
         for reason in collected.stats.saturation(&load) {

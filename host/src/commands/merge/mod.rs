@@ -367,14 +367,10 @@ fn merge_run(
         m.remove("merged_from");
     }
     write_json(&dir.join("benchmark_args.json"), &run_args)?;
-    let mut text = format!(
-        "{label}\n{}\n{}",
-        console::summary_table(&summary),
-        console::percentile_table(&percentiles)
+    let text = format!(
+        "{label}\n{}",
+        console::run_tables(&summary, &percentiles, None, workload.as_ref())
     );
-    if let Some(w) = &workload {
-        text = format!("{text}\n{}", console::workload_table(w));
-    }
     println!("{}", crate::output::redact::redact(&text));
     let firsts: Vec<f64> = parts.iter().map(|p| p.first_sent).collect();
     let spread = firsts.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
