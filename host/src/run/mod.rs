@@ -457,7 +457,7 @@ impl Session<'_> {
                 self.wait_for_start();
             }
             // With --start-at, the first run's instant is already common to every shard.
-            if (i > 0 || plan.start_at.is_none()) && !self.meet(i, &spec.label)? {
+            if (i > 0 || plan.start_at.is_none()) && !self.meet(i, &spec.label) {
                 stopped_by_another = true;
                 break;
             }
@@ -497,7 +497,11 @@ impl Session<'_> {
                 } else {
                     "over-saturated (--stop-on-saturation)"
                 };
-                sync.stop(outcomes.len(), why)?;
+                if let Err(e) = sync.stop(outcomes.len(), why) {
+                    log::warn(format!(
+                        "{e:#}: the other shards wait for this one until their patience runs out"
+                    ));
+                }
             }
         }
         Ok((outcomes, verdict))
@@ -527,15 +531,25 @@ impl Session<'_> {
     }
 
     /// `--shard-sync`: waits until every shard starts run `i`; false when another shard ended
-    /// the sweep before it.
-    fn meet(&self, i: usize, label: &str) -> anyhow::Result<bool> {
+    /// the sweep before it. A mark that cannot be written costs the alignment, not the runs
+    /// measured so far: the run starts at once.
+    fn meet(&self, i: usize, label: &str) -> bool {
         let Some(sync) = &self.sync else {
-            return Ok(true);
+            return true;
         };
         log::info(format!(
             "waiting for the other shards to be ready for {label}"
         ));
-        match self.rt.block_on(sync.wait(i, &self.interrupt.stop))? {
+        let met = match self.rt.block_on(sync.wait(i, &self.interrupt.stop)) {
+            Ok(met) => met,
+            Err(e) => {
+                log::warn(format!(
+                    "{e:#}: {label} starts without waiting for the other shards"
+                ));
+                return true;
+            }
+        };
+        match met {
             barrier::Met::All { late_s } if late_s > 0.0 => log::warn(format!(
                 "{label} started {late_s:.3} s after the shards' common start: the last shard's mark reached this one late (a slow shared file system?)"
             )),
@@ -548,11 +562,11 @@ impl Session<'_> {
                 log::warn(format!(
                     "shard {shard} ended the sweep before {label} ({why}): so does this one"
                 ));
-                return Ok(false);
+                return false;
             }
             barrier::Met::Interrupted => {}
         }
-        Ok(true)
+        true
     }
 
     /// `--sleep-interval` before the next run; an interrupt cuts it short.
