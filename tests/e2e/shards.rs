@@ -438,8 +438,9 @@ fn start_spreads(merged: &Path) -> Vec<f64> {
 #[test]
 fn with_shard_sync_every_run_of_a_sweep_starts_on_all_shards_at_once() {
     // Shard 0 takes 3 of the first run's 9 requests, the others 2, one at a time at about
-    // 340 ms each (40 ms to the first token, 10 ms for each of 30): it finishes that run about
-    // 340 ms after them.
+    // 640 ms each (40 ms to the first token, 10 ms for each of 60): it finishes that run about
+    // 640 ms after them, a lag that the shards' own work between runs cannot hide on a busy
+    // machine.
     let sim = Simulator::start(&[]);
     let url = sim.url("/v1/chat/completions");
     let args = [
@@ -454,7 +455,7 @@ fn with_shard_sync_every_run_of_a_sweep_starts_on_all_shards_at_once() {
         "9",
         "16",
         "--max-tokens",
-        "30",
+        "60",
         "--extra-args",
         r#"{"ignore_eos": true}"#,
         "--prompt",
@@ -473,7 +474,7 @@ fn with_shard_sync_every_run_of_a_sweep_starts_on_all_shards_at_once() {
         "--start-at aligns the first run: {spreads:?}"
     );
     assert!(
-        spreads[1] > 0.2,
+        spreads[1] > 0.3,
         "without --shard-sync the second run starts when each shard is done: {spreads:?}"
     );
     assert!(
